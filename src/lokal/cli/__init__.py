@@ -1,0 +1,106 @@
+"""The `lokal` command: one click group, one module per command group, one error boundary in main()."""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+
+import click
+
+from lokal._version import __version__
+from lokal.config import Settings
+from lokal.errors import LokalError
+
+
+class Context:
+    """Per-invocation state handed to commands: settings built once, services built on first use."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._store = None
+        self._manager = None
+
+    @property
+    def store(self):  # noqa: ANN201 - imported lazily so `lokal --help` stays fast
+        if self._store is None:
+            from lokal.store import ModelStore
+
+            self._store = ModelStore(self.settings)
+        return self._store
+
+    @property
+    def manager(self):  # noqa: ANN201
+        if self._manager is None:
+            from lokal.engine.manager import EngineManager
+
+            self._manager = EngineManager(self.settings, self.store)
+        return self._manager
+
+    def close(self) -> None:
+        if self._manager is not None:
+            self._manager.close()
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="lokal")
+@click.pass_context
+def cli(ctx: click.Context) -> None:
+    """Run, measure and audit language models on your own machine, offline.
+
+    \b
+    Start with:
+      lokal run smollm2 "Explain machine learning in simple terms"
+      lokal chat smollm2
+      lokal list
+    """
+    state = Context(Settings.from_env())
+    ctx.obj = state
+    ctx.call_on_close(state.close)
+
+
+def _register_commands() -> None:
+    from lokal.cli import models, run
+
+    for module in (models, run):
+        for command in module.COMMANDS:
+            cli.add_command(command)
+
+
+_register_commands()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point with the one error boundary: known errors are one line on stderr and exit code 1."""
+    debug = os.environ.get("LOKAL_DEBUG", "") not in ("", "0", "false", "no")
+    try:
+        cli.main(args=argv, prog_name="lokal", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        return 130
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except KeyboardInterrupt:
+        click.echo("Interrupted.", err=True)
+        return 130
+    except LokalError as exc:
+        if debug:
+            traceback.print_exc()
+        click.echo(f"Error: {exc}", err=True)
+        return 1
+    except BrokenPipeError:
+        # `lokal list | head`: the reader went away; nothing left to say.
+        sys.stderr.close()
+        return 1
+    except Exception as exc:
+        if debug:
+            raise
+        click.echo(
+            f"Error: unexpected {type(exc).__name__}: {exc}\n(run with LOKAL_DEBUG=1 for the traceback)",
+            err=True,
+        )
+        return 1
+    return 0

@@ -1,0 +1,102 @@
+"""The engine contract: what the CLI, the Python API, the server, the bench and the audit rely on.
+
+One engine serves one loaded model. Generation is a stream of text pieces followed by one final
+`Completion` carrying Ollama's timing fields, so every caller reports the same numbers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator, Sequence
+from typing import Any, Literal, Protocol, runtime_checkable
+
+from lokal.engine.options import Options
+from lokal.store.types import LocalModel
+
+DoneReason = Literal["stop", "length", "cancelled"]
+#: `format` as Ollama accepts it: None/"" (free text), "json", or a JSON schema object.
+Format = str | dict[str, Any] | None
+
+
+@dataclasses.dataclass(frozen=True)
+class Completion:
+    """The end of one generation, with Ollama's timing fields (all durations in nanoseconds)."""
+
+    text: str
+    done_reason: DoneReason
+    prompt_eval_count: int
+    prompt_eval_duration: int
+    eval_count: int
+    eval_duration: int
+    total_duration: int
+    load_duration: int = 0
+    context: tuple[int, ...] = ()  # prompt + output token ids (Ollama's deprecated `context`)
+
+    def timings(self) -> dict[str, int]:
+        return {
+            "total_duration": self.total_duration,
+            "load_duration": self.load_duration,
+            "prompt_eval_count": self.prompt_eval_count,
+            "prompt_eval_duration": self.prompt_eval_duration,
+            "eval_count": self.eval_count,
+            "eval_duration": self.eval_duration,
+        }
+
+
+@dataclasses.dataclass(frozen=True)
+class TokenLogprob:
+    """Log-probability of one token given all tokens before it (natural log)."""
+
+    token: int
+    text: str
+    logprob: float | None  # None for the first token, which has no preceding context
+
+
+class GenerationStream(Protocol):
+    """Iterate for text pieces; afterwards `result` holds the `Completion`. `cancel()` frees the slot."""
+
+    def __iter__(self) -> Iterator[str]: ...
+
+    @property
+    def result(self) -> Completion: ...
+
+    def cancel(self) -> None: ...
+
+
+@runtime_checkable
+class Engine(Protocol):
+    """A loaded model. Implementations must be safe to call from many threads at once."""
+
+    model: LocalModel
+    context_length: int  # tokens available to one sequence
+    num_parallel: int  # sequences decoded together
+
+    def generate(
+        self, prompt: str | Sequence[int], options: Options, *, format: Format = None, add_special: bool = True
+    ) -> GenerationStream:
+        """Start generating from a raw prompt (no template) and return its stream at once."""
+        ...
+
+    def chat(
+        self, messages: Sequence[dict[str, Any]], options: Options, *, format: Format = None
+    ) -> GenerationStream:
+        """Render `messages` with the model's chat template, then generate."""
+        ...
+
+    def render_chat(self, messages: Sequence[dict[str, Any]]) -> str: ...
+
+    def tokenize(self, text: str, *, add_special: bool = True) -> list[int]: ...
+
+    def detokenize(self, tokens: Sequence[int]) -> str: ...
+
+    def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        """Mean-pooled, L2-normalised embeddings, one per text."""
+        ...
+
+    def logprobs(self, text: str, *, add_special: bool = True) -> list[TokenLogprob]:
+        """True log-likelihood of every token of `text` (for the audit's likelihood scoring)."""
+        ...
+
+    def active_requests(self) -> int: ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,60 @@
+"""Render chat messages with the model's own Jinja chat template from its GGUF metadata.
+
+Rendering goes through llama-cpp-python's `Jinja2ChatFormatter` (a sandboxed Jinja environment with the
+same extensions and `tojson` behaviour as transformers), rather than a hand-written renderer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+from lokal.errors import InvalidOptions, NoChatTemplate
+
+_ROLES = {"system", "user", "assistant", "tool"}
+
+
+def normalise_messages(messages: Sequence[Any], system: str | None = None) -> list[dict[str, Any]]:
+    """Validate messages and keep what templates read; prepend a default system prompt if none is given."""
+    out: list[dict[str, Any]] = []
+    for i, message in enumerate(messages):
+        if not isinstance(message, dict):
+            raise InvalidOptions(f"messages[{i}] must be an object with 'role' and 'content'")
+        role = str(message.get("role", "")).lower()
+        if role not in _ROLES:
+            raise InvalidOptions(f"messages[{i}].role must be one of {sorted(_ROLES)}, got {message.get('role')!r}")
+        content = message.get("content") or ""
+        if not isinstance(content, str):
+            raise InvalidOptions(f"messages[{i}].content must be a string")
+        entry: dict[str, Any] = {"role": role, "content": content}
+        for key in ("tool_calls", "tool_name", "tool_call_id", "name"):
+            if message.get(key) is not None:
+                entry[key] = message[key]
+        out.append(entry)
+    if system and not any(m["role"] == "system" for m in out):
+        out.insert(0, {"role": "system", "content": system})
+    return out
+
+
+class ChatTemplate:
+    def __init__(self, template: str | None, *, bos_token: str, eos_token: str, model_name: str) -> None:
+        self.source = template
+        self.model_name = model_name
+        self._formatter = (
+            Jinja2ChatFormatter(template, eos_token=eos_token, bos_token=bos_token, add_generation_prompt=True)
+            if template
+            else None
+        )
+
+    def render(self, messages: Sequence[dict[str, Any]]) -> str:
+        if self._formatter is None:
+            raise NoChatTemplate(
+                f"model '{self.model_name}' has no chat template in its GGUF metadata; "
+                f"use generate (lokal run with a prompt, or /api/generate) instead of chat"
+            )
+        try:
+            return self._formatter(messages=list(messages)).prompt
+        except ValueError as exc:  # the template's own raise_exception(), e.g. "roles must alternate"
+            raise InvalidOptions(f"the model's chat template rejected these messages: {exc}") from None

@@ -1,0 +1,249 @@
+"""`LlamaCppEngine`: one loaded GGUF model served by a continuous-batching worker.
+
+Generation shares one context of `num_parallel` sequences. Embeddings and log-likelihood scoring run on
+small contexts of their own, created on first use, so they never disturb the KV cache of running
+generations; each is guarded by a lock and runs on the caller's thread.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+import llama_cpp as L
+import numpy as np
+
+from lokal.engine.base import Format, TokenLogprob
+from lokal.engine.llamacpp import runtime
+from lokal.engine.llamacpp.batcher import Batcher
+from lokal.engine.llamacpp.batcher import Sequence as BatchSequence
+from lokal.engine.llamacpp.chat_template import ChatTemplate, normalise_messages
+from lokal.engine.llamacpp.sampling import Sampler, grammar_for, resolve_seed
+from lokal.engine.options import Options
+from lokal.engine.stops import StopMatcher
+from lokal.engine.stream import TokenStream
+from lokal.errors import ContextOverflow, EngineError, InvalidOptions
+from lokal.store.types import LocalModel
+
+DEFAULT_BATCH = 512
+
+
+class LlamaCppEngine:
+    """Implements `lokal.engine.base.Engine` on llama.cpp."""
+
+    def __init__(
+        self,
+        model: LocalModel,
+        *,
+        context_length: int,
+        num_parallel: int,
+        threads: int,
+        max_queue: int = 512,
+        n_batch: int = DEFAULT_BATCH,
+        verbose: bool = False,
+    ) -> None:
+        runtime.init_backend(verbose)
+        self.model = model
+        self.num_parallel = num_parallel
+        self.threads = threads
+        self._model = runtime.load_model(model.path)
+        self._closed = False
+        try:
+            self.vocab = runtime.Vocab(self._model)
+            self.n_ctx_train = L.llama_model_n_ctx_train(self._model)
+            # Like Ollama, never give a sequence more context than the model was trained for.
+            per_seq = min(context_length, self.n_ctx_train) if self.n_ctx_train > 0 else context_length
+            self.n_batch = n_batch
+            self._ctx = runtime.new_context(
+                self._model,
+                runtime.context_params(
+                    n_ctx=per_seq * num_parallel, n_batch=n_batch, n_seq_max=num_parallel, threads=threads
+                ),
+            )
+            self.context_length = L.llama_n_ctx_seq(self._ctx)
+            template = model.template or runtime.model_metadata(self._model, "tokenizer.chat_template")
+            self.template = ChatTemplate(
+                template,
+                bos_token=self.vocab.token_text(self.vocab.bos) if self.vocab.bos >= 0 else "",
+                eos_token=self.vocab.token_text(self.vocab.eos) if self.vocab.eos >= 0 else "",
+                model_name=model.name,
+            )
+            self._batcher = Batcher(
+                self._ctx,
+                self.vocab,
+                n_batch=n_batch,
+                n_seq=num_parallel,
+                n_ctx_seq=self.context_length,
+                max_queue=max_queue,
+                name=f"lokal-engine[{model.name}]",
+            )
+        except BaseException:
+            L.llama_model_free(self._model)
+            raise
+        self._aux_lock = threading.Lock()
+        self._embed_ctx: Any = None
+        self._score_ctx: Any = None
+
+    # -- generation ----------------------------------------------------------------------------
+    def generate(
+        self,
+        prompt: str | Sequence[int],
+        options: Options,
+        *,
+        format: Format = None,
+        add_special: bool = True,
+    ) -> TokenStream:
+        tokens = self.tokenize(prompt, add_special=add_special) if isinstance(prompt, str) else list(prompt)
+        if not tokens:
+            if self.vocab.bos < 0:
+                raise InvalidOptions("the prompt is empty")
+            tokens = [self.vocab.bos]
+        if len(tokens) >= self.context_length:
+            raise ContextOverflow(len(tokens), self.context_length)
+        grammar = grammar_for(format)
+        sampler = Sampler(self.vocab.ptr, self.vocab.n_tokens, options, grammar, resolve_seed(options.seed))
+        stream = TokenStream()
+        seq = BatchSequence(
+            prompt=tokens,
+            sampler=sampler,
+            max_tokens=options.num_predict if options.num_predict >= 0 else -1,
+            stops=StopMatcher(options.stop),
+            stream=stream,
+        )
+        try:
+            self._batcher.submit(seq)
+        except BaseException:
+            sampler.close()
+            raise
+        return stream
+
+    def render_chat(self, messages: Sequence[dict[str, Any]]) -> str:
+        return self.template.render(normalise_messages(messages, self.model.system))
+
+    def chat(
+        self, messages: Sequence[dict[str, Any]], options: Options, *, format: Format = None
+    ) -> TokenStream:
+        prompt = self.render_chat(messages)
+        # The template writes any BOS itself; let the tokenizer add one only if the text lacks it.
+        tokens = self.tokenize(prompt, add_special=True)
+        if len(tokens) >= 2 and tokens[0] == tokens[1] == self.vocab.bos:
+            tokens = tokens[1:]
+        return self.generate(tokens, options, format=format)
+
+    # -- tokens ------------------------------------------------------------------------------------
+    def tokenize(self, text: str | Sequence[int], *, add_special: bool = True) -> list[int]:
+        if not isinstance(text, str):
+            return list(text)
+        return self.vocab.tokenize(text, add_special=add_special)
+
+    def detokenize(self, tokens: Sequence[int]) -> str:
+        return self.vocab.detokenize(tokens)
+
+    # -- embeddings and scoring --------------------------------------------------------------------
+    def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        """Mean-pooled, L2-normalised embeddings (as Ollama returns them)."""
+        out: list[list[float]] = []
+        with self._aux_lock:
+            if self._embed_ctx is None:
+                n = min(self.context_length, 2048)
+                self._embed_ctx = runtime.new_context(
+                    self._model,
+                    runtime.context_params(n_ctx=n, n_batch=n, n_seq_max=1, threads=self.threads, embeddings=True),
+                )
+                self._embed_n = n
+            ctx = self._embed_ctx
+            n_embd = L.llama_model_n_embd(self._model)
+            for text in texts:
+                tokens = self.tokenize(text, add_special=True)
+                if not tokens:
+                    raise InvalidOptions("cannot embed an empty string")
+                if len(tokens) > self._embed_n:
+                    raise ContextOverflow(len(tokens), self._embed_n)
+                L.llama_memory_clear(L.llama_get_memory(ctx), True)
+                self._decode_all(ctx, tokens, logits=True)
+                ptr = L.llama_get_embeddings_seq(ctx, 0)
+                if not ptr:
+                    raise EngineError(f"model '{self.model.name}' returned no embeddings")
+                vector = np.ctypeslib.as_array(ptr, shape=(n_embd,)).astype(np.float64)
+                norm = float(np.linalg.norm(vector))
+                out.append((vector / norm if norm > 0 else vector).tolist())
+        return out
+
+    def logprobs(self, text: str, *, add_special: bool = True) -> list[TokenLogprob]:
+        """Natural-log probability of each token given every token before it (true log-likelihood)."""
+        tokens = self.tokenize(text, add_special=add_special)
+        if len(tokens) > self.context_length:
+            raise ContextOverflow(len(tokens), self.context_length)
+        n_vocab = self.vocab.n_tokens
+        result = [TokenLogprob(tokens[0], self.vocab.detokenize(tokens[:1]), None)] if tokens else []
+        with self._aux_lock:
+            if self._score_ctx is None:
+                self._score_ctx = runtime.new_context(
+                    self._model,
+                    runtime.context_params(
+                        n_ctx=self.context_length, n_batch=self.n_batch, n_seq_max=1, threads=self.threads
+                    ),
+                )
+            ctx = self._score_ctx
+            L.llama_memory_clear(L.llama_get_memory(ctx), True)
+            for start in range(0, len(tokens) - 1, self.n_batch):
+                chunk = tokens[start : start + self.n_batch]
+                self._decode_all(ctx, chunk, logits=True, pos0=start)
+                for j in range(len(chunk)):
+                    nxt = start + j + 1
+                    if nxt >= len(tokens):
+                        break
+                    logits = np.ctypeslib.as_array(L.llama_get_logits_ith(ctx, j), shape=(n_vocab,))
+                    peak = float(logits.max())
+                    lse = peak + math.log(float(np.exp(logits - peak).sum()))
+                    token = tokens[nxt]
+                    result.append(
+                        TokenLogprob(token, self.vocab.piece(token).decode("utf-8", "replace"), float(logits[token]) - lse)
+                    )
+        return result
+
+    def _decode_all(self, ctx: Any, tokens: Sequence[int], *, logits: bool, pos0: int = 0) -> None:
+        batch = L.llama_batch_init(len(tokens), 0, 1)
+        try:
+            for i, token in enumerate(tokens):
+                batch.token[i] = token
+                batch.pos[i] = pos0 + i
+                batch.n_seq_id[i] = 1
+                batch.seq_id[i][0] = 0
+                batch.logits[i] = logits
+            batch.n_tokens = len(tokens)
+            rc = L.llama_decode(ctx, batch)
+            if rc != 0:
+                raise EngineError(f"llama_decode failed with code {rc}")
+        finally:
+            L.llama_batch_free(batch)
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+    def active_requests(self) -> int:
+        running, waiting = self._batcher.counts()
+        return running + waiting
+
+    def counts(self) -> tuple[int, int]:
+        return self._batcher.counts()
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._batcher.close()
+        with self._aux_lock:
+            for ctx in (self._embed_ctx, self._score_ctx, self._ctx):
+                if ctx is not None:
+                    L.llama_free(ctx)
+            self._embed_ctx = self._score_ctx = None
+        L.llama_model_free(self._model)
+
+    def __enter__(self) -> LlamaCppEngine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+

@@ -1,0 +1,105 @@
+"""Per-request generation options, named as Ollama names them, validated once at the edge.
+
+Unknown keys are ignored (Ollama warns and ignores them, and the official client sends legacy ones);
+wrong types and impossible values raise `InvalidOptions` with the key's name.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+from lokal.errors import InvalidOptions
+
+
+@dataclasses.dataclass(frozen=True)
+class Options:
+    """Sampling and length options for one request. Defaults are Ollama's."""
+
+    temperature: float = 0.8
+    top_k: int = 40
+    top_p: float = 0.9
+    min_p: float = 0.0
+    repeat_penalty: float = 1.0
+    repeat_last_n: int = 64
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    seed: int = -1  # -1: a fresh random seed per request
+    num_predict: int = -1  # -1: until end of generation or the context is full
+    stop: tuple[str, ...] = ()
+    num_ctx: int | None = None  # load-time: None means the server's default context length
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any] | None, defaults: Mapping[str, Any] | None = None) -> Options:
+        """Build options from a request's `options` object over a model's default `params`."""
+        merged: dict[str, Any] = {}
+        for source in (defaults or {}, values or {}):
+            merged.update({k: v for k, v in source.items() if v is not None})
+        kwargs: dict[str, Any] = {}
+        for field in dataclasses.fields(cls):
+            if field.name in merged:
+                kwargs[field.name] = _coerce(field.name, merged[field.name])
+        options = cls(**kwargs)
+        options.validate()
+        return options
+
+    def validate(self) -> None:
+        if self.temperature < 0:
+            raise InvalidOptions(f"option 'temperature' must be >= 0, got {self.temperature}")
+        if not 0.0 <= self.top_p <= 1.0:
+            raise InvalidOptions(f"option 'top_p' must be between 0 and 1, got {self.top_p}")
+        if not 0.0 <= self.min_p <= 1.0:
+            raise InvalidOptions(f"option 'min_p' must be between 0 and 1, got {self.min_p}")
+        if self.top_k < 0:
+            raise InvalidOptions(f"option 'top_k' must be >= 0, got {self.top_k}")
+        if self.repeat_penalty < 0:
+            raise InvalidOptions(f"option 'repeat_penalty' must be >= 0, got {self.repeat_penalty}")
+        if self.repeat_last_n < -1:
+            raise InvalidOptions(f"option 'repeat_last_n' must be >= -1, got {self.repeat_last_n}")
+        if self.num_predict < -2:
+            raise InvalidOptions(
+                f"option 'num_predict' must be a positive number of tokens, or -1 for no limit; "
+                f"got {self.num_predict}"
+            )
+        if self.num_ctx is not None and self.num_ctx < 16:
+            raise InvalidOptions(f"option 'num_ctx' must be at least 16, got {self.num_ctx}")
+        if any(not s for s in self.stop):
+            raise InvalidOptions("option 'stop' must not contain empty strings")
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature <= 0.0
+
+
+_INT_FIELDS = {"top_k", "repeat_last_n", "seed", "num_predict", "num_ctx"}
+_FLOAT_FIELDS = {
+    "temperature",
+    "top_p",
+    "min_p",
+    "repeat_penalty",
+    "presence_penalty",
+    "frequency_penalty",
+}
+
+
+def _coerce(name: str, value: Any) -> Any:
+    if name == "stop":
+        if isinstance(value, str):
+            return (value,)
+        if isinstance(value, list | tuple) and all(isinstance(s, str) for s in value):
+            return tuple(value)
+        raise InvalidOptions(f"option 'stop' must be a string or a list of strings, got {value!r}")
+    if isinstance(value, bool):
+        raise InvalidOptions(f"option '{name}' must be a number, got {value!r}")
+    if name in _INT_FIELDS:
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if not isinstance(value, int):
+            raise InvalidOptions(f"option '{name}' must be an integer, got {value!r}")
+        return value
+    if name in _FLOAT_FIELDS:
+        if not isinstance(value, int | float):
+            raise InvalidOptions(f"option '{name}' must be a number, got {value!r}")
+        return float(value)
+    return value  # pragma: no cover - every field is listed above

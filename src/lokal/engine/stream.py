@@ -1,0 +1,116 @@
+"""The hand-off between the engine's worker thread and a caller, sync or asyncio.
+
+The worker calls `put_piece`, then exactly one of `finish` or `fail`. A synchronous caller iterates
+(blocking on a `queue.Queue`); an asyncio caller uses `async for` and is woken through
+`loop.call_soon_threadsafe`, so no thread is parked per waiting request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
+
+from lokal.engine.base import Completion
+
+_DONE = object()
+
+
+class TokenStream:
+    """A `GenerationStream`: text pieces, then `result`; `cancel()` asks the worker to stop."""
+
+    def __init__(self, on_cancel: Callable[[], None] | None = None) -> None:
+        self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._async_queue: asyncio.Queue[object] | None = None
+        self._lock = threading.Lock()
+        self._result: Completion | None = None
+        self._error: BaseException | None = None
+        self._on_cancel = on_cancel
+        self.cancelled = False
+        self.first_piece_at: float | None = None  # perf_counter() of the first piece, for TTFT
+
+    # -- worker side -------------------------------------------------------------------------
+    def _deliver(self, item: object) -> None:
+        with self._lock:
+            if self._async_queue is not None and self._loop is not None:
+                try:
+                    self._loop.call_soon_threadsafe(self._async_queue.put_nowait, item)
+                except RuntimeError:  # the caller's loop is closed: nobody is listening any more
+                    pass
+            else:
+                self._queue.put(item)
+
+    def put_piece(self, text: str) -> None:
+        if text:
+            self._deliver(text)
+
+    def finish(self, completion: Completion) -> None:
+        self._result = completion
+        self._deliver(_DONE)
+
+    def fail(self, error: BaseException) -> None:
+        self._error = error
+        self._deliver(_DONE)
+
+    # -- caller side -------------------------------------------------------------------------
+    def cancel(self) -> None:
+        if not self.cancelled:
+            self.cancelled = True
+            if self._on_cancel is not None:
+                self._on_cancel()
+
+    @property
+    def result(self) -> Completion:
+        if self._error is not None:
+            raise self._error
+        if self._result is None:
+            raise RuntimeError("the stream has not finished; iterate it to the end first")
+        return self._result
+
+    @property
+    def done(self) -> bool:
+        return self._result is not None or self._error is not None
+
+    def __iter__(self) -> Iterator[str]:
+        try:
+            while True:
+                item = self._queue.get()
+                if item is _DONE:
+                    break
+                yield item  # type: ignore[misc]
+        except GeneratorExit:
+            self.cancel()
+            raise
+        if self._error is not None:
+            raise self._error
+
+    def __aiter__(self) -> AsyncIterator[str]:
+        return self._aiter()
+
+    async def _aiter(self) -> AsyncIterator[str]:
+        with self._lock:
+            if self._async_queue is None:
+                self._loop = asyncio.get_running_loop()
+                self._async_queue = asyncio.Queue()
+                # Move anything the worker delivered before we attached.
+                while not self._queue.empty():
+                    self._async_queue.put_nowait(self._queue.get_nowait())
+        try:
+            while True:
+                item = await self._async_queue.get()
+                if item is _DONE:
+                    break
+                yield item  # type: ignore[misc]
+        except (asyncio.CancelledError, GeneratorExit):
+            self.cancel()
+            raise
+        if self._error is not None:
+            raise self._error
+
+    def text(self) -> str:
+        """Consume the stream and return the final text."""
+        for _ in self:
+            pass
+        return self.result.text

@@ -1,0 +1,42 @@
+"""Value types the store hands to the engine, the CLI and (later) the server."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+
+Source = Literal["bundled", "file", "huggingface", "ollama"]
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelDetails:
+    """What Ollama calls `details` in `/api/tags`: enough to tell models apart in a listing."""
+
+    format: str = "gguf"
+    family: str = ""
+    families: tuple[str, ...] = ()
+    parameter_size: str = ""  # "135M", "1.2B"
+    quantization_level: str = ""  # "Q4_1", "Q4_K_M"
+    context_length: int | None = None  # the model's trained context (GGUF <arch>.context_length)
+    embedding_length: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class LocalModel:
+    """A model that can be loaded now: a name bound to a GGUF file on this machine."""
+
+    name: str  # canonical "name:tag", lower case, e.g. "smollm2:135m"
+    path: Path  # the GGUF weights
+    digest: str  # "sha256:<64 hex>" of the GGUF file
+    size: int  # bytes of the GGUF file
+    source: Source
+    origin: str  # where it came from: package, file path, "hf.co/ORG/REPO/FILE", Ollama manifest path
+    modified_at: datetime  # timezone-aware
+    details: ModelDetails
+    read_only: bool = False  # True for models in Ollama's store: lokal never writes there
+    params: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # default request options
+    system: str | None = None  # default system prompt (Ollama's `system` layer)
+    template: str | None = None  # chat template override (None: use the GGUF's own)
