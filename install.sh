@@ -54,4 +54,6 @@ PY
 fi
 
 "$PYTHON" -m pip install ${PIP_FLAGS:-} -e ".${extras:+[$extras]}" >&2
+# pyenv installs console scripts behind shims that exist only after a rehash.
+if command -v pyenv >/dev/null 2>&1; then pyenv rehash >/dev/null 2>&1 || true; fi
 echo "lokal installed: try  lokal run smollm2 \"Explain machine learning in simple terms\"" >&2

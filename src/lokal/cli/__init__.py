@@ -22,7 +22,7 @@ class Context:
         self._manager = None
 
     @property
-    def store(self):  # noqa: ANN201 - imported lazily so `lokal --help` stays fast
+    def store(self):
         if self._store is None:
             from lokal.store import ModelStore
 
@@ -30,7 +30,7 @@ class Context:
         return self._store
 
     @property
-    def manager(self):  # noqa: ANN201
+    def manager(self):
         if self._manager is None:
             from lokal.engine.manager import EngineManager
 

@@ -72,7 +72,12 @@ class Engine(Protocol):
     num_parallel: int  # sequences decoded together
 
     def generate(
-        self, prompt: str | Sequence[int], options: Options, *, format: Format = None, add_special: bool = True
+        self,
+        prompt: str | Sequence[int],
+        options: Options,
+        *,
+        format: Format = None,
+        add_special: bool = True,
     ) -> GenerationStream:
         """Start generating from a raw prompt (no template) and return its stream at once."""
         ...

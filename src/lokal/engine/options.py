@@ -31,7 +31,9 @@ class Options:
     num_ctx: int | None = None  # load-time: None means the server's default context length
 
     @classmethod
-    def from_mapping(cls, values: Mapping[str, Any] | None, defaults: Mapping[str, Any] | None = None) -> Options:
+    def from_mapping(
+        cls, values: Mapping[str, Any] | None, defaults: Mapping[str, Any] | None = None
+    ) -> Options:
         """Build options from a request's `options` object over a model's default `params`."""
         merged: dict[str, Any] = {}
         for source in (defaults or {}, values or {}):

@@ -8,6 +8,7 @@ The worker calls `put_piece`, then exactly one of `finish` or `fail`. A synchron
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import queue
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -35,10 +36,9 @@ class TokenStream:
     def _deliver(self, item: object) -> None:
         with self._lock:
             if self._async_queue is not None and self._loop is not None:
-                try:
+                # A closed loop raises RuntimeError: nobody is listening any more.
+                with contextlib.suppress(RuntimeError):
                     self._loop.call_soon_threadsafe(self._async_queue.put_nowait, item)
-                except RuntimeError:  # the caller's loop is closed: nobody is listening any more
-                    pass
             else:
                 self._queue.put(item)
 

@@ -100,9 +100,7 @@ class Batcher:
             if self._broken is not None:
                 raise EngineError(f"the engine stopped after an internal error: {self._broken}")
             if len(self._pending) >= self.max_queue:
-                raise QueueFull(
-                    "server busy, please try again.  maximum pending requests exceeded"
-                )
+                raise QueueFull("server busy, please try again.  maximum pending requests exceeded")
             self._pending.append(seq)
             self._cond.notify()
 

@@ -150,7 +150,9 @@ class LlamaCppEngine:
                 n = min(self.context_length, 2048)
                 self._embed_ctx = runtime.new_context(
                     self._model,
-                    runtime.context_params(n_ctx=n, n_batch=n, n_seq_max=1, threads=self.threads, embeddings=True),
+                    runtime.context_params(
+                        n_ctx=n, n_batch=n, n_seq_max=1, threads=self.threads, embeddings=True
+                    ),
                 )
                 self._embed_n = n
             ctx = self._embed_ctx
@@ -200,7 +202,11 @@ class LlamaCppEngine:
                     lse = peak + math.log(float(np.exp(logits - peak).sum()))
                     token = tokens[nxt]
                     result.append(
-                        TokenLogprob(token, self.vocab.piece(token).decode("utf-8", "replace"), float(logits[token]) - lse)
+                        TokenLogprob(
+                            token,
+                            self.vocab.piece(token).decode("utf-8", "replace"),
+                            float(logits[token]) - lse,
+                        )
                     )
         return result
 
@@ -245,5 +251,3 @@ class LlamaCppEngine:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-

@@ -28,7 +28,9 @@ def grammar_for(format: Format) -> str | None:
         try:
             return LlamaGrammar.from_json_schema(json.dumps(format), verbose=False)._grammar
         except Exception as exc:
-            raise InvalidOptions(f"invalid format: this JSON schema cannot be turned into a grammar: {exc}") from None
+            raise InvalidOptions(
+                f"invalid format: this JSON schema cannot be turned into a grammar: {exc}"
+            ) from None
     raise InvalidOptions(f'invalid format {format!r}: expected "json" or a valid JSON Schema object')
 
 
@@ -52,7 +54,11 @@ class Sampler:
             last_n = n_vocab if options.repeat_last_n == -1 else options.repeat_last_n
             add(
                 L.llama_sampler_init_penalties(
-                    n_vocab, last_n, options.repeat_penalty, options.frequency_penalty, options.presence_penalty
+                    n_vocab,
+                    last_n,
+                    options.repeat_penalty,
+                    options.frequency_penalty,
+                    options.presence_penalty,
                 )
             )
         if options.greedy:

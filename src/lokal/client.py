@@ -1,0 +1,212 @@
+"""In-process Python API shaped like the official `ollama` client.
+
+    import lokal
+    response = lokal.chat(model="smollm2", messages=[{"role": "user", "content": "Hello!"}])
+    print(response["message"]["content"])     # or response.message.content
+
+No server is involved: the model is loaded in this process (once, then kept for its keep-alive time).
+Responses are dicts with Ollama's field names and also allow attribute access; `stream=True` returns an
+iterator of chunks whose last one has `done: True` and the timings.
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+from lokal import inference, shapes
+from lokal.config import Settings
+from lokal.engine.base import Format
+from lokal.shapes import Response
+
+
+class Client:
+    """Holds one model store and one engine manager; `close()` unloads every model."""
+
+    def __init__(self, settings: Settings | None = None) -> None:
+        from lokal.engine.manager import EngineManager
+        from lokal.store import ModelStore
+
+        self.settings = settings or Settings.from_env()
+        self.store = ModelStore(self.settings)
+        self.manager = EngineManager(self.settings, self.store)
+
+    def close(self) -> None:
+        self.manager.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- generation -------------------------------------------------------------------------------
+    def generate(
+        self,
+        model: str,
+        prompt: str = "",
+        *,
+        system: str | None = None,
+        raw: bool = False,
+        format: Format = None,
+        options: Mapping[str, Any] | None = None,
+        stream: bool = False,
+        keep_alive: float | str | None = None,
+        context: Sequence[int] | None = None,
+    ) -> Response | Iterator[Response]:
+        if not prompt:
+            unload = keep_alive is not None and inference.keep_alive_seconds(keep_alive) == 0
+            if unload:
+                self.manager.unload(self.store.resolve(model).name)
+            else:
+                inference.load(self.manager, model, options=options, keep_alive=keep_alive)
+            final = Response.wrap(
+                shapes.load_response(
+                    self.store.resolve(model).name, chat=False, reason="unload" if unload else "load"
+                )
+            )
+            return iter([final]) if stream else final
+        run = inference.start_generate(
+            self.manager,
+            model,
+            prompt,
+            system=system,
+            raw=raw,
+            format=format,
+            options=options,
+            keep_alive=keep_alive,
+            context=context,
+        )
+        events = self._events(run, chat=False, with_context=not raw)
+        return events if stream else _collect(events, chat=False)
+
+    def chat(
+        self,
+        model: str,
+        messages: Sequence[Mapping[str, Any]] | None = None,
+        *,
+        format: Format = None,
+        options: Mapping[str, Any] | None = None,
+        stream: bool = False,
+        keep_alive: float | str | None = None,
+    ) -> Response | Iterator[Response]:
+        if not messages:
+            unload = keep_alive is not None and inference.keep_alive_seconds(keep_alive) == 0
+            if unload:
+                self.manager.unload(self.store.resolve(model).name)
+            else:
+                inference.load(self.manager, model, options=options, keep_alive=keep_alive)
+            final = Response.wrap(
+                shapes.load_response(
+                    self.store.resolve(model).name, chat=True, reason="unload" if unload else "load"
+                )
+            )
+            return iter([final]) if stream else final
+        run = inference.start_chat(
+            self.manager, model, messages, format=format, options=options, keep_alive=keep_alive
+        )
+        events = self._events(run, chat=True)
+        return events if stream else _collect(events, chat=True)
+
+    def _events(self, run: inference.Run, *, chat: bool, with_context: bool = True) -> Iterator[Response]:
+        chunk = shapes.chat_chunk if chat else shapes.generate_chunk
+        finished = False
+        try:
+            for piece in run.stream:
+                yield Response.wrap(chunk(run.model, piece))
+            completion = run.completion()
+            finished = True
+            final = (
+                shapes.chat_final(run.model, completion)
+                if chat
+                else shapes.generate_final(run.model, completion, with_context=with_context)
+            )
+            run.release()
+            yield Response.wrap(final)
+        finally:
+            if not finished:
+                run.cancel()
+            run.release()
+
+    # -- embeddings -------------------------------------------------------------------------------
+    def embed(
+        self,
+        model: str,
+        input: str | Sequence[str],
+        *,
+        options: Mapping[str, Any] | None = None,
+        keep_alive: float | str | None = None,
+    ) -> Response:
+        texts = [input] if isinstance(input, str) else builtins.list(input)
+        alive = inference.keep_alive_seconds(keep_alive)
+        engine, load_ns = self.manager.acquire(model, keep_alive=alive)
+        try:
+            import time
+
+            started = time.perf_counter_ns()
+            vectors = engine.embed(texts) if texts else []
+            total = time.perf_counter_ns() - started + load_ns
+            prompt_tokens = sum(len(engine.tokenize(t)) for t in texts)
+        finally:
+            self.manager.release(engine, keep_alive=alive)
+        return Response.wrap(
+            {
+                "model": engine.model.name,
+                "embeddings": vectors,
+                "total_duration": total,
+                "load_duration": load_ns,
+                "prompt_eval_count": prompt_tokens,
+            }
+        )
+
+    # -- models -----------------------------------------------------------------------------------
+    def list(self) -> Response:
+        return Response.wrap({"models": [shapes.model_entry(m) for m in self.store.list()]})
+
+    def show(self, model: str) -> Response:
+        info = self.store.show(model)
+        return Response.wrap(info.to_dict() if hasattr(info, "to_dict") else dict(vars(info)))
+
+    def pull(self, model: str) -> Response:
+        self.store.pull(model)
+        return Response.wrap({"status": "success"})
+
+    def delete(self, model: str) -> Response:
+        self.store.remove(model)
+        return Response.wrap({"status": "success"})
+
+    def copy(self, source: str, destination: str) -> Response:
+        self.store.copy(source, destination)
+        return Response.wrap({"status": "success"})
+
+    def ps(self) -> Response:
+        return Response.wrap(
+            {
+                "models": [
+                    {
+                        **shapes.model_entry(entry.engine.model),
+                        "expires_at": entry.expires_at_wall.isoformat(),
+                        "size_vram": 0,
+                        "context_length": entry.engine.context_length,
+                    }
+                    for entry in self.manager.loaded()
+                ]
+            }
+        )
+
+
+def _collect(events: Iterator[Response], *, chat: bool) -> Response:
+    parts: builtins.list[str] = []
+    final: Response | None = None
+    for event in events:
+        if event["done"]:
+            final = event
+        else:
+            parts.append(event["message"]["content"] if chat else event["response"])
+    assert final is not None  # _events always ends with the final chunk or raises
+    if chat:
+        final["message"]["content"] = "".join(parts)
+    else:
+        final["response"] = "".join(parts)
+    return final

@@ -1,0 +1,203 @@
+"""Loads models on demand, keeps each for its keep-alive time, and unloads the idle ones.
+
+Semantics follow Ollama's scheduler: `keep_alive` None keeps a model forever, 0 unloads it as soon as its
+last request ends, otherwise it expires that many seconds after its last request. When
+`max_loaded_models` is reached, the idle model that expires first makes room. A model is never unloaded
+while a request is running on it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+from lokal.config import Settings
+from lokal.engine.base import Engine
+from lokal.store.types import LocalModel
+
+log = logging.getLogger(__name__)
+
+#: "Not given": use the configured default keep-alive. (None already means "keep forever".)
+UNSET: object = object()
+_UNSET = UNSET
+EngineFactory = Callable[[LocalModel, int, Settings], Engine]
+
+
+def llamacpp_factory(model: LocalModel, num_ctx: int, settings: Settings) -> Engine:
+    from lokal.engine.llamacpp import LlamaCppEngine
+
+    return LlamaCppEngine(
+        model,
+        context_length=num_ctx,
+        num_parallel=settings.num_parallel,
+        threads=settings.threads,
+        max_queue=settings.max_queue,
+        verbose=settings.debug,
+    )
+
+
+@dataclasses.dataclass
+class LoadedModel:
+    engine: Engine
+    num_ctx: int
+    load_duration: int  # ns
+    keep_alive: float | None
+    in_use: int = 0
+    expires_at: float | None = None  # time.monotonic(); None while in use or when kept forever
+
+    @property
+    def name(self) -> str:
+        return self.engine.model.name
+
+    @property
+    def expires_at_wall(self) -> datetime:
+        """Wall-clock expiry for `/api/ps`; far in the future when kept forever or in use."""
+        if self.expires_at is None:
+            return (
+                datetime.now(UTC) + timedelta(days=365 * 100)
+                if self.keep_alive is None
+                else (datetime.now(UTC) + timedelta(seconds=self.keep_alive))
+            )
+        return datetime.now(UTC) + timedelta(seconds=max(0.0, self.expires_at - time.monotonic()))
+
+
+class EngineManager:
+    def __init__(self, settings: Settings, store: object, factory: EngineFactory = llamacpp_factory) -> None:
+        self.settings = settings
+        self.store = store
+        self._factory = factory
+        self._lock = threading.Lock()
+        self._loading: dict[str, threading.Lock] = {}
+        self._models: dict[str, LoadedModel] = {}
+        self._reaper: threading.Thread | None = None
+        self._stop = threading.Event()
+
+    # -- public -----------------------------------------------------------------------------------
+    def acquire(
+        self, name: str, *, num_ctx: int | None = None, keep_alive: float | object | None = _UNSET
+    ) -> tuple[Engine, int]:
+        """Return the engine for `name` (loading it if needed) and the load time it cost, in ns.
+
+        Every `acquire` must be paired with `release` when the request ends.
+        """
+        model = self.store.resolve(name)  # type: ignore[attr-defined]
+        want_ctx = num_ctx or self.settings.context_length
+        alive = self.settings.keep_alive if keep_alive is _UNSET else keep_alive
+        with self._lock:
+            gate = self._loading.setdefault(model.name, threading.Lock())
+        with gate:  # one load per model at a time; other requests for it wait here
+            with self._lock:
+                entry = self._models.get(model.name)
+                if (
+                    entry is not None
+                    and (entry.num_ctx == want_ctx or entry.in_use)
+                    and (entry.engine.model.digest == model.digest)
+                ):
+                    entry.in_use += 1
+                    entry.expires_at = None
+                    entry.keep_alive = alive  # type: ignore[assignment]
+                    return entry.engine, 0
+            if entry is not None:  # idle, but loaded with another num_ctx or an older file
+                self._unload(model.name)
+            self._make_room()
+            self._check_memory(model, want_ctx)
+            started = time.perf_counter()
+            engine = self._factory(model, want_ctx, self.settings)
+            load_ns = int((time.perf_counter() - started) * 1e9)
+            with self._lock:
+                self._models[model.name] = LoadedModel(engine, want_ctx, load_ns, alive, in_use=1)  # type: ignore[arg-type]
+            self._start_reaper()
+            return engine, load_ns
+
+    def release(self, engine: Engine, *, keep_alive: float | object | None = _UNSET) -> None:
+        """A request on `engine` ended: start its keep-alive clock (or unload now for keep_alive 0)."""
+        unload_now = False
+        with self._lock:
+            entry = self._models.get(engine.model.name)
+            if entry is None or entry.engine is not engine:
+                return
+            if keep_alive is not _UNSET:
+                entry.keep_alive = keep_alive  # type: ignore[assignment]
+            entry.in_use = max(0, entry.in_use - 1)
+            if entry.in_use == 0:
+                if entry.keep_alive is None:
+                    entry.expires_at = None
+                else:
+                    entry.expires_at = time.monotonic() + entry.keep_alive
+                    unload_now = entry.keep_alive <= 0
+        if unload_now:
+            self.unload(engine.model.name)
+
+    def unload(self, name: str) -> bool:
+        """Unload a model now if it is loaded and idle; return whether it was unloaded."""
+        with self._lock:
+            entry = self._models.get(name)
+            if entry is None or entry.in_use:
+                return False
+        self._unload(name)
+        return True
+
+    def loaded(self) -> list[LoadedModel]:
+        with self._lock:
+            return sorted(self._models.values(), key=lambda e: e.expires_at or float("inf"), reverse=True)
+
+    def get_loaded(self, name: str) -> LoadedModel | None:
+        with self._lock:
+            return self._models.get(name)
+
+    def close(self) -> None:
+        self._stop.set()
+        for name in list(self._models):
+            self._unload(name)
+
+    # -- internals --------------------------------------------------------------------------------
+    def _unload(self, name: str) -> None:
+        with self._lock:
+            entry = self._models.pop(name, None)
+        if entry is not None:
+            log.info("unloading %s", name)
+            entry.engine.close()
+
+    def _make_room(self) -> None:
+        while True:
+            with self._lock:
+                if len(self._models) < self.settings.max_loaded_models:
+                    return
+                idle = [e for e in self._models.values() if e.in_use == 0]
+                if not idle:
+                    log.warning("all %d loaded models are busy; loading one more", len(self._models))
+                    return
+                victim = min(idle, key=lambda e: e.expires_at if e.expires_at is not None else float("inf"))
+            self._unload(victim.name)
+
+    def _check_memory(self, model: LocalModel, num_ctx: int) -> None:
+        if not self.settings.check_memory:
+            return
+        from lokal.store.memory import check_fits, estimate_for_model
+
+        check_fits(
+            estimate_for_model(model, num_ctx=num_ctx, num_parallel=self.settings.num_parallel), model.name
+        )
+
+    def _start_reaper(self) -> None:
+        with self._lock:
+            if self._reaper is not None:
+                return
+            self._reaper = threading.Thread(target=self._reap, name="lokal-keep-alive", daemon=True)
+            self._reaper.start()
+
+    def _reap(self) -> None:
+        while not self._stop.wait(0.5):
+            now = time.monotonic()
+            with self._lock:
+                expired = [
+                    name
+                    for name, e in self._models.items()
+                    if e.in_use == 0 and e.expires_at is not None and e.expires_at <= now
+                ]
+            for name in expired:
+                self.unload(name)

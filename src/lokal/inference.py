@@ -1,0 +1,141 @@
+"""Request handling shared by the Python API, the CLI and the server: options, prompts, keep-alive.
+
+It decides what Ollama decides before a model runs — merge the model's default options under the
+request's, apply the chat template to a non-raw generate, treat an empty prompt as "load the model" —
+so every front end behaves the same.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from lokal.config import parse_duration
+from lokal.engine.base import Completion, Engine, Format
+from lokal.engine.manager import UNSET, EngineManager
+from lokal.engine.options import Options
+from lokal.engine.stream import TokenStream
+from lokal.errors import InvalidOptions, NoChatTemplate
+
+_UNSET: Any = UNSET
+
+
+def keep_alive_seconds(value: Any) -> Any:
+    """Request `keep_alive` → seconds, None (forever), or _UNSET (use the server default)."""
+    return _UNSET if value is None else parse_duration(value)
+
+
+@dataclasses.dataclass
+class Run:
+    """One running request: its stream plus what is needed to report and release it."""
+
+    manager: EngineManager
+    engine: Engine
+    stream: TokenStream
+    load_duration: int
+    keep_alive: Any
+    released: bool = False
+
+    @property
+    def model(self) -> str:
+        return self.engine.model.name
+
+    def completion(self) -> Completion:
+        """The final result, with the load time this request paid added as Ollama reports it."""
+        result = self.stream.result
+        return dataclasses.replace(
+            result,
+            load_duration=self.load_duration,
+            total_duration=result.total_duration + self.load_duration,
+        )
+
+    def release(self) -> None:
+        if not self.released:
+            self.released = True
+            self.manager.release(self.engine, keep_alive=self.keep_alive)
+
+    def cancel(self) -> None:
+        self.stream.cancel()
+        self.release()
+
+
+def _options(engine: Engine, options: Mapping[str, Any] | Options | None) -> Options:
+    if isinstance(options, Options):
+        return options
+    if options is not None and not isinstance(options, Mapping):
+        raise InvalidOptions("options must be an object")
+    return Options.from_mapping(options, engine.model.params)
+
+
+def _num_ctx(options: Mapping[str, Any] | Options | None) -> int | None:
+    if isinstance(options, Options):
+        return options.num_ctx
+    if isinstance(options, Mapping) and options.get("num_ctx") is not None:
+        return Options.from_mapping({"num_ctx": options["num_ctx"]}).num_ctx
+    return None
+
+
+def load(manager: EngineManager, model: str, *, options: Any = None, keep_alive: Any = None) -> int:
+    """Load a model without generating (Ollama's empty prompt); returns the load time in ns."""
+    alive = keep_alive_seconds(keep_alive)
+    engine, load_ns = manager.acquire(model, num_ctx=_num_ctx(options), keep_alive=alive)
+    manager.release(engine, keep_alive=alive)
+    return load_ns
+
+
+def start_generate(
+    manager: EngineManager,
+    model: str,
+    prompt: str,
+    *,
+    system: str | None = None,
+    raw: bool = False,
+    format: Format = None,
+    options: Mapping[str, Any] | Options | None = None,
+    keep_alive: Any = None,
+    context: Sequence[int] | None = None,
+) -> Run:
+    """Start a completion. Unless `raw`, the prompt goes through the model's chat template as a user turn
+    (as Ollama does); a model without a template gets the prompt as is."""
+    alive = keep_alive_seconds(keep_alive)
+    engine, load_ns = manager.acquire(model, num_ctx=_num_ctx(options), keep_alive=alive)
+    try:
+        opts = _options(engine, options)
+        if raw:
+            tokens: list[int] | str = prompt
+        else:
+            messages = [{"role": "system", "content": system}] if system else []
+            messages.append({"role": "user", "content": prompt})
+            try:
+                tokens = engine.render_chat(messages)
+            except NoChatTemplate:
+                tokens = f"{system}\n\n{prompt}" if system else prompt
+        if context:
+            tokens = (
+                [*context, *engine.tokenize(tokens, add_special=False)] if isinstance(tokens, str) else tokens
+            )
+        stream = engine.generate(tokens, opts, format=format)
+    except BaseException:
+        manager.release(engine, keep_alive=alive)
+        raise
+    return Run(manager, engine, stream, load_ns, alive)  # type: ignore[arg-type]
+
+
+def start_chat(
+    manager: EngineManager,
+    model: str,
+    messages: Sequence[Mapping[str, Any]],
+    *,
+    format: Format = None,
+    options: Mapping[str, Any] | Options | None = None,
+    keep_alive: Any = None,
+) -> Run:
+    alive = keep_alive_seconds(keep_alive)
+    engine, load_ns = manager.acquire(model, num_ctx=_num_ctx(options), keep_alive=alive)
+    try:
+        stream = engine.chat([dict(m) for m in messages], _options(engine, options), format=format)
+    except BaseException:
+        manager.release(engine, keep_alive=alive)
+        raise
+    return Run(manager, engine, stream, load_ns, alive)  # type: ignore[arg-type]

@@ -1,0 +1,135 @@
+"""`ModelInfo` (what `lokal show` and `/api/show` report) and the GGUF-info cache behind it."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from collections.abc import Mapping
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from lokal.store.fsutil import atomic_write_json
+from lokal.store.gguf_info import GGUFInfo, load_cached_info, read_gguf_info
+from lokal.store.layout import StoreLayout
+from lokal.store.memory import MemoryEstimate
+from lokal.store.types import LocalModel, ModelDetails
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelInfo:
+    """Everything lokal knows about one model, including the memory it needs at a given load shape."""
+
+    name: str
+    digest: str
+    size: int
+    source: str
+    read_only: bool
+    origin: str
+    path: Path
+    modified_at: datetime
+    architecture: str
+    parameters: str  # "135M"
+    parameter_count: int
+    quantization: str
+    context_length: int | None
+    embedding_length: int | None
+    block_count: int | None
+    head_count: int | None
+    head_count_kv: int | None
+    vocab_size: int | None
+    chat_template: str | None
+    license: str | None
+    system: str | None
+    params: Mapping[str, Any]
+    details: ModelDetails
+    metadata: Mapping[str, Any]
+    memory: MemoryEstimate
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data (datetime and Path objects stay as they are; `_output.print_json` handles them)."""
+        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        data["details"] = dataclasses.asdict(self.details)
+        data["memory"] = self.memory.to_dict()
+        data["params"] = dict(self.params)
+        data["metadata"] = dict(self.metadata)
+        return data
+
+
+def details_from_info(info: GGUFInfo) -> ModelDetails:
+    family = info.architecture
+    return ModelDetails(
+        format="gguf",
+        family=family,
+        families=(family,) if family else (),
+        parameter_size=info.parameters,
+        quantization_level=info.quantization,
+        context_length=info.context_length,
+        embedding_length=info.embedding_length,
+    )
+
+
+def build_model_info(model: LocalModel, info: GGUFInfo, memory: MemoryEstimate) -> ModelInfo:
+    return ModelInfo(
+        name=model.name,
+        digest=model.digest,
+        size=model.size,
+        source=model.source,
+        read_only=model.read_only,
+        origin=model.origin,
+        path=model.path,
+        modified_at=model.modified_at,
+        architecture=info.architecture,
+        parameters=info.parameters,
+        parameter_count=info.parameter_count,
+        quantization=info.quantization,
+        context_length=info.context_length,
+        embedding_length=info.embedding_length,
+        block_count=info.block_count,
+        head_count=info.head_count,
+        head_count_kv=info.head_count_kv,
+        vocab_size=info.vocab_size,
+        chat_template=model.template or info.chat_template,
+        license=model.license or info.license,
+        system=model.system,
+        params=dict(model.params),
+        details=model.details,
+        metadata=info.metadata,
+        memory=memory,
+    )
+
+
+class InfoCache:
+    """Parsed GGUF headers keyed by blob digest, in memory and as JSON under `cache/gguf-info/`.
+
+    Keyed by digest because blobs are immutable: an entry never goes stale. Writes are best effort
+    (a read-only LOKAL_HOME only costs a re-parse).
+    """
+
+    def __init__(self, layout: StoreLayout) -> None:
+        self.layout = layout
+        self._memory: dict[str, GGUFInfo] = {}
+
+    def get(self, digest: str, path: Path) -> GGUFInfo:
+        hit = self._memory.get(digest)
+        if hit is not None:
+            return hit
+        cache_file = self.layout.info_path(digest)
+        info = load_cached_info(cache_file)
+        if info is None:
+            info = read_gguf_info(path)
+            with contextlib.suppress(OSError):
+                atomic_write_json(cache_file, info.to_json())
+        self._memory[digest] = info
+        return info
+
+    def put(self, digest: str, info: GGUFInfo) -> None:
+        """Record a header parsed before the blob existed (saves parsing the same bytes twice)."""
+        self._memory[digest] = info
+        with contextlib.suppress(OSError):
+            atomic_write_json(self.layout.info_path(digest), info.to_json())
+
+    def forget(self, digest: str) -> None:
+        self._memory.pop(digest, None)
+        with contextlib.suppress(OSError):
+            self.layout.info_path(digest).unlink()

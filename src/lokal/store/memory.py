@@ -1,0 +1,160 @@
+"""How much memory a model needs at a given context length and parallelism, and whether it fits.
+
+The estimate has three parts (all in bytes):
+
+* **weights** — the GGUF file size. llama.cpp mmaps the file; on a CPU the whole file ends up resident.
+* **KV cache** — ``n_layer × (num_ctx × num_parallel) × n_head_kv × (key_length + value_length) × 2``:
+  one K and one V vector per layer, per KV head, per cell, in f16 (2 bytes). lokal gives each of the
+  `num_parallel` sequences its own `num_ctx` cells (per-sequence, not unified, cache).
+* **compute** — an allowance for llama.cpp's compute buffers, which it sizes for the worst-case batch
+  (`n_ubatch` = 512 tokens): the f32 logits of a micro-batch (``n_vocab × n_ubatch × 4``), the
+  attention scores of a micro-batch against a full context (``n_head × num_ctx × n_ubatch × 4``, the
+  non-flash-attention path) and a few f32 activations per token (``4 × n_embd × n_ubatch × 4``), plus a
+  fixed 32 MiB for graph metadata, thread scratch and the runtime's own allocations. It is an
+  approximation of llama.cpp's graph allocator, deliberately on the generous side: the point is to
+  refuse a load that would swap or be OOM-killed, not to predict RSS to the megabyte.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from lokal.errors import InsufficientMemory
+
+if TYPE_CHECKING:
+    from lokal.store.gguf_info import GGUFInfo
+    from lokal.store.types import LocalModel
+
+KV_BYTES_PER_ELEMENT = 2  # f16 K and V, llama.cpp's default cache type
+F32_BYTES = 4
+DEFAULT_UBATCH = 512
+COMPUTE_OVERHEAD_BYTES = 32 * 1024 * 1024
+
+
+@dataclasses.dataclass(frozen=True)
+class MemoryEstimate:
+    """Bytes needed to load a model with `num_parallel` sequences of `num_ctx` tokens each."""
+
+    weights: int
+    kv_cache: int
+    compute: int
+    num_ctx: int
+    num_parallel: int
+
+    @property
+    def total(self) -> int:
+        return self.weights + self.kv_cache + self.compute
+
+    def to_dict(self) -> dict[str, int]:
+        return {**dataclasses.asdict(self), "total": self.total}
+
+
+def kv_cache_bytes(
+    *, n_layer: int, num_ctx: int, num_parallel: int, n_head_kv: int, key_length: int, value_length: int
+) -> int:
+    """f16 KV cache size: n_layer × cells × n_head_kv × (key_length + value_length) × 2 bytes."""
+    cells = num_ctx * num_parallel
+    return n_layer * cells * n_head_kv * (key_length + value_length) * KV_BYTES_PER_ELEMENT
+
+
+def compute_bytes(
+    *, num_ctx: int, num_parallel: int, n_vocab: int, n_head: int, n_embd: int, n_ubatch: int = DEFAULT_UBATCH
+) -> int:
+    """The compute-buffer allowance described in the module docstring."""
+    ubatch = max(1, min(n_ubatch, num_ctx * num_parallel))
+    per_token = n_vocab + n_head * num_ctx + 4 * n_embd
+    return F32_BYTES * ubatch * per_token + COMPUTE_OVERHEAD_BYTES
+
+
+def estimate_memory(
+    *,
+    weights: int,
+    n_layer: int,
+    n_head: int,
+    n_head_kv: int,
+    key_length: int,
+    value_length: int,
+    n_embd: int,
+    n_vocab: int,
+    num_ctx: int,
+    num_parallel: int = 1,
+) -> MemoryEstimate:
+    """Weights + KV cache + compute allowance. Unknown shape values may be passed as 0."""
+    if num_ctx < 1 or num_parallel < 1:
+        raise ValueError("num_ctx and num_parallel must be at least 1")
+    return MemoryEstimate(
+        weights=weights,
+        kv_cache=kv_cache_bytes(
+            n_layer=n_layer,
+            num_ctx=num_ctx,
+            num_parallel=num_parallel,
+            n_head_kv=n_head_kv,
+            key_length=key_length,
+            value_length=value_length,
+        ),
+        compute=compute_bytes(
+            num_ctx=num_ctx, num_parallel=num_parallel, n_vocab=n_vocab, n_head=n_head, n_embd=n_embd
+        ),
+        num_ctx=num_ctx,
+        num_parallel=num_parallel,
+    )
+
+
+@functools.lru_cache(maxsize=32)
+def _info_for(path: Path, digest: str) -> GGUFInfo:
+    from lokal.store.gguf_info import read_gguf_info
+
+    return read_gguf_info(path)
+
+
+def estimate_from_info(info: GGUFInfo, *, weights: int, num_ctx: int, num_parallel: int = 1) -> MemoryEstimate:
+    """The estimate from a parsed GGUF header; unknown shape values count as 0."""
+    return estimate_memory(
+        weights=weights,
+        n_layer=info.block_count or 0,
+        n_head=info.head_count or 0,
+        n_head_kv=info.head_count_kv or 0,
+        key_length=info.key_length or 0,
+        value_length=info.value_length or 0,
+        n_embd=info.embedding_length or 0,
+        n_vocab=info.vocab_size or 0,
+        num_ctx=num_ctx,
+        num_parallel=num_parallel,
+    )
+
+
+def estimate_for_model(model: LocalModel, *, num_ctx: int, num_parallel: int = 1) -> MemoryEstimate:
+    """The estimate for a resolved model (reads its GGUF header once per process and digest).
+
+    For callers that hold a `LocalModel` but not the store (the engine manager before a load);
+    `ModelStore.estimate_memory` gives the same numbers from the store's on-disk info cache.
+    """
+    info = _info_for(model.path, model.digest)
+    return estimate_from_info(info, weights=model.size, num_ctx=num_ctx, num_parallel=num_parallel)
+
+
+def format_bytes(n: int) -> str:
+    """GB above 1 GB, MB below (decimal units, like `ollama list`)."""
+    return f"{n / 1e9:.1f} GB" if n >= 1e9 else f"{n / 1e6:.0f} MB"
+
+
+def check_fits(estimate: MemoryEstimate, available: int | None = None, *, model: str | None = None) -> None:
+    """Raise `InsufficientMemory` if `estimate.total` exceeds `available` (default: free RAM now)."""
+    if available is None:
+        import psutil
+
+        available = int(psutil.virtual_memory().available)
+    if estimate.total <= available:
+        return
+    who = f"'{model}'" if model else "the model"
+    raise InsufficientMemory(
+        f"loading {who} needs about {format_bytes(estimate.total)} "
+        f"(weights {format_bytes(estimate.weights)} + KV cache {format_bytes(estimate.kv_cache)} for "
+        f"{estimate.num_parallel} × {estimate.num_ctx} tokens + compute {format_bytes(estimate.compute)}) "
+        f"but only {format_bytes(available)} is available; use a smaller num_ctx or num_parallel "
+        f"(e.g. OLLAMA_CONTEXT_LENGTH={max(512, estimate.num_ctx // 2)} or OLLAMA_NUM_PARALLEL=1), "
+        "a smaller model, or free some memory"
+    )

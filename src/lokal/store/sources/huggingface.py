@@ -1,0 +1,216 @@
+"""GGUF files from the Hugging Face hub (`hf.co/ORG/REPO[:QUANT]`), through `huggingface_hub` and its cache.
+
+Online: list the repository, pick the GGUF file for the quant, `hf_hub_download` it into the HF cache
+(with the library's own tqdm progress), and hand back the cache blob so the store can hardlink it (one
+copy on disk, not two). Offline (`HF_HUB_OFFLINE=1`, or the hub cannot be reached): use the file if the HF
+cache already has it, else raise `HubUnreachable` naming the repository and the file it would fetch.
+
+Environment is read at call time, not through `huggingface_hub.constants` alone, because those are
+frozen when the library is first imported and lokal (and its tests) may set `HF_HUB_OFFLINE`/`HF_HOME`
+later.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+
+from lokal.errors import HubUnreachable, PullError
+from lokal.store.sources import Fetched
+
+#: Without an explicit quant: the usual best size/quality trade-off first, then the most portable.
+QUANT_PREFERENCE = ("Q4_K_M", "Q4_0")
+_SPLIT = re.compile(r"-\d{5}-of-\d{5}\.gguf$", re.IGNORECASE)
+_TRUE = {"1", "ON", "YES", "TRUE"}
+
+
+def hub_offline() -> bool:
+    for key in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        value = os.environ.get(key)
+        if value:
+            return value.strip().upper() in _TRUE
+    from huggingface_hub import constants
+
+    return bool(constants.HF_HUB_OFFLINE)
+
+
+def hub_cache_dir() -> Path:
+    for key in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE"):
+        if os.environ.get(key):
+            return Path(os.environ[key]).expanduser()
+    if os.environ.get("HF_HOME"):
+        return Path(os.environ["HF_HOME"]).expanduser() / "hub"
+    from huggingface_hub import constants
+
+    return Path(constants.HF_HUB_CACHE)
+
+
+def _matches(quant: str, files: list[str]) -> list[str]:
+    """Files whose base name has `quant` as a whole token (`q4_k_m`), else as a substring."""
+    q = re.escape(quant.lower())
+    token = re.compile(rf"(?<![a-z0-9]){q}(?![a-z0-9_])")
+    names = {f: f.rsplit("/", 1)[-1].lower() for f in files}
+    exact = [f for f in files if token.search(names[f])]
+    return exact or [f for f in files if quant.lower() in names[f]]
+
+
+def choose_gguf(files: Mapping[str, int | None], quant: str | None, repo_id: str) -> str:
+    """Pick the GGUF to download: the file matching `quant`, else Q4_K_M, else Q4_0, else the smallest.
+
+    `files` maps repo paths to sizes (None when unknown). Projector (`mmproj`) files are never chosen.
+    """
+    ggufs = {f: s for f, s in files.items() if f.lower().endswith(".gguf") and "mmproj" not in f.lower()}
+    if not ggufs:
+        raise PullError(f"hf.co/{repo_id} has no GGUF files; lokal runs GGUF models (look for a '-GGUF' repository)")
+    candidates = list(ggufs)
+    if quant:
+        found = _matches(quant, candidates)
+        if not found:
+            available = ", ".join(sorted(f.rsplit("/", 1)[-1] for f in candidates))
+            raise PullError(f"no GGUF file in hf.co/{repo_id} matches '{quant}'; available: {available}")
+    else:
+        found = next((m for q in QUANT_PREFERENCE if (m := _matches(q, candidates))), [])
+        if not found:
+            found = [min(candidates, key=lambda f: (ggufs[f] is None, ggufs[f] or 0, f))]
+    # Several matches (e.g. "Q4_K" matches Q4_K_M and Q4_K_S): prefer the usual quants, then the smallest.
+    found = next((m for q in QUANT_PREFERENCE if (m := _matches(q, found))), found)
+    pick = min(found, key=lambda f: (bool(_SPLIT.search(f)), ggufs[f] or 0, len(f), f))
+    if _SPLIT.search(pick):
+        raise PullError(
+            f"hf.co/{repo_id} only has {pick.rsplit('/', 1)[-1]} as a split GGUF; lokal does not join split "
+            "files yet: merge them with llama.cpp's llama-gguf-split --merge and run lokal pull ./merged.gguf"
+        )
+    return pick
+
+
+def cached_ggufs(repo_id: str, cache_dir: Path) -> dict[str, Path]:
+    """GGUF files of `repo_id` in the HF cache: the snapshot `refs/main` points at first, then the rest."""
+    repo_dir = cache_dir / f"models--{repo_id.replace('/', '--')}"
+    snapshots = repo_dir / "snapshots"
+    if not snapshots.is_dir():
+        return {}
+    order: list[Path] = []
+    ref = repo_dir / "refs" / "main"
+    if ref.is_file():
+        order.append(snapshots / ref.read_text().strip())
+    order += sorted((p for p in snapshots.iterdir() if p not in order), key=lambda p: -p.stat().st_mtime)
+    found: dict[str, Path] = {}
+    for snapshot in order:
+        if not snapshot.is_dir():
+            continue
+        for path in snapshot.rglob("*"):
+            rel = path.relative_to(snapshot).as_posix()
+            if rel.lower().endswith(".gguf") and rel not in found and path.is_file():  # follows symlinks
+                found[rel] = path
+    return found
+
+
+def _unreachable(exc: BaseException) -> bool:
+    """True for "could not talk to the hub" (as opposed to "the hub said no")."""
+    from huggingface_hub.errors import HfHubHTTPError
+
+    if isinstance(exc, HfHubHTTPError):
+        status = getattr(getattr(exc, "response", None), "status_code", None)
+        return status is None or status >= 500 or status == 429
+    if isinstance(exc, OSError | ConnectionError | TimeoutError):
+        return True
+    return type(exc).__module__.split(".")[0] in {"httpx", "httpx2", "httpcore", "requests", "urllib3"}
+
+
+def _definitive(exc: BaseException, repo_id: str) -> PullError | None:
+    """Turn "the hub said no" into a clear `PullError`; None if `exc` is something else."""
+    from huggingface_hub.errors import (
+        EntryNotFoundError,
+        GatedRepoError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    if isinstance(exc, GatedRepoError):
+        return PullError(f"hf.co/{repo_id} is gated: accept its licence on the hub, then log in with `hf auth login`")
+    if isinstance(exc, RepositoryNotFoundError):
+        return PullError(f"hf.co/{repo_id} was not found on the hub (check the name; private repos need a login)")
+    if isinstance(exc, RevisionNotFoundError | EntryNotFoundError) and not isinstance(exc, FileNotFoundError):
+        return PullError(f"hf.co/{repo_id}: {exc}")
+    return None
+
+
+def _offline_error(repo_id: str, quant: str | None, file_hint: str | None, reason: str, cache: Path) -> HubUnreachable:
+    if file_hint:
+        what = f"{file_hint} from hf.co/{repo_id}"
+    else:
+        what = f"the {quant or QUANT_PREFERENCE[0]} GGUF file from hf.co/{repo_id}"
+    return HubUnreachable(
+        f"cannot reach the Hugging Face hub ({reason}) to fetch {what}, and it is not in the local cache "
+        f"({cache}); connect to the internet and retry, "
+        "or import a GGUF you have: lokal pull ./model.gguf --name NAME"
+    )
+
+
+def _from_cache(repo_id: str, quant: str | None, cache: Path) -> tuple[str, Path] | None:
+    files = cached_ggufs(repo_id, cache)
+    if not files:
+        return None
+    try:
+        filename = choose_gguf({f: p.stat().st_size for f, p in files.items()}, quant, repo_id)
+    except PullError:
+        return None
+    from huggingface_hub import try_to_load_from_cache
+
+    hit = try_to_load_from_cache(repo_id, filename, cache_dir=cache)
+    return filename, Path(hit) if isinstance(hit, str) else files[filename]
+
+
+def _fetched(repo_id: str, filename: str, local: Path) -> Fetched:
+    blob = Path(os.path.realpath(local))  # the cache blob behind the snapshot symlink
+    sha = blob.name.lower()
+    # LFS files (all GGUFs) are stored under their sha256, which the hub published: verify against it.
+    expected = f"sha256:{sha}" if re.fullmatch(r"[0-9a-f]{64}", sha) else None
+    return Fetched(parts=(blob,), source="huggingface", origin=f"hf.co/{repo_id}/{filename}", expected_digest=expected)
+
+
+def fetch_hf(repo_id: str, quant: str | None, *, progress: bool = True, file_hint: str | None = None) -> Fetched:
+    """Download (or find in the HF cache) the GGUF of `repo_id` for `quant`."""
+    cache = hub_cache_dir()
+    if hub_offline():
+        hit = _from_cache(repo_id, quant, cache)
+        if hit is None:
+            raise _offline_error(repo_id, quant, file_hint, "HF_HUB_OFFLINE is set", cache)
+        return _fetched(repo_id, *hit)
+
+    from huggingface_hub import HfApi, hf_hub_download
+
+    filename: str | None = None
+    try:
+        tree = HfApi().list_repo_tree(repo_id, recursive=True)
+        files = {e.path: getattr(e, "size", None) for e in tree if hasattr(e, "size")}
+        filename = choose_gguf(files, quant, repo_id)
+        kwargs = {} if progress else {"tqdm_class": _silent_tqdm()}
+        local = Path(hf_hub_download(repo_id, filename, cache_dir=cache, **kwargs))
+    except PullError:
+        raise
+    except Exception as exc:
+        definitive = _definitive(exc, repo_id)
+        if definitive is not None:
+            raise definitive from None
+        if not _unreachable(exc):
+            raise
+        cached = _from_cache(repo_id, quant, cache)
+        if cached is None:
+            reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'no details'}"
+            raise _offline_error(repo_id, quant, filename or file_hint, reason[:200], cache) from None
+        return _fetched(repo_id, *cached)
+    return _fetched(repo_id, filename, local)
+
+
+def _silent_tqdm() -> type:
+    from tqdm.auto import tqdm
+
+    class SilentTqdm(tqdm):  # type: ignore[misc, valid-type]
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            kwargs["disable"] = True
+            super().__init__(*args, **kwargs)
+
+    return SilentTqdm

@@ -1,0 +1,82 @@
+"""Shared fixtures. The autouse `isolated_home` keeps every test away from the real home directory:
+lokal's store, Ollama's store and the Hugging Face cache all point into tmp dirs, and the hub is offline."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+TINY_TEMPLATE = (
+    "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}\n{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>{% endif %}"
+)
+
+
+@pytest.fixture(autouse=True)
+def isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    home = tmp_path_factory.mktemp("lokal-home")
+    monkeypatch.setenv("LOKAL_HOME", str(home))
+    monkeypatch.setenv("OLLAMA_MODELS", str(tmp_path_factory.mktemp("ollama-models")))
+    monkeypatch.setenv("HF_HOME", str(tmp_path_factory.mktemp("hf-home")))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    for name in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "TRANSFORMERS_OFFLINE", "LOKAL_DEBUG"):
+        monkeypatch.delenv(name, raising=False)
+    return home
+
+
+def write_tiny_gguf(
+    path: Path,
+    *,
+    name: str = "Tiny Test Model",
+    arch: str = "llama",
+    context_length: int = 2048,
+    embedding_length: int = 64,
+    block_count: int = 2,
+    head_count: int = 4,
+    head_count_kv: int = 2,
+    vocab_size: int = 100,
+    file_type: int | None = 2,  # LlamaFileType.MOSTLY_Q4_0
+    chat_template: str | None = TINY_TEMPLATE,
+    license: str | None = "apache-2.0",
+) -> Path:
+    """A small but well-formed GGUF (a few KVs, a vocabulary and two f32 tensors): no real model needed."""
+    import gguf
+    import numpy as np
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    writer = gguf.GGUFWriter(str(path), arch)
+    writer.add_name(name)
+    writer.add_uint32(f"{arch}.context_length", context_length)
+    writer.add_uint32(f"{arch}.embedding_length", embedding_length)
+    writer.add_uint32(f"{arch}.block_count", block_count)
+    writer.add_uint32(f"{arch}.attention.head_count", head_count)
+    writer.add_uint32(f"{arch}.attention.head_count_kv", head_count_kv)
+    if file_type is not None:
+        writer.add_file_type(file_type)
+    if license:
+        writer.add_license(license)
+    if chat_template:
+        writer.add_chat_template(chat_template)
+    writer.add_tokenizer_model("gpt2")
+    writer.add_token_list([f"tok{i}" for i in range(vocab_size)])
+    writer.add_bos_token_id(1)
+    writer.add_eos_token_id(2)
+    writer.add_tensor("token_embd.weight", np.arange(vocab_size * 8, dtype=np.float32).reshape(vocab_size, 8))
+    writer.add_tensor("output_norm.weight", np.ones(8, dtype=np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path
+
+
+@pytest.fixture
+def make_gguf(tmp_path: Path) -> Callable[..., Path]:
+    """Factory: `make_gguf("a.gguf", name="A")` writes a tiny GGUF under tmp_path and returns its path."""
+
+    def factory(filename: str = "tiny.gguf", **kwargs: object) -> Path:
+        return write_tiny_gguf(tmp_path / filename, **kwargs)  # type: ignore[arg-type]
+
+    return factory
