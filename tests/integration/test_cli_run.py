@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import os
 import subprocess
 import sys
@@ -64,10 +65,17 @@ def test_run_with_json_format_prints_json():
 
 
 def test_chat_keeps_the_conversation():
-    script = "My name is Ada.\nWhat is my name?\n/bye\n"
-    result = lokal("chat", "smollm2", "--temperature", "0", "--num-predict", "24", stdin=script)
+    """The second turn's prompt holds the first question and answer (the 135M model is too small to be
+    asked what it remembers, so the token counts prove the history is sent)."""
+    script = "My name is Ada.\nWhat is my name?\n/clear\nWhat is my name?\n/bye\n"
+    result = lokal("chat", "smollm2", "--temperature", "0", "--num-predict", "24", "--verbose", stdin=script)
     assert result.returncode == 0, result.stderr
-    assert "Ada" in result.stdout.split(">>>")[-2]
+    prompts = [int(m) for m in re.findall(r"prompt eval count:\s+(\d+)", result.stderr)]
+    evals = [int(m) for m in re.findall(r"^eval count:\s+(\d+)", result.stderr, re.MULTILINE)]
+    assert len(prompts) == 3
+    assert prompts[1] > prompts[0] + evals[0]  # history: question 1, answer 1, question 2
+    assert prompts[2] < prompts[1]  # after /clear only the new question is sent
+    assert result.stdout.count(">>> ") == 5
 
 
 def test_unknown_model_is_one_line_and_exit_code_1():

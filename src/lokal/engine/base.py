@@ -82,9 +82,7 @@ class Engine(Protocol):
         """Start generating from a raw prompt (no template) and return its stream at once."""
         ...
 
-    def chat(
-        self, messages: Sequence[dict[str, Any]], options: Options, *, format: Format = None
-    ) -> GenerationStream:
+    def chat(self, messages: Sequence[dict[str, Any]], options: Options, *, format: Format = None) -> GenerationStream:
         """Render `messages` with the model's chat template, then generate."""
         ...
 

@@ -92,10 +92,9 @@ class EngineManager:
         with gate:  # one load per model at a time; other requests for it wait here
             with self._lock:
                 entry = self._models.get(model.name)
-                if (
-                    entry is not None
-                    and (entry.num_ctx == want_ctx or entry.in_use)
-                    and (entry.engine.model.digest == model.digest)
+                # A busy entry is shared whatever its num_ctx or file: it cannot be unloaded under a request.
+                if entry is not None and (
+                    entry.in_use or (entry.num_ctx == want_ctx and entry.engine.model.digest == model.digest)
                 ):
                     entry.in_use += 1
                     entry.expires_at = None
@@ -138,7 +137,8 @@ class EngineManager:
             entry = self._models.get(name)
             if entry is None or entry.in_use:
                 return False
-        self._unload(name)
+            del self._models[name]  # under the same lock as the check, so no acquire slips in between
+        self._close(entry)
         return True
 
     def loaded(self) -> list[LoadedModel]:
@@ -159,8 +159,12 @@ class EngineManager:
         with self._lock:
             entry = self._models.pop(name, None)
         if entry is not None:
-            log.info("unloading %s", name)
-            entry.engine.close()
+            self._close(entry)
+
+    @staticmethod
+    def _close(entry: LoadedModel) -> None:
+        log.info("unloading %s", entry.name)
+        entry.engine.close()
 
     def _make_room(self) -> None:
         while True:
@@ -172,16 +176,16 @@ class EngineManager:
                     log.warning("all %d loaded models are busy; loading one more", len(self._models))
                     return
                 victim = min(idle, key=lambda e: e.expires_at if e.expires_at is not None else float("inf"))
-            self._unload(victim.name)
+                del self._models[victim.name]  # still idle: chosen and removed under one lock
+            self._close(victim)
 
     def _check_memory(self, model: LocalModel, num_ctx: int) -> None:
         if not self.settings.check_memory:
             return
         from lokal.store.memory import check_fits, estimate_for_model
 
-        check_fits(
-            estimate_for_model(model, num_ctx=num_ctx, num_parallel=self.settings.num_parallel), model.name
-        )
+        estimate = getattr(self.store, "estimate_memory", None) or estimate_for_model
+        check_fits(estimate(model, num_ctx=num_ctx, num_parallel=self.settings.num_parallel), model=model.name)
 
     def _start_reaper(self) -> None:
         with self._lock:
@@ -195,9 +199,9 @@ class EngineManager:
             now = time.monotonic()
             with self._lock:
                 expired = [
-                    name
-                    for name, e in self._models.items()
+                    self._models.pop(name)
+                    for name, e in list(self._models.items())
                     if e.in_use == 0 and e.expires_at is not None and e.expires_at <= now
                 ]
-            for name in expired:
-                self.unload(name)
+            for entry in expired:
+                self._close(entry)

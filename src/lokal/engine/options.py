@@ -31,9 +31,7 @@ class Options:
     num_ctx: int | None = None  # load-time: None means the server's default context length
 
     @classmethod
-    def from_mapping(
-        cls, values: Mapping[str, Any] | None, defaults: Mapping[str, Any] | None = None
-    ) -> Options:
+    def from_mapping(cls, values: Mapping[str, Any] | None, defaults: Mapping[str, Any] | None = None) -> Options:
         """Build options from a request's `options` object over a model's default `params`."""
         merged: dict[str, Any] = {}
         for source in (defaults or {}, values or {}):
@@ -61,8 +59,7 @@ class Options:
             raise InvalidOptions(f"option 'repeat_last_n' must be >= -1, got {self.repeat_last_n}")
         if self.num_predict < -2:
             raise InvalidOptions(
-                f"option 'num_predict' must be a positive number of tokens, or -1 for no limit; "
-                f"got {self.num_predict}"
+                f"option 'num_predict' must be a positive number of tokens, or -1 for no limit; got {self.num_predict}"
             )
         if self.num_ctx is not None and self.num_ctx < 16:
             raise InvalidOptions(f"option 'num_ctx' must be at least 16, got {self.num_ctx}")

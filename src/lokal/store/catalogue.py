@@ -55,7 +55,7 @@ CATALOGUE: dict[str, CatalogueEntry] = _entries(
      "qwen2.5-3b-instruct-q4_k_m.gguf", "Qwen2.5 3B Instruct"),
     (("gemma2:2b",), "bartowski/gemma-2-2b-it-GGUF", "Q4_K_M",
      "gemma-2-2b-it-Q4_K_M.gguf", "Gemma 2 2B Instruct"),
-    (("gemma3:1b",), "ggml-org/gemma-3-1b-it-GGUF", "Q4_K_M",
+    (("gemma3:1b",), "unsloth/gemma-3-1b-it-GGUF", "Q4_K_M",
      "gemma-3-1b-it-Q4_K_M.gguf", "Gemma 3 1B Instruct"),
     (("smollm2:360m",), "HuggingFaceTB/SmolLM2-360M-Instruct-GGUF", "Q8_0",
      "smollm2-360m-instruct-q8_0.gguf", "SmolLM2 360M Instruct"),

@@ -24,9 +24,7 @@ def normalise_messages(messages: Sequence[Any], system: str | None = None) -> li
             raise InvalidOptions(f"messages[{i}] must be an object with 'role' and 'content'")
         role = str(message.get("role", "")).lower()
         if role not in _ROLES:
-            raise InvalidOptions(
-                f"messages[{i}].role must be one of {sorted(_ROLES)}, got {message.get('role')!r}"
-            )
+            raise InvalidOptions(f"messages[{i}].role must be one of {sorted(_ROLES)}, got {message.get('role')!r}")
         content = message.get("content") or ""
         if not isinstance(content, str):
             raise InvalidOptions(f"messages[{i}].content must be a string")
@@ -45,9 +43,7 @@ class ChatTemplate:
         self.source = template
         self.model_name = model_name
         self._formatter = (
-            Jinja2ChatFormatter(
-                template, eos_token=eos_token, bos_token=bos_token, add_generation_prompt=True
-            )
+            Jinja2ChatFormatter(template, eos_token=eos_token, bos_token=bos_token, add_generation_prompt=True)
             if template
             else None
         )

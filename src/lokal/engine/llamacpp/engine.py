@@ -59,7 +59,11 @@ class LlamaCppEngine:
             self._ctx = runtime.new_context(
                 self._model,
                 runtime.context_params(
-                    n_ctx=per_seq * num_parallel, n_batch=n_batch, n_seq_max=num_parallel, threads=threads
+                    n_ctx=per_seq * num_parallel,
+                    n_batch=n_batch,
+                    n_seq_max=num_parallel,
+                    threads=threads,
+                    flash_attn=True,
                 ),
             )
             self.context_length = L.llama_n_ctx_seq(self._ctx)
@@ -122,9 +126,7 @@ class LlamaCppEngine:
     def render_chat(self, messages: Sequence[dict[str, Any]]) -> str:
         return self.template.render(normalise_messages(messages, self.model.system))
 
-    def chat(
-        self, messages: Sequence[dict[str, Any]], options: Options, *, format: Format = None
-    ) -> TokenStream:
+    def chat(self, messages: Sequence[dict[str, Any]], options: Options, *, format: Format = None) -> TokenStream:
         prompt = self.render_chat(messages)
         # The template writes any BOS itself; let the tokenizer add one only if the text lacks it.
         tokens = self.tokenize(prompt, add_special=True)
@@ -151,7 +153,7 @@ class LlamaCppEngine:
                 self._embed_ctx = runtime.new_context(
                     self._model,
                     runtime.context_params(
-                        n_ctx=n, n_batch=n, n_seq_max=1, threads=self.threads, embeddings=True
+                        n_ctx=n, n_batch=n, n_seq_max=1, threads=self.threads, flash_attn=False, embeddings=True
                     ),
                 )
                 self._embed_n = n
@@ -185,7 +187,11 @@ class LlamaCppEngine:
                 self._score_ctx = runtime.new_context(
                     self._model,
                     runtime.context_params(
-                        n_ctx=self.context_length, n_batch=self.n_batch, n_seq_max=1, threads=self.threads
+                        n_ctx=self.context_length,
+                        n_batch=self.n_batch,
+                        n_seq_max=1,
+                        threads=self.threads,
+                        flash_attn=False,
                     ),
                 )
             ctx = self._score_ctx

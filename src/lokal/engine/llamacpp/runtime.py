@@ -43,8 +43,16 @@ def load_model(path: Path) -> L.llama_model_p:
 
 
 def context_params(
-    *, n_ctx: int, n_batch: int, n_seq_max: int, threads: int, embeddings: bool = False
+    *, n_ctx: int, n_batch: int, n_seq_max: int, threads: int, flash_attn: bool, embeddings: bool = False
 ) -> L.llama_context_params:
+    """Context parameters for lokal's three kinds of context.
+
+    `flash_attn` is a trade-off measured on this engine: with flash attention a sequence's output is
+    identical whether it is decoded alone or among 16 others (without it, one of 8 sampled sequences
+    diverged), so generation uses it; but on the CPU it computes attention in f16, which moved
+    log-probabilities by up to 0.5 nats against llama-cpp-python's `Llama`, so scoring and embedding
+    contexts turn it off.
+    """
     params = L.llama_context_default_params()
     params.n_ctx = n_ctx
     params.n_batch = n_batch
@@ -58,10 +66,7 @@ def context_params(
     params.embeddings = embeddings
     if embeddings:
         params.pooling_type = L.LLAMA_POOLING_TYPE_MEAN
-    # Flash attention off, as in Ollama's default and llama-cpp-python's `Llama`: on the CPU it computes
-    # attention in f16 and moved log-probabilities by up to 0.5 nats (measured), which the audit's
-    # likelihood scoring cannot afford.
-    params.flash_attn_type = L.LLAMA_FLASH_ATTN_TYPE_DISABLED
+    params.flash_attn_type = L.LLAMA_FLASH_ATTN_TYPE_ENABLED if flash_attn else L.LLAMA_FLASH_ATTN_TYPE_DISABLED
     params.no_perf = True
     return params
 

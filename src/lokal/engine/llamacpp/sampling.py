@@ -28,9 +28,7 @@ def grammar_for(format: Format) -> str | None:
         try:
             return LlamaGrammar.from_json_schema(json.dumps(format), verbose=False)._grammar
         except Exception as exc:
-            raise InvalidOptions(
-                f"invalid format: this JSON schema cannot be turned into a grammar: {exc}"
-            ) from None
+            raise InvalidOptions(f"invalid format: this JSON schema cannot be turned into a grammar: {exc}") from None
     raise InvalidOptions(f'invalid format {format!r}: expected "json" or a valid JSON Schema object')
 
 

@@ -1,0 +1,218 @@
+"""Scripted stand-ins for the llama.cpp engine and the model store, for fast offline unit tests.
+
+`FakeEngine` implements the `Engine` protocol: generation returns a `TokenStream` already fed with the
+scripted pieces and its final `Completion`, and every call is recorded. `FakeFactory` is the
+`EngineFactory` the `EngineManager` takes; `FakeStore` has just what the manager and the client use.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from lokal.config import Settings
+from lokal.engine.base import Completion, Format, TokenLogprob
+from lokal.engine.options import Options
+from lokal.engine.stream import TokenStream
+from lokal.errors import ModelNotFound, NoChatTemplate
+from lokal.store.memory import MemoryEstimate
+from lokal.store.types import LocalModel, ModelDetails
+
+BOS = 1
+
+
+def make_model(
+    name: str = "fake:latest",
+    *,
+    digest: str | None = None,
+    size: int = 1234,
+    params: Mapping[str, Any] | None = None,
+    system: str | None = None,
+    manifest_digest: str | None = None,
+) -> LocalModel:
+    return LocalModel(
+        name=name,
+        path=Path("/nonexistent") / f"{name.replace(':', '-')}.gguf",
+        digest=digest or "sha256:" + "ab" * 32,
+        size=size,
+        source="file",
+        origin="tests",
+        modified_at=datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC),
+        details=ModelDetails(family="llama", families=("llama",), parameter_size="1M", quantization_level="Q4_0"),
+        params=dict(params or {}),
+        system=system,
+        manifest_digest=manifest_digest,
+    )
+
+
+def make_settings(tmp_path: Path, **changes: Any) -> Settings:
+    values: dict[str, Any] = {
+        "home": tmp_path / "home",
+        "ollama_models": tmp_path / "ollama",
+        "context_length": 256,
+        "num_parallel": 2,
+        "num_threads": 1,
+        "keep_alive": 300.0,
+        "max_loaded_models": 3,
+        "check_memory": True,
+    }
+    values.update(changes)
+    return Settings(**values)
+
+
+class FakeEngine:
+    """An `Engine` whose output is scripted; records prompts, options and whether it was closed."""
+
+    def __init__(
+        self,
+        model: LocalModel,
+        context_length: int,
+        num_parallel: int,
+        *,
+        pieces: Sequence[str] = ("Hello", ",", " world"),
+        has_template: bool = True,
+        generate_error: BaseException | None = None,
+    ) -> None:
+        self.model = model
+        self.context_length = context_length
+        self.num_parallel = num_parallel
+        self.pieces = tuple(pieces)
+        self.has_template = has_template
+        self.generate_error = generate_error
+        self.generate_calls: list[dict[str, Any]] = []
+        self.chat_calls: list[dict[str, Any]] = []
+        self.rendered: list[list[dict[str, Any]]] = []
+        self.cancels = 0
+        self.closed = False
+        self.close_calls = 0
+
+    # -- generation -------------------------------------------------------------------------------
+    def _stream(self, prompt_tokens: Sequence[int]) -> TokenStream:
+        stream = TokenStream(on_cancel=self._on_cancel)
+        for piece in self.pieces:
+            stream.put_piece(piece)
+        output = self.tokenize("".join(self.pieces), add_special=False)
+        stream.finish(
+            Completion(
+                text="".join(self.pieces),
+                done_reason="stop",
+                prompt_eval_count=len(prompt_tokens),
+                prompt_eval_duration=1_000,
+                eval_count=len(self.pieces),
+                eval_duration=2_000,
+                total_duration=5_000,
+                context=(*prompt_tokens, *output),
+            )
+        )
+        return stream
+
+    def _on_cancel(self) -> None:
+        self.cancels += 1
+
+    def generate(
+        self, prompt: str | Sequence[int], options: Options, *, format: Format = None, add_special: bool = True
+    ) -> TokenStream:
+        self.generate_calls.append({"prompt": prompt, "options": options, "format": format, "add_special": add_special})
+        if self.generate_error is not None:
+            raise self.generate_error
+        tokens = self.tokenize(prompt, add_special=add_special) if isinstance(prompt, str) else list(prompt)
+        return self._stream(tokens)
+
+    def chat(self, messages: Sequence[dict[str, Any]], options: Options, *, format: Format = None) -> TokenStream:
+        self.chat_calls.append({"messages": list(messages), "options": options, "format": format})
+        if self.generate_error is not None:
+            raise self.generate_error
+        return self._stream(self.tokenize(self.render_chat(messages)))
+
+    def render_chat(self, messages: Sequence[dict[str, Any]]) -> str:
+        self.rendered.append([dict(m) for m in messages])
+        if not self.has_template:
+            raise NoChatTemplate(f"model '{self.model.name}' has no chat template")
+        return "".join(f"<|{m['role']}|>{m['content']}\n" for m in messages) + "<|assistant|>"
+
+    # -- tokens -----------------------------------------------------------------------------------
+    def tokenize(self, text: str | Sequence[int], *, add_special: bool = True) -> list[int]:
+        """One token per space-separated word (its length), after a BOS when `add_special`."""
+        if not isinstance(text, str):
+            return list(text)
+        return ([BOS] if add_special else []) + [len(word) for word in text.split()]
+
+    def detokenize(self, tokens: Sequence[int]) -> str:
+        return " ".join(f"t{t}" for t in tokens)
+
+    def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        return [[1.0, 0.0] for _ in texts]
+
+    def logprobs(self, text: str, *, add_special: bool = True) -> list[TokenLogprob]:
+        tokens = self.tokenize(text, add_special=add_special)
+        return [TokenLogprob(t, f"t{t}", None if i == 0 else -1.0) for i, t in enumerate(tokens)]
+
+    def active_requests(self) -> int:
+        return 0
+
+    def close(self) -> None:
+        self.closed = True
+        self.close_calls += 1
+
+
+class FakeFactory:
+    """An `EngineFactory`: builds `FakeEngine`s with the given script and remembers every load."""
+
+    def __init__(self, *, load_seconds: float = 0.001, fail: BaseException | None = None, **engine_kwargs: Any):
+        self.load_seconds = load_seconds
+        self.fail = fail
+        self.engine_kwargs = engine_kwargs
+        self.engines: list[FakeEngine] = []
+        self.calls: list[tuple[str, int]] = []  # (model name, num_ctx) per load
+
+    def __call__(self, model: LocalModel, num_ctx: int, settings: Settings) -> FakeEngine:
+        self.calls.append((model.name, num_ctx))
+        if self.load_seconds:
+            time.sleep(self.load_seconds)  # so the measured load time is visibly above zero
+        if self.fail is not None:
+            raise self.fail
+        engine = FakeEngine(model, num_ctx, settings.num_parallel, **self.engine_kwargs)
+        self.engines.append(engine)
+        return engine
+
+    def for_model(self, name: str) -> list[FakeEngine]:
+        return [e for e in self.engines if e.model.name == name]
+
+
+class FakeStore:
+    """`resolve`, `list` and `estimate_memory`, over a fixed set of models; names without a tag get ':latest'."""
+
+    def __init__(self, models: Iterable[LocalModel] = (), *, estimate_total: int = 1_000) -> None:
+        self.models = {m.name: m for m in models}
+        self.estimate_total = estimate_total
+        self.estimate_calls: list[tuple[str, int | None, int | None]] = []
+
+    def add(self, model: LocalModel) -> LocalModel:
+        self.models[model.name] = model
+        return model
+
+    def resolve(self, name: str) -> LocalModel:
+        key = name if ":" in name else f"{name}:latest"
+        try:
+            return self.models[key]
+        except KeyError:
+            raise ModelNotFound(name) from None
+
+    def list(self) -> list[LocalModel]:
+        return [self.models[k] for k in sorted(self.models)]
+
+    def estimate_memory(
+        self, model: LocalModel, *, num_ctx: int | None = None, num_parallel: int | None = None
+    ) -> MemoryEstimate:
+        self.estimate_calls.append((model.name, num_ctx, num_parallel))
+        kv = self.estimate_total // 4
+        return MemoryEstimate(
+            weights=self.estimate_total - 2 * kv,
+            kv_cache=kv,
+            compute=kv,
+            num_ctx=num_ctx or 0,
+            num_parallel=num_parallel or 0,
+        )
