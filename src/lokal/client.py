@@ -62,9 +62,7 @@ class Client:
             else:
                 inference.load(self.manager, model, options=options, keep_alive=keep_alive)
             final = Response.wrap(
-                shapes.load_response(
-                    self.store.resolve(model).name, chat=False, reason="unload" if unload else "load"
-                )
+                shapes.load_response(self.store.resolve(model).name, chat=False, reason="unload" if unload else "load")
             )
             return iter([final]) if stream else final
         run = inference.start_generate(
@@ -78,7 +76,7 @@ class Client:
             keep_alive=keep_alive,
             context=context,
         )
-        events = self._events(run, chat=False, with_context=not raw)
+        events = _Stream(self._events(run, chat=False, with_context=not raw), run)
         return events if stream else _collect(events, chat=False)
 
     def chat(
@@ -98,15 +96,11 @@ class Client:
             else:
                 inference.load(self.manager, model, options=options, keep_alive=keep_alive)
             final = Response.wrap(
-                shapes.load_response(
-                    self.store.resolve(model).name, chat=True, reason="unload" if unload else "load"
-                )
+                shapes.load_response(self.store.resolve(model).name, chat=True, reason="unload" if unload else "load")
             )
             return iter([final]) if stream else final
-        run = inference.start_chat(
-            self.manager, model, messages, format=format, options=options, keep_alive=keep_alive
-        )
-        events = self._events(run, chat=True)
+        run = inference.start_chat(self.manager, model, messages, format=format, options=options, keep_alive=keep_alive)
+        events = _Stream(self._events(run, chat=True), run)
         return events if stream else _collect(events, chat=True)
 
     def _events(self, run: inference.Run, *, chat: bool, with_context: bool = True) -> Iterator[Response]:
@@ -194,6 +188,30 @@ class Client:
                 ]
             }
         )
+
+
+class _Stream:
+    """The iterator `stream=True` returns. The request starts (and holds its model) at call time, so that
+    errors surface there; if the caller drops the iterator without finishing it, the request is cancelled
+    and the model released, even when iteration never started."""
+
+    def __init__(self, events: Iterator[Response], run: inference.Run) -> None:
+        self._events = events
+        self._run = run
+
+    def __iter__(self) -> _Stream:
+        return self
+
+    def __next__(self) -> Response:
+        return next(self._events)
+
+    def close(self) -> None:
+        self._events.close()  # runs the generator's cleanup if it started
+        if not self._run.released:
+            self._run.cancel()
+
+    def __del__(self) -> None:
+        self.close()
 
 
 def _collect(events: Iterator[Response], *, chat: bool) -> Response:

@@ -114,14 +114,10 @@ class Settings:
             home=home,
             ollama_models=ollama_models,
             host=_env(env, "HOST") or DEFAULT_HOST,
-            context_length=_int_env(env, "CONTEXT_LENGTH", DEFAULT_CONTEXT_LENGTH, minimum=0)
-            or DEFAULT_CONTEXT_LENGTH,
-            num_parallel=_int_env(env, "NUM_PARALLEL", DEFAULT_NUM_PARALLEL, minimum=0)
-            or DEFAULT_NUM_PARALLEL,
+            context_length=_int_env(env, "CONTEXT_LENGTH", DEFAULT_CONTEXT_LENGTH, minimum=0) or DEFAULT_CONTEXT_LENGTH,
+            num_parallel=_int_env(env, "NUM_PARALLEL", DEFAULT_NUM_PARALLEL, minimum=0) or DEFAULT_NUM_PARALLEL,
             num_threads=_int_env(env, "NUM_THREADS", 0, minimum=0),
-            keep_alive=DEFAULT_KEEP_ALIVE_SECONDS
-            if keep_alive_raw is None
-            else parse_duration(keep_alive_raw),
+            keep_alive=DEFAULT_KEEP_ALIVE_SECONDS if keep_alive_raw is None else parse_duration(keep_alive_raw),
             max_loaded_models=_int_env(env, "MAX_LOADED_MODELS", DEFAULT_MAX_LOADED_MODELS, minimum=0)
             or DEFAULT_MAX_LOADED_MODELS,
             max_queue=_int_env(env, "MAX_QUEUE", DEFAULT_MAX_QUEUE, minimum=1),

@@ -68,18 +68,21 @@ def _options(engine: Engine, options: Mapping[str, Any] | Options | None) -> Opt
     return Options.from_mapping(options, engine.model.params)
 
 
-def _num_ctx(options: Mapping[str, Any] | Options | None) -> int | None:
+def _num_ctx(manager: EngineManager, model: str, options: Mapping[str, Any] | Options | None) -> int | None:
+    """The load-time context length: the request's `num_ctx`, else the model's own default (Ollama's
+    params layer), else None for the server default."""
     if isinstance(options, Options):
         return options.num_ctx
     if isinstance(options, Mapping) and options.get("num_ctx") is not None:
         return Options.from_mapping({"num_ctx": options["num_ctx"]}).num_ctx
-    return None
+    default = manager.store.resolve(model).params.get("num_ctx")  # type: ignore[attr-defined]
+    return Options.from_mapping({"num_ctx": default}).num_ctx if default is not None else None
 
 
 def load(manager: EngineManager, model: str, *, options: Any = None, keep_alive: Any = None) -> int:
     """Load a model without generating (Ollama's empty prompt); returns the load time in ns."""
     alive = keep_alive_seconds(keep_alive)
-    engine, load_ns = manager.acquire(model, num_ctx=_num_ctx(options), keep_alive=alive)
+    engine, load_ns = manager.acquire(model, num_ctx=_num_ctx(manager, model, options), keep_alive=alive)
     manager.release(engine, keep_alive=alive)
     return load_ns
 
@@ -99,7 +102,7 @@ def start_generate(
     """Start a completion. Unless `raw`, the prompt goes through the model's chat template as a user turn
     (as Ollama does); a model without a template gets the prompt as is."""
     alive = keep_alive_seconds(keep_alive)
-    engine, load_ns = manager.acquire(model, num_ctx=_num_ctx(options), keep_alive=alive)
+    engine, load_ns = manager.acquire(model, num_ctx=_num_ctx(manager, model, options), keep_alive=alive)
     try:
         opts = _options(engine, options)
         if raw:
@@ -110,11 +113,10 @@ def start_generate(
             try:
                 tokens = engine.render_chat(messages)
             except NoChatTemplate:
+                system = system or engine.model.system
                 tokens = f"{system}\n\n{prompt}" if system else prompt
         if context:
-            tokens = (
-                [*context, *engine.tokenize(tokens, add_special=False)] if isinstance(tokens, str) else tokens
-            )
+            tokens = [*context, *engine.tokenize(tokens, add_special=False)] if isinstance(tokens, str) else tokens
         stream = engine.generate(tokens, opts, format=format)
     except BaseException:
         manager.release(engine, keep_alive=alive)
@@ -132,7 +134,7 @@ def start_chat(
     keep_alive: Any = None,
 ) -> Run:
     alive = keep_alive_seconds(keep_alive)
-    engine, load_ns = manager.acquire(model, num_ctx=_num_ctx(options), keep_alive=alive)
+    engine, load_ns = manager.acquire(model, num_ctx=_num_ctx(manager, model, options), keep_alive=alive)
     try:
         stream = engine.chat([dict(m) for m in messages], _options(engine, options), format=format)
     except BaseException:

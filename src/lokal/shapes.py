@@ -48,9 +48,7 @@ def chat_chunk(model: str, text: str) -> dict[str, Any]:
     }
 
 
-def generate_final(
-    model: str, completion: Completion, *, text: str = "", with_context: bool = True
-) -> dict[str, Any]:
+def generate_final(model: str, completion: Completion, *, text: str = "", with_context: bool = True) -> dict[str, Any]:
     out: dict[str, Any] = {
         "model": model,
         "created_at": now_rfc3339(),

@@ -225,3 +225,13 @@ def test_close_unloads_everything(client: Client, factory: FakeFactory) -> None:
     client.close()
     assert all(e.closed for e in factory.engines) and len(factory.engines) == 2
     assert client.manager.loaded() == []
+
+
+def test_a_stream_dropped_before_iterating_releases_the_model(client: Client) -> None:
+    import gc
+
+    stream = client.chat(NAME, [{"role": "user", "content": "hi"}], stream=True)
+    assert in_use(client) == 1
+    del stream
+    gc.collect()
+    assert in_use(client) == 0

@@ -193,6 +193,16 @@ def test_num_ctx_in_options_is_passed_to_acquire(manager: EngineManager, factory
     assert factory.calls == [(NAME, 512), (NAME, 1024)]
 
 
+def test_a_models_own_num_ctx_is_used_unless_the_request_sets_one(
+    manager: EngineManager, store: FakeStore, factory: FakeFactory
+) -> None:
+    store.add(make_model("withctx:latest", params={"num_ctx": 2048}))
+    inference.start_generate(manager, "withctx", "x").release()
+    assert factory.calls[-1] == ("withctx:latest", 2048)
+    inference.start_generate(manager, "withctx", "x", options={"num_ctx": 256}).release()
+    assert factory.calls[-1] == ("withctx:latest", 256)
+
+
 def test_invalid_num_ctx_is_refused_before_loading(manager: EngineManager, factory: FakeFactory) -> None:
     with pytest.raises(InvalidOptions, match="num_ctx"):
         inference.start_generate(manager, "fake", "x", options={"num_ctx": 8})

@@ -34,9 +34,7 @@ def generation_options(func: Any) -> Any:
     """Shared flags of `run` and `chat`."""
     for flag, dest, kind, help_text in reversed(_OPTION_FLAGS):
         func = click.option(flag, dest, type=kind, default=None, help=help_text)(func)
-    func = click.option("--stop", "stop", multiple=True, help="Stop when this text appears (repeatable).")(
-        func
-    )
+    func = click.option("--stop", "stop", multiple=True, help="Stop when this text appears (repeatable).")(func)
     func = click.option(
         "--format",
         "format_",
@@ -48,9 +46,7 @@ def generation_options(func: Any) -> Any:
     func = click.option(
         "--keep-alive", default=None, help="How long to keep the model loaded afterwards (e.g. 5m, 0)."
     )(func)
-    return click.option("--verbose", is_flag=True, help="Print timings and token rates after each answer.")(
-        func
-    )
+    return click.option("--verbose", is_flag=True, help="Print timings and token rates after each answer.")(func)
 
 
 def _collect_options(kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -118,9 +114,7 @@ def _print_stats(c: Completion) -> None:
         click.echo(f"{name + ':':<22}{value}", err=True)
 
 
-def _answer(
-    state: Any, model: str, messages: list[dict[str, Any]], opts: dict[str, Any], **kw: Any
-) -> str | None:
+def _answer(state: Any, model: str, messages: list[dict[str, Any]], opts: dict[str, Any], **kw: Any) -> str | None:
     manager = state.manager
     try:
         run = inference.start_chat(
