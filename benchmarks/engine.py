@@ -10,10 +10,16 @@ Usage:
     python benchmarks/engine.py [--llama-bench PATH] [--threads 2] [--tokens 128] [--repeats 3] [--json OUT]
 
 `--llama-bench` defaults to the binary that ../shared/peers/build-llama-server.sh builds (it is built
-on first use when that script is present). Definitions: "decode tokens/s" of one sequence is
-eval_count / eval_duration (prompt processing excluded, as llama-bench's tg excludes it); "aggregate
-tokens/s" at N sequences is all generated tokens / wall time from submitting the N requests to the last
-one finishing (prompt processing included, so it is the rate a server would deliver).
+on first use when that script is present). Definitions, all from the engine's own Completion timings:
+
+- single-sequence decode tokens/s: eval_count / eval_duration (prompt processing excluded, as in
+  llama-bench's tg);
+- aggregate decode tokens/s at N: all generated tokens / time from the first request's first token to the
+  last request's end (all N prompts are prefilled in the first step, so this is the decode phase);
+- aggregate end-to-end tokens/s at N: all generated tokens / wall time from submitting the N requests to
+  the last one finishing (prompt processing included: the rate a server would deliver).
+
+The targets use the decode figures, which compare like with like.
 """
 
 from __future__ import annotations
@@ -100,6 +106,23 @@ def run_llama_bench(binary: Path, model: Path, threads: int, tokens: int, repeat
     return result
 
 
+def _one_round(engine: LlamaCppEngine, n: int, offset: int, options: list[Options]) -> tuple[float, float, int]:
+    """Start n requests at once; return (decode-phase tokens/s, end-to-end tokens/s, tokens)."""
+    submitted = time.perf_counter()
+    streams = [
+        engine.chat([{"role": "user", "content": PROMPTS[(i + offset) % len(PROMPTS)]}], options[i]) for i in range(n)
+    ]
+    for s in streams:
+        s.text()
+    finished = time.perf_counter()
+    results = [s.result for s in streams]
+    generated = sum(r.eval_count for r in results)
+    # Each request's first token came at submit + total - eval; its last at submit + total.
+    first = min(submitted + (r.total_duration - r.eval_duration) / 1e9 for r in results)
+    last = max(submitted + r.total_duration / 1e9 for r in results)
+    return generated / (last - first), generated / (finished - submitted), generated
+
+
 def run_lokal(model: LocalModel, threads: int, tokens: int, repeats: int) -> dict[str, object]:
     options = [Options.from_mapping({"temperature": 0, "num_predict": tokens, "seed": i}) for i in range(16)]
     with LlamaCppEngine(model, context_length=1024, num_parallel=max(CONCURRENCY), threads=threads) as engine:
@@ -110,25 +133,17 @@ def run_lokal(model: LocalModel, threads: int, tokens: int, repeats: int) -> dic
             stream.text()
             res = stream.result
             single.append(res.eval_count / (res.eval_duration / 1e9))
-        aggregate: dict[int, float] = {}
+        decode: dict[int, float] = {}
+        end_to_end: dict[int, float] = {}
         for n in CONCURRENCY:
-            rates = []
-            for r in range(repeats):
-                started = time.perf_counter()
-                streams = [
-                    engine.chat([{"role": "user", "content": PROMPTS[(i + r) % len(PROMPTS)]}], options[i])
-                    for i in range(n)
-                ]
-                generated = 0
-                for s in streams:
-                    s.text()
-                    generated += s.result.eval_count
-                rates.append(generated / (time.perf_counter() - started))
-            aggregate[n] = statistics.median(rates)
+            rounds = [_one_round(engine, n, r, options) for r in range(repeats)]
+            decode[n] = statistics.median(d for d, _, _ in rounds)
+            end_to_end[n] = statistics.median(e for _, e, _ in rounds)
     return {
         "single_tokens_per_s": statistics.median(single),
         "single_runs": single,
-        "aggregate_tokens_per_s": aggregate,
+        "aggregate_decode_tokens_per_s": decode,
+        "aggregate_end_to_end_tokens_per_s": end_to_end,
     }
 
 
@@ -143,11 +158,25 @@ def main() -> None:
 
     model = bundled_model()
     binary = find_llama_bench(args.llama_bench)
-    peer = run_llama_bench(binary, model.path, args.threads, args.tokens, args.repeats) if binary else None
+    # llama-bench runs before and after lokal and the two are averaged, so slow drift of a shared machine
+    # affects both sides alike.
+    peer_runs = [run_llama_bench(binary, model.path, args.threads, args.tokens, args.repeats)] if binary else []
     ours = run_lokal(model, args.threads, args.tokens, args.repeats)
+    if binary:
+        peer_runs.append(run_llama_bench(binary, model.path, args.threads, args.tokens, args.repeats))
+    peer = (
+        {
+            "command": peer_runs[0]["command"],
+            "runs": peer_runs,
+            **{k: statistics.mean(r[k] for r in peer_runs) for k in ("tg_tokens_per_s", "pp_tokens_per_s")},
+        }
+        if peer_runs
+        else None
+    )
 
     single = ours["single_tokens_per_s"]
-    aggregate = ours["aggregate_tokens_per_s"]
+    aggregate = ours["aggregate_decode_tokens_per_s"]
+    end_to_end = ours["aggregate_end_to_end_tokens_per_s"]
     print(f"model: {model.path.name}   threads: {args.threads}   tokens: {args.tokens}   repeats: {args.repeats}")
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} logical CPUs")
     if peer:
@@ -156,9 +185,9 @@ def main() -> None:
             f"pp64: {peer['pp_tokens_per_s']:.1f} tok/s"
         )
     print(f"lokal single-sequence decode: {single:.1f} tok/s")
-    print("sequences  aggregate tok/s  x lokal single")
+    print("sequences  decode tok/s  x single  end-to-end tok/s")
     for n, rate in aggregate.items():
-        print(f"{n:>9}  {rate:>15.1f}  {rate / single:>14.2f}")
+        print(f"{n:>9}  {rate:>12.1f}  {rate / single:>8.2f}  {end_to_end[n]:>16.1f}")
     verdicts = []
     if peer:
         ratio = single / peer["tg_tokens_per_s"]

@@ -111,3 +111,14 @@ def test_debug_shows_the_traceback():
     )
     assert result.returncode == 1
     assert "Traceback" in result.stderr
+
+
+def test_a_model_that_cannot_fit_in_memory_is_refused_with_both_figures():
+    env = os.environ.copy()
+    env["LOKAL_NUM_PARALLEL"] = "4096"  # 4096 sequences x 4096 tokens of KV cache: hundreds of GB
+    result = subprocess.run(
+        [sys.executable, "-m", "lokal", "run", "smollm2", "hi"], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert result.returncode == 1
+    assert "needs about" in result.stderr and "GB" in result.stderr and "available" in result.stderr
+    assert "Traceback" not in result.stderr

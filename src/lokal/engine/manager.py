@@ -86,6 +86,8 @@ class EngineManager:
         """
         model = self.store.resolve(name)  # type: ignore[attr-defined]
         want_ctx = num_ctx or self.settings.context_length
+        if model.details.context_length:  # the engine never gives a sequence more than the trained context
+            want_ctx = min(want_ctx, model.details.context_length)
         alive = self.settings.keep_alive if keep_alive is _UNSET else keep_alive
         with self._lock:
             gate = self._loading.setdefault(model.name, threading.Lock())
