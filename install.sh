@@ -28,29 +28,26 @@ done
 
 key="$(printf '%s %s' "$LLAMA_CPP_VERSION" "$LLAMA_CMAKE_ARGS" | sha256sum | cut -c1-16)"
 wheel_dir="${XDG_CACHE_HOME:-$HOME/.cache}/lokal/wheels/llama-cpp-python-$LLAMA_CPP_VERSION-$key"
-marker="$("$PYTHON" -c 'import importlib.metadata as m, pathlib, sys
+# Which build is installed: pip records the wheel it installed from in direct_url.json, and our wheels
+# live in a folder named by version and flags, so a native or foreign build of the same version is told apart.
+installed="$("$PYTHON" -c 'import importlib.metadata as m
 try:
-    d = m.distribution("llama-cpp-python")
-    print(d.version + " " + (d.read_text("LOKAL_BUILD") or "").strip())
+    print(m.distribution("llama-cpp-python").read_text("direct_url.json") or "")
 except m.PackageNotFoundError:
     print("")' 2>/dev/null || true)"
 
-if [ "$marker" != "$LLAMA_CPP_VERSION $key" ]; then
+if [[ "$installed" != *"/llama-cpp-python-$LLAMA_CPP_VERSION-$key/"* ]]; then
   if ! ls "$wheel_dir"/llama_cpp_python-*.whl >/dev/null 2>&1; then
     echo "Building llama-cpp-python $LLAMA_CPP_VERSION with portable flags (takes about 4 minutes on 2 cores)..." >&2
     tmp="$(mktemp -d)"; trap 'rm -rf "$tmp"' EXIT
     CMAKE_ARGS="$LLAMA_CMAKE_ARGS" FORCE_CMAKE=1 "$PYTHON" -m pip wheel --no-cache-dir --no-deps \
       --no-binary llama-cpp-python -w "$tmp" "llama-cpp-python==$LLAMA_CPP_VERSION" >&2
     mkdir -p "$wheel_dir"
-    mv "$tmp"/llama_cpp_python-*.whl "$wheel_dir"/
+    built="$(basename "$tmp"/llama_cpp_python-*.whl)"
+    # Copy under a temp name, then rename: an interrupted copy never looks like a finished wheel.
+    cp "$tmp/$built" "$wheel_dir/.partial" && mv "$wheel_dir/.partial" "$wheel_dir/$built"
   fi
   "$PYTHON" -m pip install --force-reinstall --no-deps "$wheel_dir"/llama_cpp_python-*.whl >&2
-  # Record which build is installed, so a later run can tell it from a native one.
-  "$PYTHON" - "$LLAMA_CPP_VERSION $key" <<'PY'
-import importlib.metadata as m, pathlib, sys
-d = m.distribution("llama-cpp-python")
-pathlib.Path(d._path, "LOKAL_BUILD").write_text(sys.argv[1].split()[1] + "\n")
-PY
 fi
 
 "$PYTHON" -m pip install ${PIP_FLAGS:-} -e ".${extras:+[$extras]}" >&2

@@ -19,7 +19,9 @@ on first use when that script is present). Definitions, all from the engine's ow
 - aggregate end-to-end tokens/s at N: all generated tokens / wall time from submitting the N requests to
   the last one finishing (prompt processing included: the rate a server would deliver).
 
-The targets use the decode figures, which compare like with like.
+The targets use the decode figures, which compare like with like. Beside them runs a bare llama.cpp
+greedy loop (same contexts, prompts and lengths, no scheduler) as the batching ceiling of this machine, so
+the report separates what the hardware allows from what lokal's scheduling costs.
 """
 
 from __future__ import annotations
@@ -106,6 +108,60 @@ def run_llama_bench(binary: Path, model: Path, threads: int, tokens: int, repeat
     return result
 
 
+def run_raw_loop(model: LocalModel, threads: int, tokens: int, repeats: int) -> dict[int, float]:
+    """The batching ceiling on this machine: a bare llama.cpp greedy loop (no scheduler, no streams, no
+    stop checks) over the same contexts, prompts and token counts, in aggregate decode tokens/s."""
+    import llama_cpp as L
+
+    from lokal.engine.llamacpp import runtime
+
+    runtime.init_backend()
+    handle = runtime.load_model(model.path)
+    vocab = runtime.Vocab(handle)
+    params = runtime.context_params(
+        n_ctx=1024 * max(CONCURRENCY), n_batch=512, n_seq_max=max(CONCURRENCY), threads=threads, flash_attn=True
+    )
+    ctx = runtime.new_context(handle, params)
+    memory = L.llama_get_memory(ctx)
+    batch = L.llama_batch_init(512, 0, 1)
+    greedy = L.llama_sampler_init_greedy()
+    template = "<|im_start|>user\n{}<|im_end|>\n<|im_start|>assistant\n"
+
+    def decode(items: list[tuple[int, int, int, bool]]) -> None:
+        for i, (token, pos, seq, logits) in enumerate(items):
+            batch.token[i], batch.pos[i], batch.n_seq_id[i], batch.logits[i] = token, pos, 1, logits
+            batch.seq_id[i][0] = seq
+        batch.n_tokens = len(items)
+        if L.llama_decode(ctx, batch) != 0:
+            raise RuntimeError("llama_decode failed")
+
+    rates: dict[int, float] = {}
+    try:
+        for n in CONCURRENCY:
+            runs = []
+            for r in range(repeats):
+                L.llama_memory_clear(memory, True)
+                prompts = [vocab.tokenize(template.format(PROMPTS[(i + r) % len(PROMPTS)])) for i in range(n)]
+                items = [(t, j, s, j == len(p) - 1) for s, p in enumerate(prompts) for j, t in enumerate(p)]
+                decode(items)
+                outputs = [k for k, item in enumerate(items) if item[3]]
+                nxt = [L.llama_sampler_sample(greedy, ctx, k) for k in outputs]
+                pos = [len(p) for p in prompts]
+                started = time.perf_counter()
+                for _ in range(tokens - 1):
+                    decode([(nxt[s], pos[s], s, True) for s in range(n)])
+                    nxt = [L.llama_sampler_sample(greedy, ctx, k) for k in range(n)]
+                    pos = [x + 1 for x in pos]
+                runs.append(n * (tokens - 1) / (time.perf_counter() - started))
+            rates[n] = statistics.median(runs)
+    finally:
+        L.llama_sampler_free(greedy)
+        L.llama_batch_free(batch)
+        L.llama_free(ctx)
+        L.llama_model_free(handle)
+    return rates
+
+
 def _one_round(engine: LlamaCppEngine, n: int, offset: int, options: list[Options]) -> tuple[float, float, int]:
     """Start n requests at once; return (decode-phase tokens/s, end-to-end tokens/s, tokens)."""
     submitted = time.perf_counter()
@@ -162,6 +218,7 @@ def main() -> None:
     # affects both sides alike.
     peer_runs = [run_llama_bench(binary, model.path, args.threads, args.tokens, args.repeats)] if binary else []
     ours = run_lokal(model, args.threads, args.tokens, args.repeats)
+    raw = run_raw_loop(model, args.threads, args.tokens, args.repeats)
     if binary:
         peer_runs.append(run_llama_bench(binary, model.path, args.threads, args.tokens, args.repeats))
     peer = (
@@ -185,9 +242,12 @@ def main() -> None:
             f"pp64: {peer['pp_tokens_per_s']:.1f} tok/s"
         )
     print(f"lokal single-sequence decode: {single:.1f} tok/s")
-    print("sequences  decode tok/s  x single  end-to-end tok/s")
+    print("sequences  decode tok/s  x single  end-to-end tok/s  bare llama.cpp loop  x bare single  lokal/bare")
     for n, rate in aggregate.items():
-        print(f"{n:>9}  {rate:>12.1f}  {rate / single:>8.2f}  {end_to_end[n]:>16.1f}")
+        print(
+            f"{n:>9}  {rate:>12.1f}  {rate / single:>8.2f}  {end_to_end[n]:>16.1f}  {raw[n]:>19.1f}"
+            f"  {raw[n] / raw[1]:>13.2f}  {rate / raw[n]:>10.2f}"
+        )
     verdicts = []
     if peer:
         ratio = single / peer["tg_tokens_per_s"]
@@ -198,7 +258,9 @@ def main() -> None:
     verdicts.append(f"aggregate@8 / single = {ratio8:.2f} (target >= 1.9: {'met' if ratio8 >= 1.9 else 'MISSED'})")
     print("\n".join(verdicts))
     if args.json:
-        args.json.write_text(json.dumps({"llama_bench": peer, "lokal": ours, "threads": args.threads}, indent=2))
+        args.json.write_text(
+            json.dumps({"llama_bench": peer, "lokal": ours, "bare_loop": raw, "threads": args.threads}, indent=2)
+        )
 
 
 if __name__ == "__main__":
