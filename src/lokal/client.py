@@ -159,8 +159,7 @@ class Client:
         return Response.wrap({"models": [shapes.model_entry(m) for m in self.store.list()]})
 
     def show(self, model: str) -> Response:
-        info = self.store.show(model)
-        return Response.wrap(info.to_dict() if hasattr(info, "to_dict") else dict(vars(info)))
+        return Response.wrap(shapes.show_response(self.store.show(model)))
 
     def pull(self, model: str) -> Response:
         self.store.pull(model)

@@ -23,6 +23,7 @@ DEFAULT_KEEP_ALIVE_SECONDS = 300.0
 DEFAULT_MAX_LOADED_MODELS = 3
 DEFAULT_MAX_QUEUE = 512
 DEFAULT_HOST = "127.0.0.1:11434"
+DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
 _UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
@@ -99,6 +100,9 @@ class Settings:
     max_queue: int = DEFAULT_MAX_QUEUE
     check_memory: bool = True
     debug: bool = False
+    api_key: str | None = None  # LOKAL_API_KEY: when set, the server requires `Authorization: Bearer <key>`
+    origins: tuple[str, ...] = ()  # extra CORS origins (OLLAMA_ORIGINS), beyond the local ones
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
 
     @property
     def threads(self) -> int:
@@ -123,4 +127,33 @@ class Settings:
             max_queue=_int_env(env, "MAX_QUEUE", DEFAULT_MAX_QUEUE, minimum=1),
             check_memory=env.get("LOKAL_CHECK_MEMORY", "1") not in ("0", "false", "no"),
             debug=env.get("LOKAL_DEBUG", "") not in ("", "0", "false", "no"),
+            api_key=env.get("LOKAL_API_KEY") or None,
+            origins=tuple(o.strip() for o in (_env(env, "ORIGINS") or "").split(",") if o.strip()),
+            max_body_bytes=_int_env(env, "MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES, minimum=1024),
         )
+
+    @property
+    def bind(self) -> tuple[str, int]:
+        """(host, port) from `OLLAMA_HOST`-style text: "127.0.0.1:11434", ":8080", "0.0.0.0", "http://[::1]:9"."""
+        return parse_host(self.host)
+
+
+def parse_host(text: str) -> tuple[str, int]:
+    value = text.strip()
+    scheme, _, rest = value.rpartition("://")
+    default_port = {"https": 443, "http": 80}.get(scheme, 11434)
+    rest = rest.split("/", 1)[0]
+    if rest.startswith("["):  # [::1]:port
+        host, _, tail = rest[1:].partition("]")
+        port_text = tail.lstrip(":")
+    elif rest.count(":") == 1:
+        host, port_text = rest.split(":")
+    else:
+        host, port_text = rest, ""
+    try:
+        port = int(port_text) if port_text else default_port
+    except ValueError:
+        raise InvalidOptions(f"invalid host {text!r}: the port must be a number") from None
+    if not 0 <= port <= 65535:
+        raise InvalidOptions(f"invalid host {text!r}: port {port} is out of range")
+    return host or "127.0.0.1", port

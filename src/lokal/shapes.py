@@ -6,6 +6,7 @@ validates, so a caller can swap `ollama.chat` for `lokal.chat` and read the same
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -105,4 +106,44 @@ def model_entry(model: LocalModel) -> dict[str, Any]:
         "size": model.size,
         "digest": model.list_digest.removeprefix("sha256:"),
         "details": details(model),
+    }
+
+
+def show_response(info: Any) -> dict[str, Any]:
+    """`/api/show` (and `lokal.show()`) from a `ModelInfo`: Ollama's keys, plus lokal's memory estimate."""
+    params = "\n".join(
+        f"{key} {json.dumps(v) if isinstance(v, str) else v}"
+        for key, value in info.params.items()
+        for v in (value if isinstance(value, list) else [value])
+    )
+    d = info.details
+    return {
+        "license": info.license or "",
+        "modelfile": f"# lokal model {info.name}\nFROM {info.path}\n",
+        "parameters": params,
+        "template": info.chat_template or "",
+        "system": info.system or "",
+        "details": {
+            "parent_model": "",
+            "format": d.format,
+            "family": d.family,
+            "families": list(d.families) or ([d.family] if d.family else None),
+            "parameter_size": d.parameter_size,
+            "quantization_level": d.quantization_level,
+        },
+        "model_info": {
+            **{k: v for k, v in info.metadata.items() if not isinstance(v, list | dict)},
+            "general.architecture": info.architecture,
+            "general.parameter_count": info.parameter_count,
+        },
+        "capabilities": ["completion"],
+        "modified_at": info.modified_at.isoformat(),
+        "lokal": {
+            "source": info.source,
+            "read_only": info.read_only,
+            "digest": info.digest,
+            "size": info.size,
+            "context_length": info.context_length,
+            "memory": info.memory.to_dict(),
+        },
     }

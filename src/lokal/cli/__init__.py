@@ -60,9 +60,9 @@ def cli(ctx: click.Context) -> None:
 
 
 def _register_commands() -> None:
-    from lokal.cli import models, run
+    from lokal.cli import models, run, serve
 
-    for module in (models, run):
+    for module in (models, run, serve):
         for command in module.COMMANDS:
             cli.add_command(command)
 

@@ -18,7 +18,12 @@ from lokal.errors import LokalError, QueueFull
 
 RETRY_AFTER_SECONDS = 1
 
-_OPENAI_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error", 404: "not_found_error"}
+_OPENAI_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+}
 
 
 def is_openai(request: Request) -> bool:

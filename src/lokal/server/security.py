@@ -83,7 +83,10 @@ class GuardMiddleware:
             token = auth[7:].strip() if auth.lower().startswith("bearer ") else ""
             if not hmac.compare_digest(token.encode(), self.api_key.encode()):
                 await _reject(
-                    send, scope, 401, "unauthorized: send the API key as 'Authorization: Bearer <key>'",
+                    send,
+                    scope,
+                    401,
+                    "unauthorized: send the API key as 'Authorization: Bearer <key>'",
                     [(b"www-authenticate", b"Bearer")],
                 )
                 return

@@ -1,0 +1,78 @@
+"""`lokal serve`: the Ollama- and OpenAI-compatible server."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import click
+
+from lokal.config import parse_duration
+
+
+@click.command("serve")
+@click.option(
+    "--host", "host", default=None, help="Address to bind, HOST[:PORT] (default: OLLAMA_HOST or 127.0.0.1:11434)."
+)
+@click.option("--port", type=int, default=None, help="Port to bind (overrides the one in --host).")
+@click.option("--parallel", type=int, default=None, help="Sequences decoded together per model (OLLAMA_NUM_PARALLEL).")
+@click.option(
+    "--max-queue", type=int, default=None, help="Requests that may wait per model before 503 (OLLAMA_MAX_QUEUE)."
+)
+@click.option("--keep-alive", default=None, help="Idle time before a model is unloaded, e.g. 5m (OLLAMA_KEEP_ALIVE).")
+@click.option("--max-loaded-models", type=int, default=None, help="Models loaded at once (OLLAMA_MAX_LOADED_MODELS).")
+@click.option(
+    "--context-length", type=int, default=None, help="Context per sequence, in tokens (OLLAMA_CONTEXT_LENGTH)."
+)
+@click.option(
+    "--model", "preload", multiple=True, help="Load this model at start-up (repeatable); /health is 503 until done."
+)
+@click.pass_obj
+def serve_cmd(state: Any, host: str | None, port: int | None, preload: tuple[str, ...], **overrides: Any) -> None:
+    """Serve Ollama's API (/api/*) and OpenAI's (/v1/*), with /health and /metrics.
+
+    \b
+    Binds to 127.0.0.1 unless told otherwise. Set LOKAL_API_KEY to require
+    'Authorization: Bearer <key>' on every route but / and /health.
+
+    \b
+    Examples:
+      lokal serve
+      lokal serve --host 127.0.0.1:8080 --parallel 8 --model smollm2
+      OLLAMA_HOST=127.0.0.1:11500 lokal serve
+    """
+    import uvicorn
+
+    from lokal.server.app import create_app
+
+    changes: dict[str, Any] = {}
+    if host:
+        changes["host"] = host
+    mapping = {
+        "parallel": "num_parallel",
+        "max_queue": "max_queue",
+        "max_loaded_models": "max_loaded_models",
+        "context_length": "context_length",
+    }
+    for flag, field in mapping.items():
+        if overrides.get(flag) is not None:
+            if overrides[flag] < 1:
+                raise click.BadParameter(
+                    f"must be at least 1, got {overrides[flag]}", param_hint=f"--{flag.replace('_', '-')}"
+                )
+            changes[field] = overrides[flag]
+    if overrides.get("keep_alive") is not None:
+        changes["keep_alive"] = parse_duration(overrides["keep_alive"])
+    settings = dataclasses.replace(state.settings, **changes)
+    bind_host, bind_port = settings.bind
+    if port is not None:
+        bind_port = port
+    app = create_app(settings, preload=preload)
+    click.echo(
+        f"lokal {app.version} serving Ollama's API on http://{bind_host}:{bind_port} (OpenAI's at /v1); Ctrl-C to stop",
+        err=True,
+    )
+    uvicorn.run(app, host=bind_host, port=bind_port, log_level="warning", timeout_graceful_shutdown=5)
+
+
+COMMANDS = [serve_cmd]

@@ -1,0 +1,104 @@
+"""`create_app(settings, manager)`: the FastAPI application behind `lokal serve`.
+
+State lives on `app.state` (settings, store, manager, metrics); the lifespan preloads models when asked and
+unloads everything on shut-down. Nothing here is a module-level global, so tests run several apps at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from lokal._version import __version__
+from lokal.config import Settings
+from lokal.server import errors
+from lokal.server.metrics import Metrics, MetricsMiddleware
+from lokal.server.security import BodyTooLarge, GuardMiddleware, is_loopback_host
+from lokal.server.streaming import in_thread
+
+log = logging.getLogger(__name__)
+
+#: Browsers on these origins may call the API (Ollama's defaults); OLLAMA_ORIGINS adds more.
+LOCAL_ORIGIN_REGEX = (
+    r"^(https?://(localhost|127\.0\.0\.1|\[::1\]|0\.0\.0\.0)(:\d+)?"
+    r"|app://.*|file://.*|tauri://.*|vscode-webview://.*)$"
+)
+
+
+def create_app(settings: Settings, manager: Any = None, *, store: Any = None, preload: Sequence[str] = ()) -> FastAPI:
+    if store is None:
+        from lokal.store import ModelStore
+
+        store = manager.store if manager is not None else ModelStore(settings)
+    if manager is None:
+        from lokal.engine.manager import EngineManager
+
+        manager = EngineManager(settings, store)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.ready = not preload
+        try:
+            for name in preload:
+                from lokal import inference
+
+                await in_thread(inference.load, manager, name, keep_alive=-1)
+            app.state.ready = True
+            yield
+        finally:
+            await in_thread(manager.close)
+
+    app = FastAPI(title="lokal", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.state.settings = settings
+    app.state.store = store
+    app.state.manager = manager
+    app.state.metrics = metrics = Metrics(manager)
+    app.state.ready = False
+
+    errors.install(app)
+
+    @app.exception_handler(BodyTooLarge)
+    async def _too_large(request: Request, exc: BodyTooLarge) -> JSONResponse:
+        return errors.error_response(request, 413, str(exc))
+
+    from lokal.server.ollama_api import router as ollama_router
+    from lokal.server.openai_api import router as openai_router
+
+    app.include_router(ollama_router)
+    app.include_router(openai_router)
+
+    @app.get("/health")
+    async def health(request: Request) -> JSONResponse:
+        """200 when ready to serve; 503 while models named at start-up are still loading."""
+        loaded = [e.name for e in manager.loaded()]
+        if not request.app.state.ready:
+            return JSONResponse({"status": "loading", "loaded": loaded}, status_code=503)
+        return JSONResponse({"status": "ok", "loaded": loaded})
+
+    @app.get("/metrics")
+    async def prometheus() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    host, _port = settings.bind
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origin_regex=LOCAL_ORIGIN_REGEX,
+        allow_origins=list(settings.origins),
+        allow_methods=["*"],
+        allow_headers=["*"],
+    )
+    app.add_middleware(
+        GuardMiddleware,
+        loopback_only=is_loopback_host(host),
+        api_key=settings.api_key,
+        max_body_bytes=settings.max_body_bytes,
+    )
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    return app

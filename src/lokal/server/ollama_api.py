@@ -1,0 +1,302 @@
+"""Ollama's native API (`/api/*`), as `../shared/ref/ollama-api.md` describes it.
+
+Handlers validate, then hand every blocking step (a model load, tokenising, store I/O) to a worker thread;
+generation streams from the engine's worker through `TokenStream`'s asyncio hand-off, so the event loop
+never waits on llama.cpp.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+
+from lokal import inference, shapes
+from lokal._version import __version__
+from lokal.errors import InvalidOptions, LokalError
+from lokal.server import ollama_schemas as S
+from lokal.server.streaming import (
+    ClientGone,
+    DisconnectAwareStreamingResponse,
+    in_thread,
+    ndjson_line,
+    race_disconnect,
+)
+
+router = APIRouter()
+NDJSON = "application/x-ndjson"
+
+
+@router.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
+async def root() -> PlainTextResponse:
+    return PlainTextResponse("Ollama is running")
+
+
+@router.api_route("/api/version", methods=["GET", "HEAD"])
+async def version() -> dict[str, str]:
+    return {"version": __version__}
+
+
+# -- generation -----------------------------------------------------------------------------------
+
+
+async def _answer(request: Request, run: inference.Run, *, chat: bool, stream: bool, with_context: bool) -> Response:
+    """Stream (NDJSON) or collect one run; a client that leaves cancels it at once."""
+    metrics = request.app.state.metrics
+    started = time.perf_counter()
+    model = run.model
+
+    def final(completion: Any, text: str = "") -> dict[str, Any]:
+        if chat:
+            return shapes.chat_final(model, completion, text=text)
+        return shapes.generate_final(model, completion, text=text, with_context=with_context)
+
+    if not stream:
+        first: list[float] = []
+
+        async def collect() -> str:
+            parts = []
+            async for piece in run.stream:
+                if not first:
+                    first.append(time.perf_counter())
+                parts.append(piece)
+            return "".join(parts)
+
+        try:
+            text = await race_disconnect(request, collect, run.cancel)
+        except ClientGone:
+            return Response(status_code=499)
+        finally:
+            run.release()
+        completion = run.completion()
+        metrics.completed(model, completion, first[0] - started if first else None)
+        return JSONResponse(final(completion, text))
+
+    chunk = shapes.chat_chunk if chat else shapes.generate_chunk
+
+    async def body() -> AsyncIterator[bytes]:
+        first_at = None
+        finished = False
+        try:
+            async for piece in run.stream:
+                if first_at is None:
+                    first_at = time.perf_counter()
+                yield ndjson_line(chunk(model, piece))
+            completion = run.completion()
+            finished = True
+            run.release()
+            metrics.completed(model, completion, first_at - started if first_at else None)
+            yield ndjson_line(final(completion))
+        except LokalError as exc:  # after the first byte the status is sent: report in the stream
+            finished = True
+            yield ndjson_line({"error": str(exc)})
+        finally:
+            if not finished:
+                run.cancel()
+            run.release()
+
+    return DisconnectAwareStreamingResponse(body(), media_type=NDJSON)
+
+
+def _single(obj: dict[str, Any], stream: bool) -> Response:
+    """A one-object answer, as one NDJSON line when the client asked for a stream."""
+    if stream:
+        return Response(ndjson_line(obj), media_type=NDJSON)
+    return JSONResponse(obj)
+
+
+async def _load_or_unload(request: Request, model: str, body: Any, *, chat: bool) -> Response:
+    state = request.app.state
+    name = (await in_thread(state.store.resolve, model)).name
+    if body.keep_alive is not None and inference.keep_alive_seconds(body.keep_alive) == 0:
+        state.manager.unload(name)
+        return _single(shapes.load_response(name, chat=chat, reason="unload"), body.stream)
+    await in_thread(inference.load, state.manager, model, options=body.options, keep_alive=body.keep_alive)
+    return _single(shapes.load_response(name, chat=chat), body.stream)
+
+
+@router.post("/api/generate")
+async def generate(body: S.GenerateRequest, request: Request) -> Response:
+    if body.raw and (body.template or body.system or body.context):
+        raise InvalidOptions("raw mode does not support template, system, or context")
+    if body.images:
+        raise InvalidOptions(f"model '{body.model}' does not support images")
+    if not body.prompt:
+        return await _load_or_unload(request, body.model, body, chat=False)  # type: ignore[arg-type]
+    run = await in_thread(
+        inference.start_generate,
+        request.app.state.manager,
+        body.model,
+        body.prompt,
+        system=body.system,
+        raw=body.raw,
+        format=body.format,
+        options=body.options,
+        keep_alive=body.keep_alive,
+        context=body.context,
+    )
+    return await _answer(request, run, chat=False, stream=body.stream, with_context=not body.raw)
+
+
+@router.post("/api/chat")
+async def chat(body: S.ChatRequest, request: Request) -> Response:
+    if body.tools:
+        raise InvalidOptions(f"model '{body.model}' does not support tools")
+    if any(m.images for m in body.messages):
+        raise InvalidOptions(f"model '{body.model}' does not support images")
+    if not body.messages:
+        return await _load_or_unload(request, body.model, body, chat=True)  # type: ignore[arg-type]
+    messages = [m.model_dump(exclude_none=True) for m in body.messages]
+    run = await in_thread(
+        inference.start_chat,
+        request.app.state.manager,
+        body.model,
+        messages,
+        format=body.format,
+        options=body.options,
+        keep_alive=body.keep_alive,
+    )
+    return await _answer(request, run, chat=True, stream=body.stream, with_context=False)
+
+
+# -- embeddings -----------------------------------------------------------------------------------
+
+
+def _embed(manager: Any, model: str, texts: list[str], options: Any, keep_alive: Any) -> dict[str, Any]:
+    alive = inference.keep_alive_seconds(keep_alive)
+    engine, load_ns = manager.acquire(model, keep_alive=alive)
+    try:
+        started = time.perf_counter_ns()
+        vectors = engine.embed(texts) if texts else []
+        prompt_tokens = sum(len(engine.tokenize(t)) for t in texts)
+        total = time.perf_counter_ns() - started + load_ns
+    finally:
+        manager.release(engine, keep_alive=alive)
+    return {
+        "model": engine.model.name,
+        "embeddings": vectors,
+        "total_duration": total,
+        "load_duration": load_ns,
+        "prompt_eval_count": prompt_tokens,
+    }
+
+
+@router.post("/api/embed")
+async def embed(body: S.EmbedRequest, request: Request) -> dict[str, Any]:
+    texts = [body.input] if isinstance(body.input, str) else list(body.input)
+    return await in_thread(_embed, request.app.state.manager, body.model, texts, body.options, body.keep_alive)
+
+
+@router.post("/api/embeddings")
+async def embeddings(body: S.EmbeddingsRequest, request: Request) -> dict[str, Any]:
+    if not body.prompt:
+        await in_thread(inference.load, request.app.state.manager, body.model, keep_alive=body.keep_alive)
+        return {"embedding": []}
+    out = await in_thread(_embed, request.app.state.manager, body.model, [body.prompt], body.options, body.keep_alive)
+    return {"embedding": out["embeddings"][0]}
+
+
+# -- models ---------------------------------------------------------------------------------------
+
+
+@router.api_route("/api/tags", methods=["GET", "HEAD"])
+async def tags(request: Request) -> dict[str, Any]:
+    models = await in_thread(request.app.state.store.list)
+    return {"models": [shapes.model_entry(m) for m in models]}
+
+
+@router.post("/api/show")
+async def show(body: S.ModelRequest, request: Request) -> dict[str, Any]:
+    info = await in_thread(request.app.state.store.show, body.model)
+    return shapes.show_response(info)
+
+
+@router.get("/api/ps")
+async def ps(request: Request) -> dict[str, Any]:
+    return {
+        "models": [
+            {
+                **shapes.model_entry(entry.engine.model),
+                "expires_at": entry.expires_at_wall.isoformat(),
+                "size_vram": 0,
+                "context_length": entry.engine.context_length,
+            }
+            for entry in request.app.state.manager.loaded()
+        ]
+    }
+
+
+@router.post("/api/copy")
+async def copy(body: S.CopyRequest, request: Request) -> Response:
+    await in_thread(request.app.state.store.copy, body.source, body.destination)
+    return Response(status_code=200)
+
+
+@router.delete("/api/delete")
+async def delete(body: S.ModelRequest, request: Request) -> Response:
+    state = request.app.state
+    name = (await in_thread(state.store.resolve, body.model)).name
+    state.manager.unload(name)
+    await in_thread(state.store.remove, body.model)
+    return Response(status_code=200)
+
+
+@router.post("/api/pull")
+async def pull(body: S.PullRequest, request: Request) -> Response:
+    """Pull with Ollama's progress messages. Progress is reported per stage (the store copies or downloads
+    in one call); a failure after the stream started is an `{"error": ...}` line, as Ollama sends it."""
+    store = request.app.state.store
+
+    if not body.stream:
+        await in_thread(store.pull, body.model, progress=False)
+        return JSONResponse({"status": "success"})
+
+    async def events() -> AsyncIterator[bytes]:
+        yield ndjson_line({"status": "pulling manifest"})
+        try:
+            model = await in_thread(store.pull, body.model, progress=False)
+        except LokalError as exc:
+            yield ndjson_line({"error": str(exc)})
+            return
+        yield ndjson_line(
+            {
+                "status": f"pulling {model.digest.removeprefix('sha256:')[:12]}",
+                "digest": model.digest,
+                "total": model.size,
+                "completed": model.size,
+            }
+        )
+        yield ndjson_line({"status": "verifying sha256 digest"})
+        yield ndjson_line({"status": "writing manifest"})
+        yield ndjson_line({"status": "success"})
+
+    return DisconnectAwareStreamingResponse(events(), media_type=NDJSON)
+
+
+@router.post("/api/create")
+async def create(body: S.CreateRequest, request: Request) -> Response:
+    """Create `model` from a model already in the store (`from`) or a GGUF file path on this machine."""
+    store = request.app.state.store
+    source = body.from_
+    if not source:
+        raise InvalidOptions("create needs 'from': an existing model name or a GGUF file path on the server")
+    if store_has := await in_thread(_resolvable, store, source):
+        await in_thread(store.copy, store_has, body.model)
+    else:
+        await in_thread(store.pull, source, name=body.model, progress=False)
+    if body.stream:
+        lines = [{"status": "parsing GGUF"}, {"status": "writing manifest"}, {"status": "success"}]
+        return Response(b"".join(ndjson_line(x) for x in lines), media_type=NDJSON)
+    return JSONResponse({"status": "success"})
+
+
+def _resolvable(store: Any, name: str) -> str | None:
+    from lokal.errors import InvalidModelName, ModelNotFound
+
+    try:
+        return store.resolve(name).name
+    except (ModelNotFound, InvalidModelName):
+        return None

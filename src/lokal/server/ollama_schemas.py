@@ -1,0 +1,99 @@
+"""Request bodies of Ollama's `/api/*` routes. Unknown fields are ignored (as Ollama's Go decoder does);
+wrong types are a 400 naming the field. `name` is accepted where Ollama still accepts it for `model`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, model_validator
+
+KeepAlive = float | int | str | None
+FormatField = str | dict[str, Any] | None
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class _ModelRequest(_Request):
+    model: str | None = None
+    name: str | None = None  # deprecated alias of `model`
+
+    @model_validator(mode="after")
+    def _needs_model(self) -> _ModelRequest:
+        if not (self.model or self.name):
+            raise ValueError("model is required")
+        self.model = self.model or self.name
+        return self
+
+
+class GenerateRequest(_ModelRequest):
+    prompt: str = ""
+    suffix: str | None = None
+    system: str | None = None
+    template: str | None = None
+    context: list[int] | None = None
+    stream: bool = True
+    raw: bool = False
+    format: FormatField = None
+    keep_alive: KeepAlive = None
+    images: list[str] | None = None
+    options: dict[str, Any] | None = None
+
+
+class Message(_Request):
+    role: str
+    content: str | None = ""
+    images: list[str] | None = None
+    tool_calls: list[dict[str, Any]] | None = None
+    tool_name: str | None = None
+
+
+class ChatRequest(_ModelRequest):
+    messages: list[Message] = []
+    stream: bool = True
+    format: FormatField = None
+    keep_alive: KeepAlive = None
+    options: dict[str, Any] | None = None
+    tools: list[dict[str, Any]] | None = None
+
+
+class EmbedRequest(_ModelRequest):
+    input: str | list[str] = []
+    truncate: bool = True
+    keep_alive: KeepAlive = None
+    options: dict[str, Any] | None = None
+
+
+class EmbeddingsRequest(_ModelRequest):
+    prompt: str = ""
+    keep_alive: KeepAlive = None
+    options: dict[str, Any] | None = None
+
+
+class ModelRequest(_ModelRequest):
+    verbose: bool = False
+
+
+class PullRequest(_ModelRequest):
+    stream: bool = True
+    insecure: bool = False
+
+
+class CopyRequest(_Request):
+    source: str
+    destination: str
+
+
+class CreateRequest(_ModelRequest):
+    from_: str | None = None
+    files: dict[str, str] | None = None
+    stream: bool = True
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _rename_from(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "from" in data:
+            data = {**data, "from_": data["from"]}
+        return data

@@ -1,0 +1,313 @@
+"""OpenAI-compatible routes (`/v1/*`): chat and text completions (SSE with `data: [DONE]`), embeddings,
+models. Errors use OpenAI's envelope (see `errors.py`). `max_tokens` maps to `num_predict`; Ollama-style
+`options` (for example `num_ctx`) may be sent in the body as an extension, since the OpenAI API has none."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict
+
+from lokal import inference
+from lokal.errors import InvalidOptions, LokalError, ModelNotFound
+from lokal.server.streaming import (
+    SSE_DONE,
+    ClientGone,
+    DisconnectAwareStreamingResponse,
+    in_thread,
+    race_disconnect,
+    sse_event,
+)
+
+router = APIRouter(prefix="/v1")
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class ChatMessage(_Body):
+    role: str
+    content: str | list[dict[str, Any]] | None = None
+    name: str | None = None
+
+
+class StreamOptions(_Body):
+    include_usage: bool = False
+
+
+class _Sampling(_Body):
+    model: str
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    max_tokens: int | None = None
+    max_completion_tokens: int | None = None
+    seed: int | None = None
+    stop: str | list[str] | None = None
+    frequency_penalty: float | None = None
+    presence_penalty: float | None = None
+    n: int | None = None
+    options: dict[str, Any] | None = None  # lokal extension: Ollama options such as num_ctx
+
+    def ollama_options(self) -> dict[str, Any]:
+        if self.n not in (None, 1):
+            raise InvalidOptions("n > 1 is not supported; send several requests (they are batched together)")
+        options: dict[str, Any] = dict(self.options or {})
+        # Ollama's OpenAI layer uses 1.0 for an omitted temperature / top_p, not its native defaults.
+        options["temperature"] = 1.0 if self.temperature is None else self.temperature
+        options["top_p"] = 1.0 if self.top_p is None else self.top_p
+        limit = self.max_completion_tokens if self.max_completion_tokens is not None else self.max_tokens
+        if limit is not None:
+            if limit < 1:
+                raise InvalidOptions("max_tokens must be at least 1")
+            options["num_predict"] = limit
+        for key in ("seed", "frequency_penalty", "presence_penalty"):
+            if getattr(self, key) is not None:
+                options[key] = getattr(self, key)
+        if self.stop is not None:
+            options["stop"] = [self.stop] if isinstance(self.stop, str) else self.stop
+        return options
+
+
+class ChatCompletionRequest(_Sampling):
+    messages: list[ChatMessage]
+    response_format: dict[str, Any] | None = None
+
+
+class CompletionRequest(_Sampling):
+    prompt: str | list[str]
+    suffix: str | None = None
+    echo: bool = False
+
+
+class EmbeddingRequest(_Body):
+    model: str
+    input: str | list[str]
+    encoding_format: str = "float"
+    dimensions: int | None = None
+
+
+def _format(response_format: dict[str, Any] | None) -> Any:
+    if not response_format:
+        return None
+    kind = response_format.get("type")
+    if kind == "json_object":
+        return "json"
+    if kind == "json_schema":
+        schema = (response_format.get("json_schema") or {}).get("schema")
+        if not isinstance(schema, dict):
+            raise InvalidOptions("response_format.json_schema.schema must be a JSON schema object")
+        return schema
+    if kind in (None, "text"):
+        return None
+    raise InvalidOptions(f"response_format.type must be 'text', 'json_object' or 'json_schema', got {kind!r}")
+
+
+def _text(content: str | list[dict[str, Any]] | None) -> str:
+    if content is None or isinstance(content, str):
+        return content or ""
+    parts = []
+    for part in content:
+        if part.get("type") != "text":
+            raise InvalidOptions(f"message content of type {part.get('type')!r} is not supported (text only)")
+        parts.append(part.get("text", ""))
+    return "".join(parts)
+
+
+def _usage(completion: Any) -> dict[str, int]:
+    return {
+        "prompt_tokens": completion.prompt_eval_count,
+        "completion_tokens": completion.eval_count,
+        "total_tokens": completion.prompt_eval_count + completion.eval_count,
+    }
+
+
+def _finish_reason(completion: Any) -> str:
+    return "length" if completion.done_reason == "length" else "stop"
+
+
+async def _respond(request: Request, run: inference.Run, body: _Sampling, *, chat: bool) -> Response:
+    metrics = request.app.state.metrics
+    started = time.perf_counter()
+    created = int(time.time())
+    ident = ("chatcmpl-" if chat else "cmpl-") + uuid.uuid4().hex[:24]
+    obj = "chat.completion" if chat else "text_completion"
+    model = body.model
+
+    if not body.stream:
+
+        async def collect() -> tuple[str, float | None]:
+            parts, first = [], None
+            async for piece in run.stream:
+                first = first or time.perf_counter()
+                parts.append(piece)
+            return "".join(parts), first
+
+        try:
+            text, first = await race_disconnect(request, collect, run.cancel)
+        except ClientGone:
+            return Response(status_code=499)
+        finally:
+            run.release()
+        completion = run.completion()
+        metrics.completed(run.model, completion, first - started if first else None)
+        choice: dict[str, Any] = {"index": 0, "finish_reason": _finish_reason(completion), "logprobs": None}
+        if chat:
+            choice["message"] = {"role": "assistant", "content": text}
+        else:
+            choice["text"] = text
+        return JSONResponse(
+            {
+                "id": ident,
+                "object": obj,
+                "created": created,
+                "model": model,
+                "system_fingerprint": "fp_lokal",
+                "choices": [choice],
+                "usage": _usage(completion),
+            }
+        )
+
+    include_usage = bool(body.stream_options and body.stream_options.include_usage)
+    chunk_obj = "chat.completion.chunk" if chat else "text_completion"
+
+    def chunk(delta_text: str | None, finish: str | None, *, first: bool = False) -> dict[str, Any]:
+        if chat:
+            delta: dict[str, Any] = {"role": "assistant", "content": delta_text or ""} if first else {}
+            if delta_text is not None and not first:
+                delta["content"] = delta_text
+            c: dict[str, Any] = {"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}
+        else:
+            c = {"index": 0, "text": delta_text or "", "finish_reason": finish, "logprobs": None}
+        return {
+            "id": ident,
+            "object": chunk_obj,
+            "created": created,
+            "model": model,
+            "system_fingerprint": "fp_lokal",
+            "choices": [c],
+        }
+
+    async def events() -> AsyncIterator[bytes]:
+        first_at = None
+        finished = False
+        try:
+            async for piece in run.stream:
+                if first_at is None:
+                    first_at = time.perf_counter()
+                    yield sse_event(chunk(piece, None, first=True))
+                else:
+                    yield sse_event(chunk(piece, None))
+            completion = run.completion()
+            finished = True
+            run.release()
+            metrics.completed(run.model, completion, first_at - started if first_at else None)
+            if first_at is None and chat:
+                yield sse_event(chunk("", None, first=True))
+            yield sse_event(chunk(None, _finish_reason(completion)))
+            if include_usage:
+                yield sse_event(
+                    {
+                        "id": ident,
+                        "object": chunk_obj,
+                        "created": created,
+                        "model": model,
+                        "choices": [],
+                        "usage": _usage(completion),
+                    }
+                )
+            yield SSE_DONE
+        except LokalError as exc:
+            finished = True
+            yield sse_event({"error": {"message": str(exc), "type": "api_error", "param": None, "code": None}})
+        finally:
+            if not finished:
+                run.cancel()
+            run.release()
+
+    return DisconnectAwareStreamingResponse(events(), media_type="text/event-stream")
+
+
+@router.post("/chat/completions")
+async def chat_completions(body: ChatCompletionRequest, request: Request) -> Response:
+    if not body.messages:
+        raise InvalidOptions("messages must not be empty")
+    messages = [{"role": m.role, "content": _text(m.content)} for m in body.messages]
+    run = await in_thread(
+        inference.start_chat,
+        request.app.state.manager,
+        body.model,
+        messages,
+        format=_format(body.response_format),
+        options=body.ollama_options(),
+    )
+    return await _respond(request, run, body, chat=True)
+
+
+@router.post("/completions")
+async def completions(body: CompletionRequest, request: Request) -> Response:
+    if isinstance(body.prompt, list):
+        if len(body.prompt) != 1:
+            raise InvalidOptions("prompt must be a string (a list of prompts is not supported)")
+        body.prompt = body.prompt[0]
+    if body.suffix:
+        raise InvalidOptions("suffix is not supported")
+    run = await in_thread(
+        inference.start_generate,
+        request.app.state.manager,
+        body.model,
+        body.prompt,
+        raw=True,
+        options=body.ollama_options(),
+    )
+    return await _respond(request, run, body, chat=False)
+
+
+@router.post("/embeddings")
+async def embeddings(body: EmbeddingRequest, request: Request) -> dict[str, Any]:
+    if body.encoding_format not in ("float", "base64"):
+        raise InvalidOptions(f"encoding_format must be 'float' or 'base64', got {body.encoding_format!r}")
+    texts = [body.input] if isinstance(body.input, str) else list(body.input)
+    from lokal.server.ollama_api import _embed
+
+    out = await in_thread(_embed, request.app.state.manager, body.model, texts, None, None)
+    vectors = out["embeddings"]
+    if body.dimensions:
+        vectors = [v[: body.dimensions] for v in vectors]
+    if body.encoding_format == "base64":
+        import base64
+        import struct
+
+        vectors = [base64.b64encode(struct.pack(f"<{len(v)}f", *v)).decode() for v in vectors]
+    return {
+        "object": "list",
+        "data": [{"object": "embedding", "embedding": v, "index": i} for i, v in enumerate(vectors)],
+        "model": body.model,
+        "usage": {"prompt_tokens": out["prompt_eval_count"], "total_tokens": out["prompt_eval_count"]},
+    }
+
+
+def _model_object(model: Any) -> dict[str, Any]:
+    return {"id": model.name, "object": "model", "created": int(model.modified_at.timestamp()), "owned_by": "library"}
+
+
+@router.get("/models")
+async def list_models(request: Request) -> dict[str, Any]:
+    models = await in_thread(request.app.state.store.list)
+    return {"object": "list", "data": [_model_object(m) for m in models]}
+
+
+@router.get("/models/{model:path}")
+async def get_model(model: str, request: Request) -> dict[str, Any]:
+    try:
+        found = await in_thread(request.app.state.store.resolve, model)
+    except ModelNotFound:
+        raise ModelNotFound(model, hint="see GET /v1/models for the models on this server") from None
+    return _model_object(found)
