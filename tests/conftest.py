@@ -21,6 +21,10 @@ def isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.
     monkeypatch.setenv("OLLAMA_MODELS", str(tmp_path_factory.mktemp("ollama-models")))
     monkeypatch.setenv("HF_HOME", str(tmp_path_factory.mktemp("hf-home")))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    # No server answers here, so CLI commands work in process unless a test starts one and points at it.
+    monkeypatch.setenv("OLLAMA_HOST", "127.0.0.1:9")
+    monkeypatch.delenv("LOKAL_HOST", raising=False)
+    monkeypatch.delenv("LOKAL_API_KEY", raising=False)
     for name in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "TRANSFORMERS_OFFLINE", "LOKAL_DEBUG"):
         monkeypatch.delenv(name, raising=False)
     return home

@@ -12,6 +12,8 @@ from lokal._version import __version__
 from lokal.config import Settings
 from lokal.errors import LokalError
 
+_UNPROBED = object()
+
 
 class Context:
     """Per-invocation state handed to commands: settings built once, services built on first use."""
@@ -20,6 +22,7 @@ class Context:
         self.settings = settings
         self._store = None
         self._manager = None
+        self._remote: object = _UNPROBED
 
     @property
     def store(self):
@@ -37,9 +40,20 @@ class Context:
             self._manager = EngineManager(self.settings, self.store)
         return self._manager
 
+    @property
+    def remote(self):
+        """The server at OLLAMA_HOST when one answers, else None (probed once per command)."""
+        if self._remote is _UNPROBED:
+            from lokal.cli.remote import RemoteServer
+
+            self._remote = RemoteServer.find(self.settings)
+        return self._remote
+
     def close(self) -> None:
         if self._manager is not None:
             self._manager.close()
+        if self._remote not in (None, _UNPROBED):
+            self._remote.close()  # type: ignore[union-attr]
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

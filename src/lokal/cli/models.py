@@ -190,9 +190,13 @@ def rm(ctx: click.Context, models: tuple[str, ...]) -> None:
     Blob files still used by another name (see lokal cp) are kept; the rest are deleted.
     Models in Ollama's store are read-only here: remove them with `ollama rm`.
     """
+    remote = ctx.obj.remote
     store = _store(ctx)
     for name in models:
-        store.remove(name)
+        if remote is not None:  # the server unloads the model before deleting it
+            remote.delete("/api/delete", {"model": name})
+        else:
+            store.remove(name)
         click.echo(f"deleted '{name}'")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import sys
 from pathlib import Path
@@ -114,7 +115,56 @@ def _print_stats(c: Completion) -> None:
         click.echo(f"{name + ':':<22}{value}", err=True)
 
 
+def _answer_remote(
+    remote: Any, model: str, messages: list[dict[str, Any]], opts: dict[str, Any], **kw: Any
+) -> str | None:
+    """The same as `_answer`, through a running server (which reuses the model it has loaded)."""
+    from lokal.cli.remote import RemoteError
+
+    payload: dict[str, Any] = {"model": model, "messages": messages, "options": opts}
+    if kw["format"] is not None:
+        payload["format"] = kw["format"]
+    if kw["keep_alive"] is not None:
+        payload["keep_alive"] = kw["keep_alive"]
+    chunks = remote.stream("/api/chat", payload)
+    key = "message"
+    try:
+        first = next(chunks)
+    except RemoteError as exc:
+        if exc.status_code != 400 or "chat template" not in str(exc):
+            raise
+        # A base model: complete the last user message as plain text, as in process.
+        payload = {k: v for k, v in payload.items() if k != "messages"}
+        chunks = remote.stream("/api/generate", {**payload, "prompt": messages[-1]["content"], "raw": True})
+        first, key = next(chunks), "response"
+    parts: list[str] = []
+    final: dict[str, Any] | None = None
+    try:
+        for chunk in itertools.chain([first], chunks):
+            if chunk.get("done"):
+                final = chunk
+                break
+            piece = chunk[key]["content"] if key == "message" else chunk[key]
+            parts.append(piece)
+            click.echo(piece, nl=False)
+    except KeyboardInterrupt:
+        chunks.close()  # closing the connection cancels the request on the server
+        click.echo("\n(interrupted)", err=True)
+        return None
+    text = "".join(parts)
+    if not text.endswith("\n"):
+        click.echo()
+    if final is not None and kw["verbose"]:
+        fields = {
+            f: int(final.get(f, 0)) for f in Completion.__dataclass_fields__ if f.endswith(("_count", "_duration"))
+        }
+        _print_stats(Completion(text=text, done_reason=final.get("done_reason", "stop"), **fields))
+    return text
+
+
 def _answer(state: Any, model: str, messages: list[dict[str, Any]], opts: dict[str, Any], **kw: Any) -> str | None:
+    if state.remote is not None:
+        return _answer_remote(state.remote, model, messages, opts, **kw)
     manager = state.manager
     try:
         run = inference.start_chat(
@@ -195,10 +245,16 @@ _HELP = """Commands:
 
 
 def _repl(state: Any, model: str, opts: dict[str, Any], *, system: str | None, **kw: Any) -> None:
-    resolved = state.store.resolve(model)  # fail fast on an unknown model, before the first prompt
-    inference.load(state.manager, resolved.name, options=opts, keep_alive=kw["keep_alive"])
+    # Load now, so an unknown model fails before the first prompt and the first answer starts at once.
+    if state.remote is not None:
+        loaded = state.remote.post("/api/chat", {"model": model, "messages": [], "stream": False, "options": opts})
+        name = loaded["model"]
+    else:
+        name = state.store.resolve(model).name
+        inference.load(state.manager, name, options=opts, keep_alive=kw["keep_alive"])
+    resolved_name = name
     history: list[dict[str, Any]] = [{"role": "system", "content": system}] if system else []
-    click.echo(f"Chatting with {resolved.name}. Type /? for help, /bye to leave.", err=True)
+    click.echo(f"Chatting with {resolved_name}. Type /? for help, /bye to leave.", err=True)
     while True:
         try:
             line = input(">>> ")
@@ -229,7 +285,7 @@ def _repl(state: Any, model: str, opts: dict[str, Any], *, system: str | None, *
             click.echo(f"Unknown command '{text.split()[0]}'. Type /? for help.", err=True)
             continue
         history.append({"role": "user", "content": text})
-        answer = _answer(state, resolved.name, history, opts, **kw)
+        answer = _answer(state, resolved_name, history, opts, **kw)
         if answer is None:
             history.pop()  # interrupted: forget the unanswered question
         else:

@@ -75,4 +75,44 @@ def serve_cmd(state: Any, host: str | None, port: int | None, preload: tuple[str
     uvicorn.run(app, host=bind_host, port=bind_port, log_level="warning", timeout_graceful_shutdown=5)
 
 
-COMMANDS = [serve_cmd]
+@click.command("ps")
+@click.option("--json", "as_json", is_flag=True, help="Print the server's /api/ps answer as JSON.")
+@click.pass_obj
+def ps_cmd(state: Any, as_json: bool) -> None:
+    """List the models a running lokal server has loaded (and when they will be unloaded)."""
+    from datetime import datetime
+
+    from lokal.cli._output import human_size, print_json, table
+    from lokal.errors import LokalError
+
+    remote = state.remote
+    if remote is None:
+        host, port = state.settings.bind
+        raise LokalError(f"no lokal server is answering at {host}:{port}; start one with: lokal serve")
+    loaded = remote.get("/api/ps")
+    if as_json:
+        print_json(loaded)
+        return
+    rows = []
+    for m in loaded.get("models", []):
+        until = datetime.fromisoformat(m["expires_at"].replace("Z", "+00:00"))
+        left = (until - datetime.now(until.tzinfo)).total_seconds()
+        expires = (
+            "Forever"
+            if left > 86400 * 365
+            else ("Stopping..." if left <= 0 else f"{int(left // 60)} min {int(left % 60)} s")
+        )
+        rows.append(
+            [
+                m["name"],
+                m.get("digest", "")[:12],
+                human_size(m.get("size", 0)),
+                "100% CPU",
+                str(m.get("context_length", "")),
+                expires,
+            ]
+        )
+    click.echo(table(rows, ["NAME", "ID", "SIZE", "PROCESSOR", "CONTEXT", "UNTIL"]))
+
+
+COMMANDS = [serve_cmd, ps_cmd]
