@@ -56,14 +56,8 @@ class Client:
         context: Sequence[int] | None = None,
     ) -> Response | Iterator[Response]:
         if not prompt:
-            unload = keep_alive is not None and inference.keep_alive_seconds(keep_alive) == 0
-            if unload:
-                self.manager.unload(self.store.resolve(model).name)
-            else:
-                inference.load(self.manager, model, options=options, keep_alive=keep_alive)
-            final = Response.wrap(
-                shapes.load_response(self.store.resolve(model).name, chat=False, reason="unload" if unload else "load")
-            )
+            name, reason = inference.load_or_unload(self.manager, model, options=options, keep_alive=keep_alive)
+            final = Response.wrap(shapes.load_response(name, chat=False, reason=reason))
             return iter([final]) if stream else final
         run = inference.start_generate(
             self.manager,
@@ -90,14 +84,8 @@ class Client:
         keep_alive: float | str | None = None,
     ) -> Response | Iterator[Response]:
         if not messages:
-            unload = keep_alive is not None and inference.keep_alive_seconds(keep_alive) == 0
-            if unload:
-                self.manager.unload(self.store.resolve(model).name)
-            else:
-                inference.load(self.manager, model, options=options, keep_alive=keep_alive)
-            final = Response.wrap(
-                shapes.load_response(self.store.resolve(model).name, chat=True, reason="unload" if unload else "load")
-            )
+            name, reason = inference.load_or_unload(self.manager, model, options=options, keep_alive=keep_alive)
+            final = Response.wrap(shapes.load_response(name, chat=True, reason=reason))
             return iter([final]) if stream else final
         run = inference.start_chat(self.manager, model, messages, format=format, options=options, keep_alive=keep_alive)
         events = _Stream(self._events(run, chat=True), run)

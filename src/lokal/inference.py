@@ -87,6 +87,19 @@ def load(manager: EngineManager, model: str, *, options: Any = None, keep_alive:
     return load_ns
 
 
+def load_or_unload(
+    manager: EngineManager, model: str, *, options: Any = None, keep_alive: Any = None
+) -> tuple[str, str]:
+    """Ollama's answer to an empty prompt: load the model, or unload it when `keep_alive` is 0.
+    Returns the canonical model name and the `done_reason` ("load" or "unload")."""
+    name = manager.store.resolve(model).name  # type: ignore[attr-defined]
+    if keep_alive is not None and keep_alive_seconds(keep_alive) == 0:
+        manager.unload(name)
+        return name, "unload"
+    load(manager, name, options=options, keep_alive=keep_alive)
+    return name, "load"
+
+
 def start_generate(
     manager: EngineManager,
     model: str,

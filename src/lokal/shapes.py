@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from lokal.engine.base import Completion
-from lokal.store.types import LocalModel
+from lokal.store.types import LocalModel, ModelDetails
 
 
 class Response(dict):
@@ -85,8 +85,8 @@ def load_response(model: str, *, chat: bool, reason: str = "load") -> dict[str, 
     return out
 
 
-def details(model: LocalModel) -> dict[str, Any]:
-    d = model.details
+def details(d: ModelDetails) -> dict[str, Any]:
+    """Ollama's `details` object."""
     return {
         "parent_model": "",
         "format": d.format,
@@ -105,7 +105,7 @@ def model_entry(model: LocalModel) -> dict[str, Any]:
         "modified_at": model.modified_at.isoformat(),
         "size": model.size,
         "digest": model.list_digest.removeprefix("sha256:"),
-        "details": details(model),
+        "details": details(model.details),
     }
 
 
@@ -116,21 +116,13 @@ def show_response(info: Any) -> dict[str, Any]:
         for key, value in info.params.items()
         for v in (value if isinstance(value, list) else [value])
     )
-    d = info.details
     return {
         "license": info.license or "",
         "modelfile": f"# lokal model {info.name}\nFROM {info.path}\n",
         "parameters": params,
         "template": info.chat_template or "",
         "system": info.system or "",
-        "details": {
-            "parent_model": "",
-            "format": d.format,
-            "family": d.family,
-            "families": list(d.families) or ([d.family] if d.family else None),
-            "parameter_size": d.parameter_size,
-            "quantization_level": d.quantization_level,
-        },
+        "details": details(info.details),
         "model_info": {
             **{k: v for k, v in info.metadata.items() if not isinstance(v, list | dict)},
             "general.architecture": info.architecture,

@@ -20,6 +20,7 @@ class _State:
         from lokal.store import ModelStore
 
         self.store = ModelStore(Settings.from_env())
+        self.remote = None  # no server: the commands work on the store directly
 
 
 @click.group()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import re
 import typing
 from datetime import UTC, datetime
@@ -203,10 +202,9 @@ def test_model_entry_uses_the_ollama_manifest_digest_when_there_is_one() -> None
 def test_details_families_fall_back_to_the_family_or_none() -> None:
     from lokal.store.types import ModelDetails
 
-    base = make_model()
-    only_family = shapes.details(dataclasses.replace(base, details=ModelDetails(family="qwen2")))
+    only_family = shapes.details(ModelDetails(family="qwen2"))
     assert only_family["families"] == ["qwen2"]
-    nothing = shapes.details(dataclasses.replace(base, details=ModelDetails()))
+    nothing = shapes.details(ModelDetails())
     assert nothing["families"] is None
 
 

@@ -109,13 +109,10 @@ def _single(obj: dict[str, Any], stream: bool) -> Response:
 
 
 async def _load_or_unload(request: Request, model: str, body: Any, *, chat: bool) -> Response:
-    state = request.app.state
-    name = (await in_thread(state.store.resolve, model)).name
-    if body.keep_alive is not None and inference.keep_alive_seconds(body.keep_alive) == 0:
-        state.manager.unload(name)
-        return _single(shapes.load_response(name, chat=chat, reason="unload"), body.stream)
-    await in_thread(inference.load, state.manager, model, options=body.options, keep_alive=body.keep_alive)
-    return _single(shapes.load_response(name, chat=chat), body.stream)
+    name, reason = await in_thread(
+        inference.load_or_unload, request.app.state.manager, model, options=body.options, keep_alive=body.keep_alive
+    )
+    return _single(shapes.load_response(name, chat=chat, reason=reason), body.stream)
 
 
 @router.post("/api/generate")
