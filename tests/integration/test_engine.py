@@ -209,3 +209,23 @@ def test_embeddings_put_similar_sentences_closer(engine):
     assert len(a) == len(b) == len(c) > 100
     assert abs(np.linalg.norm(a) - 1) < 1e-6
     assert np.dot(a, b) > np.dot(a, c)
+
+
+def test_prompt_cache_reuses_a_shared_prefix_and_changes_nothing(smollm2_model):
+    """A slot keeps its KV cells after a request; the next prompt that starts the same way (here the
+    model's default system prompt and the first turn of a chat) skips those tokens, with the same output."""
+    from lokal.engine.llamacpp import LlamaCppEngine
+
+    first = [{"role": "user", "content": "Name a fruit."}]
+    with LlamaCppEngine(smollm2_model, context_length=512, num_parallel=2, threads=2) as eng:
+        a = eng.chat(first, opts(temperature=0, num_predict=12))
+        answer = a.text()
+        assert a.result.prompt_cache_count == 0
+        follow_up = [*first, {"role": "assistant", "content": answer}, {"role": "user", "content": "Another one?"}]
+        b = eng.chat(follow_up, opts(temperature=0, num_predict=12))
+        cached_text = b.text()
+        assert b.result.prompt_cache_count >= a.result.prompt_eval_count
+    with LlamaCppEngine(smollm2_model, context_length=512, num_parallel=2, threads=2) as fresh:
+        c = fresh.chat(follow_up, opts(temperature=0, num_predict=12))
+        assert c.text() == cached_text
+        assert c.result.prompt_cache_count == 0

@@ -31,6 +31,8 @@ class Completion:
     total_duration: int
     load_duration: int = 0
     context: tuple[int, ...] = ()  # prompt + output token ids (Ollama's deprecated `context`)
+    #: Of `prompt_eval_count`, the tokens whose KV cells came from the prompt cache instead of being evaluated.
+    prompt_cache_count: int = 0
 
     def timings(self) -> dict[str, int]:
         return {

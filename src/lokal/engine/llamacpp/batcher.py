@@ -50,6 +50,7 @@ class Sequence:
     next_token: int | None = None  # sampled, not yet decoded
     generated: list[int] = dataclasses.field(default_factory=list)
     text: list[str] = dataclasses.field(default_factory=list)
+    cached_tokens: int = 0  # prompt tokens reused from the slot's prompt cache
     admitted_at: float = 0.0
     first_token_at: float = 0.0
     decoder: codecs.IncrementalDecoder = dataclasses.field(
@@ -59,6 +60,14 @@ class Sequence:
     @property
     def prefilling(self) -> bool:
         return self.n_prefilled < len(self.prompt)
+
+
+def _common_prefix(a: list[int], b: list[int], *, limit: int) -> int:
+    n = min(len(a), len(b), limit)
+    for i in range(n):
+        if a[i] != b[i]:
+            return i
+    return max(n, 0)
 
 
 class Batcher:
@@ -82,6 +91,8 @@ class Batcher:
         self.max_queue = max_queue
         self._batch = L.llama_batch_init(n_batch, 0, 1)
         self._free_ids = list(range(n_seq))  # a min-heap: the lowest free id is reused first
+        #: Prompt cache: for each free sequence slot, the tokens whose KV cells it still holds.
+        self._cached: dict[int, list[int]] = {}
         self._pending: collections.deque[Sequence] = collections.deque()
         self._active: list[Sequence] = []
         self._cond = threading.Condition()
@@ -161,9 +172,33 @@ class Batcher:
         now = time.perf_counter()
         while self._pending and self._free_ids:
             seq = self._pending.popleft()
-            seq.seq_id = heapq.heappop(self._free_ids)
+            seq.seq_id, reuse = self._pick_slot(seq.prompt)
+            # Keep the cached prefix, drop the rest; a partial removal can fail (e.g. sliding-window
+            # caches), and then the slot starts empty.
+            if reuse and not L.llama_memory_seq_rm(self._memory, seq.seq_id, reuse, -1):
+                reuse = 0
+            if not reuse:
+                L.llama_memory_seq_rm(self._memory, seq.seq_id, -1, -1)
+            self._cached.pop(seq.seq_id, None)
+            seq.n_past = seq.n_prefilled = seq.cached_tokens = reuse
             seq.admitted_at = now
             self._active.append(seq)
+
+    def _pick_slot(self, prompt: list[int]) -> tuple[int, int]:
+        """The free slot whose cached tokens share the longest prefix with `prompt` (lowest id on ties),
+        and how many of its cached tokens can be reused. At least the last prompt token is always
+        evaluated again, since its logits give the first new token."""
+        best_id, best = self._free_ids[0], 0
+        for seq_id in sorted(self._free_ids):
+            cached = self._cached.get(seq_id)
+            if not cached:
+                continue
+            common = _common_prefix(cached, prompt, limit=len(prompt) - 1)
+            if common > best:
+                best_id, best = seq_id, common
+        self._free_ids.remove(best_id)
+        heapq.heapify(self._free_ids)
+        return best_id, best
 
     def _step(self) -> None:
         batch = self._batch
@@ -224,10 +259,12 @@ class Batcher:
             seq.next_token = token
 
     def _finish(self, seq: Sequence, reason: DoneReason) -> None:
-        L.llama_memory_seq_rm(self._memory, seq.seq_id, -1, -1)
         seq.sampler.close()
         with self._cond:
             self._active.remove(seq)
+            # The slot keeps its KV cells: the next request that starts with the same tokens (a shared
+            # system prompt, the earlier turns of a chat) skips evaluating them again.
+            self._cached[seq.seq_id] = [*seq.prompt, *seq.generated][: seq.n_past]
             heapq.heappush(self._free_ids, seq.seq_id)
         if reason == "cancelled":
             seq.stream.fail(Cancelled("request cancelled"))
@@ -243,6 +280,7 @@ class Batcher:
                 text="".join(seq.text),
                 done_reason=reason,
                 prompt_eval_count=len(seq.prompt),
+                prompt_cache_count=seq.cached_tokens,
                 prompt_eval_duration=_ns(first - seq.admitted_at),
                 eval_count=len(seq.generated),
                 eval_duration=_ns(end - first),
