@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from server_fixture import server  # noqa: F401  (a live `lokal serve` per test module, for the server tests)
 
 from lokal.store.types import LocalModel, ModelDetails
 

@@ -1,5 +1,7 @@
 """Request bodies of Ollama's `/api/*` routes. Unknown fields are ignored (as Ollama's Go decoder does);
-wrong types are a 400 naming the field. `name` is accepted where Ollama still accepts it for `model`."""
+wrong types are a 400 naming the field. Types are strict, as Go's decoder is: `"stream": "yes"` or
+`"context": ["1"]` is an error, not silently coerced. `name` is accepted where Ollama still accepts it
+for `model`."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ FormatField = str | dict[str, Any] | None
 
 
 class _Request(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", strict=True)
 
 
 class _ModelRequest(_Request):
@@ -89,7 +91,7 @@ class CreateRequest(_ModelRequest):
     from_: str | None = None
     files: dict[str, str] | None = None
     stream: bool = True
-    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+    model_config = ConfigDict(extra="ignore", strict=True, populate_by_name=True)
 
     @model_validator(mode="before")
     @classmethod

@@ -28,7 +28,8 @@ router = APIRouter(prefix="/v1")
 
 
 class _Body(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    # Strict types, as OpenAI's API has them: `"stream": "yes"` is a 400, not silently true.
+    model_config = ConfigDict(extra="ignore", strict=True)
 
 
 class ChatMessage(_Body):
