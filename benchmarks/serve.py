@@ -34,7 +34,7 @@ Load: an asyncio client (httpx, no SDK) sends streamed `/v1/chat/completions` re
 back to back until `requests x N` have been sent. Prompts come from a fixed list in a seeded order, the
 same for every server; unless `--repeat-prompts` is given each one starts with a unique tag, so no server
 can answer from a cached prompt prefix beyond the chat template's shared system prompt (24 tokens,
-which llama-server and llama-cpp-python do reuse from their prompt caches; lokal has none).
+which all three servers reuse from their prompt caches).
 Each server gets one warm-up request, not counted.
 
 Definitions (one `time.perf_counter()` reading per SSE event):
