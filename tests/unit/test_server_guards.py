@@ -99,3 +99,33 @@ def test_openai_errors_use_openais_envelope(client: TestClient) -> None:
         "/v1/chat/completions", json={"model": "nope", "messages": [{"role": "user", "content": "x"}]}
     )
     assert missing.status_code == 404 and missing.json()["error"]["type"] == "not_found_error"
+
+
+def test_an_engine_error_while_collecting_is_a_json_500(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Not an ExceptionGroup from the disconnect watcher's task group, nor a bare traceback."""
+    from lokal import inference
+    from lokal.errors import EngineError
+
+    start = inference.start_generate
+
+    class Failing:
+        def __aiter__(self):
+            return self._pieces()
+
+        async def _pieces(self):
+            yield "x"
+            raise EngineError("decode failed")
+
+        def cancel(self) -> None:
+            pass
+
+    def failing_start(*args, **kwargs):
+        run = start(*args, **kwargs)
+        run.stream = Failing()
+        return run
+
+    monkeypatch.setattr(inference, "start_generate", failing_start)
+    response = client.post("/api/generate", json={"model": "fake", "prompt": "hi", "stream": False})
+    assert response.status_code == 500
+    assert response.json() == {"error": "decode failed"}
+    assert client.get("/api/tags").status_code == 200

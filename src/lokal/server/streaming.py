@@ -54,13 +54,20 @@ async def until_disconnected(request: Request) -> None:
 
 
 async def race_disconnect(request: Request, work: Callable[[], Awaitable[T]], on_disconnect: Callable[[], None]) -> T:
-    """Run `work`; if the client disconnects first, call `on_disconnect` (cancel the request) and raise."""
+    """Run `work`; if the client disconnects first, call `on_disconnect` (cancel the request) and raise.
+
+    An error from `work` is re-raised as itself (not wrapped in an ExceptionGroup), so the app's
+    exception handlers still turn it into the right status."""
     result: list[T] = []
+    failure: list[Exception] = []
 
     async with anyio.create_task_group() as group:
 
         async def run_work() -> None:
-            result.append(await work())
+            try:
+                result.append(await work())
+            except Exception as exc:
+                failure.append(exc)
             group.cancel_scope.cancel()
 
         async def watch() -> None:
@@ -70,6 +77,8 @@ async def race_disconnect(request: Request, work: Callable[[], Awaitable[T]], on
 
         group.start_soon(run_work)
         group.start_soon(watch)
+    if failure:
+        raise failure[0]
     if not result:
         raise ClientGone()
     return result[0]
