@@ -7,6 +7,7 @@ never waits on llama.cpp.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -28,6 +29,7 @@ from lokal.server.streaming import (
 
 router = APIRouter()
 NDJSON = "application/x-ndjson"
+PULL_PROGRESS_INTERVAL = 0.1  # seconds between progress lines while a pull copies or downloads
 
 
 @router.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
@@ -243,8 +245,9 @@ async def delete(body: S.ModelRequest, request: Request) -> Response:
 
 @router.post("/api/pull")
 async def pull(body: S.PullRequest, request: Request) -> Response:
-    """Pull with Ollama's progress messages. Progress is reported per stage (the store copies or downloads
-    in one call); a failure after the stream started is an `{"error": ...}` line, as Ollama sends it."""
+    """Pull with Ollama's progress messages: byte counts while a file is copied or downloaded, then the
+    digest; a failure after the stream started is an `{"error": ...}` line, as Ollama sends it. A client
+    that leaves does not stop the pull (it finishes in its thread and the store stays consistent)."""
     store = request.app.state.store
 
     if not body.stream:
@@ -252,19 +255,35 @@ async def pull(body: S.PullRequest, request: Request) -> Response:
         return JSONResponse({"status": "success"})
 
     async def events() -> AsyncIterator[bytes]:
+        loop = asyncio.get_running_loop()
+        updates: asyncio.Queue[tuple[int, int]] = asyncio.Queue()
+        last = [0.0]
+
+        def report(done: int, total: int) -> None:  # called on the pull's thread
+            now = time.monotonic()
+            if done < total and now - last[0] < PULL_PROGRESS_INTERVAL:
+                return
+            last[0] = now
+            loop.call_soon_threadsafe(updates.put_nowait, (done, total))
+
         yield ndjson_line({"status": "pulling manifest"})
+        task = asyncio.ensure_future(in_thread(store.pull, body.model, progress=report))
+        while not task.done():
+            getter = asyncio.ensure_future(updates.get())
+            finished, _ = await asyncio.wait({task, getter}, return_when=asyncio.FIRST_COMPLETED)
+            if getter in finished:
+                done, total = getter.result()
+                yield ndjson_line({"status": f"pulling {body.model}", "total": total, "completed": done})
+            else:
+                getter.cancel()
         try:
-            model = await in_thread(store.pull, body.model, progress=False)
+            model = task.result()
         except LokalError as exc:
             yield ndjson_line({"error": str(exc)})
             return
+        short = model.digest.removeprefix("sha256:")[:12]
         yield ndjson_line(
-            {
-                "status": f"pulling {model.digest.removeprefix('sha256:')[:12]}",
-                "digest": model.digest,
-                "total": model.size,
-                "completed": model.size,
-            }
+            {"status": f"pulling {short}", "digest": model.digest, "total": model.size, "completed": model.size}
         )
         yield ndjson_line({"status": "verifying sha256 digest"})
         yield ndjson_line({"status": "writing manifest"})

@@ -16,13 +16,14 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
 from lokal.errors import DigestMismatch
 from lokal.store.fsutil import fsync_dir
 from lokal.store.layout import StoreLayout, digest_hex, temp_path
+from lokal.store.types import Progress
 
 CHUNK_SIZE = 1 << 20
 _PROGRESS_MIN_BYTES = 32 * 1024 * 1024  # no progress bar for files that copy in a blink
@@ -69,7 +70,23 @@ def _place(layout: StoreLayout, tmp: Path, digest: str, expected: str | None, wh
     return digest, size
 
 
-def _progress_bar(total: int, label: str, enabled: bool) -> object | None:
+class _CallbackProgress:
+    """The part of tqdm's interface `_copy_chunks` uses, reporting to a callable instead of a terminal."""
+
+    def __init__(self, total: int, report: Callable[[int, int], None]) -> None:
+        self.total, self.done, self.report = total, 0, report
+
+    def update(self, n: int) -> None:
+        self.done += n
+        self.report(self.done, self.total)
+
+    def close(self) -> None:
+        pass
+
+
+def _progress_bar(total: int, label: str, enabled: Progress) -> object | None:
+    if callable(enabled):
+        return _CallbackProgress(total, enabled)
     if not enabled or total < _PROGRESS_MIN_BYTES:
         return None
     from tqdm.auto import tqdm
@@ -82,7 +99,7 @@ def import_parts(
     parts: Sequence[Path],
     *,
     expected: str | None = None,
-    progress: bool = False,
+    progress: Progress = False,
     label: str = "copying",
 ) -> tuple[str, int]:
     """Concatenate `parts` into one new blob (copying), verify it, and return `(digest, size)`."""
@@ -113,7 +130,7 @@ def import_file(
     *,
     expected: str | None = None,
     link: bool = True,
-    progress: bool = False,
+    progress: Progress = False,
     label: str = "copying",
 ) -> tuple[str, int]:
     """Add `src` to the blobs (hardlink if `link` and possible, else copy); return `(digest, size)`."""

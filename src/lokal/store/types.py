@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
 Source = Literal["bundled", "file", "huggingface", "ollama"]
+
+#: How a pull reports progress: True draws a progress bar on stderr, False is silent, and a callable is
+#: called with (bytes done, bytes in total) as the copy or download advances (the server streams these).
+Progress = bool | Callable[[int, int], None]
 
 
 @dataclasses.dataclass(frozen=True)

@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from lokal.errors import HubUnreachable, PullError
 from lokal.store.sources import Fetched
+from lokal.store.types import Progress
 
 #: Without an explicit quant: the usual best size/quality trade-off first, then the most portable.
 QUANT_PREFERENCE = ("Q4_K_M", "Q4_0")
@@ -171,7 +172,7 @@ def _fetched(repo_id: str, filename: str, local: Path) -> Fetched:
     return Fetched(parts=(blob,), source="huggingface", origin=f"hf.co/{repo_id}/{filename}", expected_digest=expected)
 
 
-def fetch_hf(repo_id: str, quant: str | None, *, progress: bool = True, file_hint: str | None = None) -> Fetched:
+def fetch_hf(repo_id: str, quant: str | None, *, progress: Progress = True, file_hint: str | None = None) -> Fetched:
     """Download (or find in the HF cache) the GGUF of `repo_id` for `quant`."""
     cache = hub_cache_dir()
     if hub_offline():
@@ -187,7 +188,7 @@ def fetch_hf(repo_id: str, quant: str | None, *, progress: bool = True, file_hin
         tree = HfApi().list_repo_tree(repo_id, recursive=True)
         files = {e.path: getattr(e, "size", None) for e in tree if hasattr(e, "size")}
         filename = choose_gguf(files, quant, repo_id)
-        kwargs = {} if progress else {"tqdm_class": _silent_tqdm()}
+        kwargs = {} if progress is True else {"tqdm_class": _silent_tqdm(progress if callable(progress) else None)}
         local = Path(hf_hub_download(repo_id, filename, cache_dir=cache, **kwargs))
     except PullError:
         raise
@@ -205,12 +206,21 @@ def fetch_hf(repo_id: str, quant: str | None, *, progress: bool = True, file_hin
     return _fetched(repo_id, filename, local)
 
 
-def _silent_tqdm() -> type:
+def _silent_tqdm(report: Callable[[int, int], None] | None = None) -> type:
+    """A tqdm class that draws nothing and, given `report`, passes (bytes done, total) to it."""
     from tqdm.auto import tqdm
 
     class SilentTqdm(tqdm):  # type: ignore[misc, valid-type]
         def __init__(self, *args: object, **kwargs: object) -> None:
             kwargs["disable"] = True
+            self._done = int(kwargs.get("initial") or 0)  # type: ignore[call-overload]
+            self._total = int(kwargs.get("total") or 0)  # type: ignore[call-overload]
             super().__init__(*args, **kwargs)
+
+        def update(self, n: float | None = 1) -> bool | None:
+            self._done += int(n or 0)
+            if report is not None:
+                report(self._done, self._total)
+            return super().update(n)
 
     return SilentTqdm
