@@ -121,26 +121,7 @@ class Client:
         keep_alive: float | str | None = None,
     ) -> Response:
         texts = [input] if isinstance(input, str) else builtins.list(input)
-        alive = inference.keep_alive_seconds(keep_alive)
-        engine, load_ns = self.manager.acquire(model, keep_alive=alive)
-        try:
-            import time
-
-            started = time.perf_counter_ns()
-            vectors = engine.embed(texts) if texts else []
-            total = time.perf_counter_ns() - started + load_ns
-            prompt_tokens = sum(len(engine.tokenize(t)) for t in texts)
-        finally:
-            self.manager.release(engine, keep_alive=alive)
-        return Response.wrap(
-            {
-                "model": engine.model.name,
-                "embeddings": vectors,
-                "total_duration": total,
-                "load_duration": load_ns,
-                "prompt_eval_count": prompt_tokens,
-            }
-        )
+        return Response.wrap(inference.embed(self.manager, model, texts, keep_alive=keep_alive))
 
     # -- models -----------------------------------------------------------------------------------
     def list(self) -> Response:
@@ -162,19 +143,7 @@ class Client:
         return Response.wrap({"status": "success"})
 
     def ps(self) -> Response:
-        return Response.wrap(
-            {
-                "models": [
-                    {
-                        **shapes.model_entry(entry.engine.model),
-                        "expires_at": entry.expires_at_wall.isoformat(),
-                        "size_vram": 0,
-                        "context_length": entry.engine.context_length,
-                    }
-                    for entry in self.manager.loaded()
-                ]
-            }
-        )
+        return Response.wrap({"models": [shapes.ps_entry(entry) for entry in self.manager.loaded()]})
 
 
 class _Stream:

@@ -8,6 +8,7 @@ so every front end behaves the same.
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -154,3 +155,23 @@ def start_chat(
         manager.release(engine, keep_alive=alive)
         raise
     return Run(manager, engine, stream, load_ns, alive)  # type: ignore[arg-type]
+
+
+def embed(manager: EngineManager, model: str, texts: Sequence[str], *, keep_alive: Any = None) -> dict[str, Any]:
+    """Embed `texts` with `model`: Ollama's `/api/embed` answer, for the Python API and both servers."""
+    alive = keep_alive_seconds(keep_alive)
+    engine, load_ns = manager.acquire(model, keep_alive=alive)
+    try:
+        started = time.perf_counter_ns()
+        vectors = engine.embed(texts) if texts else []
+        prompt_tokens = sum(len(engine.tokenize(t)) for t in texts)
+        total = time.perf_counter_ns() - started + load_ns
+    finally:
+        manager.release(engine, keep_alive=alive)
+    return {
+        "model": engine.model.name,
+        "embeddings": vectors,
+        "total_duration": total,
+        "load_duration": load_ns,
+        "prompt_eval_count": prompt_tokens,
+    }

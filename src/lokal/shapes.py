@@ -109,6 +109,16 @@ def model_entry(model: LocalModel) -> dict[str, Any]:
     }
 
 
+def ps_entry(entry: Any) -> dict[str, Any]:
+    """One entry of `/api/ps` (and `lokal.ps()`) from the manager's `LoadedModel`."""
+    return {
+        **model_entry(entry.engine.model),
+        "expires_at": entry.expires_at_wall.isoformat(),
+        "size_vram": 0,
+        "context_length": entry.engine.context_length,
+    }
+
+
 def show_response(info: Any) -> dict[str, Any]:
     """`/api/show` (and `lokal.show()`) from a `ModelInfo`: Ollama's keys, plus lokal's memory estimate."""
     params = "\n".join(

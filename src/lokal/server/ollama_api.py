@@ -164,29 +164,10 @@ async def chat(body: S.ChatRequest, request: Request) -> Response:
 # -- embeddings -----------------------------------------------------------------------------------
 
 
-def _embed(manager: Any, model: str, texts: list[str], options: Any, keep_alive: Any) -> dict[str, Any]:
-    alive = inference.keep_alive_seconds(keep_alive)
-    engine, load_ns = manager.acquire(model, keep_alive=alive)
-    try:
-        started = time.perf_counter_ns()
-        vectors = engine.embed(texts) if texts else []
-        prompt_tokens = sum(len(engine.tokenize(t)) for t in texts)
-        total = time.perf_counter_ns() - started + load_ns
-    finally:
-        manager.release(engine, keep_alive=alive)
-    return {
-        "model": engine.model.name,
-        "embeddings": vectors,
-        "total_duration": total,
-        "load_duration": load_ns,
-        "prompt_eval_count": prompt_tokens,
-    }
-
-
 @router.post("/api/embed")
 async def embed(body: S.EmbedRequest, request: Request) -> dict[str, Any]:
     texts = [body.input] if isinstance(body.input, str) else list(body.input)
-    return await in_thread(_embed, request.app.state.manager, body.model, texts, body.options, body.keep_alive)
+    return await in_thread(inference.embed, request.app.state.manager, body.model, texts, keep_alive=body.keep_alive)
 
 
 @router.post("/api/embeddings")
@@ -194,7 +175,9 @@ async def embeddings(body: S.EmbeddingsRequest, request: Request) -> dict[str, A
     if not body.prompt:
         await in_thread(inference.load, request.app.state.manager, body.model, keep_alive=body.keep_alive)
         return {"embedding": []}
-    out = await in_thread(_embed, request.app.state.manager, body.model, [body.prompt], body.options, body.keep_alive)
+    out = await in_thread(
+        inference.embed, request.app.state.manager, body.model, [body.prompt], keep_alive=body.keep_alive
+    )
     return {"embedding": out["embeddings"][0]}
 
 
@@ -215,17 +198,7 @@ async def show(body: S.ModelRequest, request: Request) -> dict[str, Any]:
 
 @router.get("/api/ps")
 async def ps(request: Request) -> dict[str, Any]:
-    return {
-        "models": [
-            {
-                **shapes.model_entry(entry.engine.model),
-                "expires_at": entry.expires_at_wall.isoformat(),
-                "size_vram": 0,
-                "context_length": entry.engine.context_length,
-            }
-            for entry in request.app.state.manager.loaded()
-        ]
-    }
+    return {"models": [shapes.ps_entry(entry) for entry in request.app.state.manager.loaded()]}
 
 
 @router.post("/api/copy")

@@ -276,9 +276,7 @@ async def embeddings(body: EmbeddingRequest, request: Request) -> dict[str, Any]
     if body.encoding_format not in ("float", "base64"):
         raise InvalidOptions(f"encoding_format must be 'float' or 'base64', got {body.encoding_format!r}")
     texts = [body.input] if isinstance(body.input, str) else list(body.input)
-    from lokal.server.ollama_api import _embed
-
-    out = await in_thread(_embed, request.app.state.manager, body.model, texts, None, None)
+    out = await in_thread(inference.embed, request.app.state.manager, body.model, texts)
     vectors = out["embeddings"]
     if body.dimensions:
         vectors = [v[: body.dimensions] for v in vectors]
