@@ -195,6 +195,19 @@ class Server:
         except psutil.Error:
             return 0.0
 
+    def main_thread_cpu_seconds(self) -> float:
+        """CPU time of the server's main thread: for lokal, the asyncio event loop (HTTP, JSON, SSE), which
+        shares the 2 cores with llama.cpp's threads; 0 when it cannot be read."""
+        if self.proc is None:
+            return 0.0
+        try:
+            for t in psutil.Process(self.proc.pid).threads():
+                if t.id == self.proc.pid:
+                    return t.user_time + t.system_time
+        except psutil.Error:
+            pass
+        return 0.0
+
 
 class LoadMeter:
     """CPU use on the machine outside the benchmark (this process and the servers' process trees), and the
@@ -565,6 +578,7 @@ MEDIAN_KEYS = (
     "e2e_p50_ms",
     "e2e_p99_ms",
     "mean_output_tokens",
+    "main_thread_cpu_percent",
     "mean_prompt_tokens",
     "client_cpu_percent",
     "other_cpu_cores",
@@ -656,6 +670,13 @@ def print_report(summary: dict[str, dict[int, dict]], levels: list[int], servers
         m_ls = mark(n, LOKAL, LLAMA_SERVER) if ls else " "
         m_lcp = mark(n, LOKAL, LLAMA_CPP_PYTHON) if lcp else " "
         print(f"{n:>4}  {fmt(r_tps, '.3f'):>23}{m_ls}  {fmt(r_ttft, '.3f'):>26}{m_ls}  {fmt(r_lcp, '.2f'):>27}{m_lcp}")
+
+    loop = [f"{fmt(summary[LOKAL][n]['main_thread_cpu_percent'], '.1f')}% @{n}" for n in levels]
+    print(f"lokal's event-loop thread (HTTP, JSON, SSE), % of one core: {', '.join(loop)}")
+    print(
+        "  (the rest of its CPU is llama.cpp's threads; a small share here means the Python layer is not what "
+        "limits throughput)"
+    )
 
     verdicts: list[dict] = []
 
@@ -789,8 +810,10 @@ def main() -> None:
                 for s in servers:
                     idle_cpu0 = {o.name: o.cpu_seconds() for o in servers if o is not s}
                     before = meter.snapshot()
+                    loop_cpu0 = s.main_thread_cpu_seconds()
                     res = asyncio.run(run_level(s, n, prompts, args.max_tokens, args.timeout))
                     res.update(meter.since(before, meter.snapshot()), round=r)
+                    res["main_thread_cpu_percent"] = 100.0 * (s.main_thread_cpu_seconds() - loop_cpu0) / res["wall_s"]
                     res["idle_servers_cpu_percent"] = {
                         name: 100.0 * (o.cpu_seconds() - idle_cpu0[name]) / res["wall_s"]
                         for o in servers
