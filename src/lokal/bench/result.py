@@ -1,0 +1,285 @@
+"""The saved result of `lokal bench`: versioned JSON written first, rendered second.
+
+Everything a report shows is derived from what is stored here, so `lokal report RESULT.json` gives the same
+report as the run that wrote it. Times inside a load level are seconds from that level's start
+(`time.perf_counter()` readings, one per event); `created_at` is the only wall-clock time.
+
+Metric definitions (names as `../shared/ref/benchmarking.md` and vLLM's `bench serve` use them):
+
+- TTFT: actual send -> first chunk with generated text (role-only or empty chunks do not count);
+- ITL: the gaps between successive text chunks, all requests of a level flattened into one distribution;
+- TPOT: `(e2el - ttft) / (output_tokens - 1)` per request with more than one output token (vLLM's: excludes
+  the first token);
+- E2EL: actual send -> last text chunk (not a trailing usage chunk or `[DONE]`);
+- E2EL from schedule: intended send -> last text chunk; differs from E2EL when the client could not send on
+  time (an open-loop rate it could not keep, or a full concurrency window): coordinated omission shows here;
+- request / output-token throughput: completed requests or their output tokens / the level's duration
+  (first send -> last completion, tail included);
+- goodput: completed requests meeting every SLO / duration; failed requests never meet it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from lokal.errors import LokalError
+
+SCHEMA_VERSION = 1
+
+#: Where a request's output token count came from, in order of preference.
+TokenSource = Literal["usage", "engine", "tokenizer", "chunks"]
+#: How load was offered: one at a time, N workers back to back (closed loop), arrivals at a rate (open loop),
+#: or N sequences submitted together to the in-process engine (batch size).
+LoadMode = Literal["sync", "concurrency", "rate", "batch"]
+TargetKind = Literal["in-process", "ollama", "openai"]
+
+
+class ResultError(LokalError, ValueError):
+    """A result file that cannot be read: missing, not JSON, another schema version, or malformed."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+class ServerTimings(_Model):
+    """What the server itself reported for one request, in milliseconds (Ollama's nanosecond fields,
+    llama-server's `timings`, or the in-process engine's counters). None where not reported."""
+
+    load_ms: float | None = None
+    prompt_eval_ms: float | None = None
+    eval_ms: float | None = None
+    total_ms: float | None = None
+    prompt_tokens: int | None = None
+    output_tokens: int | None = None
+    cached_prompt_tokens: int | None = None
+
+
+class RequestSample(_Model):
+    """One request, as the client saw it. Times are seconds from the start of its load level."""
+
+    index: int
+    scheduled_s: float = Field(description="intended send time (= sent_s in a closed loop with a free slot)")
+    sent_s: float
+    first_token_s: float | None = None
+    end_s: float | None = Field(None, description="last text chunk; for a failed request, when it failed")
+    ok: bool
+    error: str | None = None
+    prompt_tokens: int | None = None
+    output_tokens: int | None = None
+    token_source: TokenSource | None = None
+    chunk_s: list[float] = Field(default_factory=list, description="arrival of every text chunk")
+    finish_reason: str | None = None
+    server: ServerTimings | None = None
+
+
+class MemorySample(_Model):
+    """One reading of the serving process tree. `t_s` is seconds from the start of the whole run."""
+
+    t_s: float
+    rss_bytes: int
+    uss_bytes: int | None = None  # None where the OS does not give it (or permission is missing)
+    level: int | None = Field(None, description="index into BenchResult.levels running at this time")
+
+
+class MemoryTimeline(_Model):
+    pid: int
+    include_children: bool = True
+    interval_s: float
+    samples: list[MemorySample] = Field(default_factory=list)
+
+    @property
+    def peak_rss_bytes(self) -> int | None:
+        return max((s.rss_bytes for s in self.samples), default=None)
+
+    @property
+    def peak_uss_bytes(self) -> int | None:
+        return max((s.uss_bytes for s in self.samples if s.uss_bytes is not None), default=None)
+
+
+class ClientStats(_Model):
+    """Whether the load generator kept up: its own CPU use and how late it sent requests."""
+
+    cpu_percent: float = Field(description="this client's CPU time / wall time, % of one core")
+    max_send_lag_ms: float = Field(0.0, description="largest (actual - intended) send time")
+    saturated: bool = False
+
+
+class LoadLevel(_Model):
+    """One load setting (a concurrency, a rate, a batch size) for one model, and every request it made."""
+
+    model: str
+    mode: LoadMode
+    concurrency: int | None = None
+    rate: float | None = Field(None, description="requests per second (open loop); None when not rate-driven")
+    batch_size: int | None = None
+    started_at_s: float = Field(0.0, description="seconds from the start of the whole run")
+    duration_s: float
+    warmup_requests: int = 0
+    samples: list[RequestSample]
+    client: ClientStats | None = None
+
+    @property
+    def label(self) -> str:
+        if self.mode == "rate":
+            return f"{self.rate:g} req/s"
+        if self.mode == "batch":
+            return f"batch {self.batch_size}"
+        if self.mode == "sync":
+            return "sync"
+        return f"concurrency {self.concurrency}"
+
+
+class ModelRef(_Model):
+    name: str
+    digest: str | None = None
+    size_bytes: int | None = None
+    parameter_size: str | None = None
+    quantization: str | None = None
+    family: str | None = None
+
+
+class TargetInfo(_Model):
+    kind: TargetKind
+    url: str | None = None
+    api: Literal["ollama", "openai"] | None = None
+    server_version: str | None = None
+    models: list[ModelRef] = Field(default_factory=list)
+
+
+class PlatformInfo(_Model):
+    system: str
+    release: str
+    machine: str
+    python: str
+    cpu: str
+    logical_cpus: int | None = None
+    physical_cores: int | None = None
+    memory_bytes: int | None = None
+
+
+class Slo(_Model):
+    """Service-level objectives in milliseconds; a request meets the SLO when it meets every one given."""
+
+    ttft_ms: float | None = None
+    tpot_ms: float | None = None
+    itl_ms: float | None = None  # on the request's largest gap
+    e2el_ms: float | None = None
+
+
+class BenchConfig(_Model):
+    requests: int | None = None
+    duration_s: float | None = None
+    concurrency: list[int] = Field(default_factory=list)
+    rates: list[float] = Field(default_factory=list)
+    batch_sizes: list[int] = Field(default_factory=list)
+    prompt_tokens: int | None = None
+    max_tokens: int
+    prompts_file: str | None = None
+    workload: str
+    seed: int
+    warmup: int
+    temperature: float = 0.0
+    threads: int | None = None
+    slo: Slo | None = None
+    stream: bool = True
+
+
+class ColdStart(_Model):
+    """Loading from nothing: model load time, and TTFT of the first request against a warm one."""
+
+    model: str
+    load_s: float | None = Field(None, description="model load (engine start, or the server's load_duration)")
+    first_ttft_ms: float | None = Field(None, description="TTFT of the first request, load included")
+    warm_ttft_ms: float | None = Field(None, description="median TTFT of the next requests")
+
+
+class SloSearchStep(_Model):
+    value: float
+    goodput_fraction: float
+    met: bool
+
+
+class SloSearch(_Model):
+    """The highest concurrency or rate whose requests met the SLO (at least `target_fraction` of them)."""
+
+    over: Literal["concurrency", "rate"]
+    target_fraction: float
+    steps: list[SloSearchStep]
+    best: float | None
+
+
+class BenchResult(_Model):
+    schema_version: Literal[1] = SCHEMA_VERSION
+    kind: Literal["bench"] = "bench"
+    lokal_version: str
+    created_at: datetime
+    label: str | None = Field(None, description="a name for this run in comparisons (default: target + model)")
+    platform: PlatformInfo
+    target: TargetInfo
+    config: BenchConfig
+    levels: list[LoadLevel]
+    cold_start: list[ColdStart] = Field(default_factory=list)
+    memory: MemoryTimeline | None = None
+    slo_search: SloSearch | None = None
+    warnings: list[str] = Field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        if self.label:
+            return self.label
+        models = ", ".join(m.name for m in self.target.models) or "?"
+        where = self.target.url or self.target.kind
+        return f"{models} @ {where}"
+
+
+def save(result: BaseModel, path: str | os.PathLike[str]) -> Path:
+    """Write `result` as JSON atomically (temp file + fsync + rename): never a half-written file."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    data = result.model_dump_json(indent=1)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        Path(tmp).replace(target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return target
+
+
+def load(path: str | os.PathLike[str]) -> BenchResult:
+    """Read a result file, with a message that names the file and what is wrong with it."""
+    source = Path(path)
+    try:
+        raw: Any = json.loads(source.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ResultError(f"no result file at {source}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ResultError(f"cannot read {source}: {exc}") from None
+    except json.JSONDecodeError as exc:
+        raise ResultError(f"{source} is not JSON (line {exc.lineno}: {exc.msg})") from None
+    if not isinstance(raw, dict) or raw.get("kind") != "bench":
+        raise ResultError(f"{source} is not a lokal bench result (no \"kind\": \"bench\")")
+    version = raw.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise ResultError(
+            f"{source} has schema version {version!r}; this lokal reads version {SCHEMA_VERSION}: "
+            "re-run the benchmark, or render it with the lokal version that wrote it"
+        )
+    try:
+        return BenchResult.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ResultError(f"{source} is malformed at {where}: {first['msg']}") from None
