@@ -88,18 +88,28 @@ def tpot_ms(s: RequestSample) -> float | None:
     return (e2el - ttft) / (n - 1)
 
 
+def _largest_gap_ms(s: RequestSample) -> float | None:
+    """The request's largest chunk gap; 0 when there is no gap to have (a single-token answer), None when
+    several tokens came in fewer than two chunks (not streamed): ITL was not measured."""
+    gaps = itl_ms(s)
+    if gaps:
+        return max(gaps)
+    return None if s.output_tokens is not None and s.output_tokens > 1 else 0.0
+
+
 def meets_slo(s: RequestSample, slo: Slo) -> bool:
     """True when a completed request meets every objective given; a missing measurement fails it."""
     if not s.ok:
         return False
+    one_token = s.output_tokens is not None and s.output_tokens <= 1
     checks: list[tuple[float | None, float | None]] = [
         (slo.ttft_ms, ttft_ms(s)),
         (slo.e2el_ms, e2el_ms(s)),
-        (slo.itl_ms, max(itl_ms(s), default=0.0)),
+        (slo.itl_ms, _largest_gap_ms(s)),
     ]
     if slo.tpot_ms is not None:  # one output token has no TPOT: counts as 0, as vLLM's goodput does
         tpot = tpot_ms(s)
-        checks.append((slo.tpot_ms, 0.0 if tpot is None and (s.output_tokens or 0) <= 1 else tpot))
+        checks.append((slo.tpot_ms, 0.0 if tpot is None and one_token else tpot))
     return all(limit is None or (value is not None and value <= limit) for limit, value in checks)
 
 

@@ -1,0 +1,490 @@
+"""What `lokal bench` asks: built-in prompt sets, synthetic prompts of a given length, or a JSONL file; seeded.
+
+A workload is fixed before the load starts (pre-built prompts keep tokenising and string work off the hot
+path, as vLLM and llmperf do). Every prompt starts with a tag unique to its request, so a server's prefix or KV
+cache (llama-server `cache_prompt`, Ollama's context reuse, vLLM's APC) cannot answer a repeated prompt
+from memory and make it look fast (pitfall 7 in benchmarking.md); `repeat_prefix=True` drops the tag to
+measure exactly that effect. The tag comes from the seed, so the same seed gives the same prompts; a server
+that keeps many prefixes between runs (vLLM's APC) could match a second run with the same seed, so change
+the seed (or restart the server) when comparing repeated runs on such a server.
+
+Token counts here are of the prompt text only: the chat template adds a few tokens the server will count
+(pitfall 3). They are exact when the caller passes `count_tokens` (the in-process engine can tokenise) and an
+estimate otherwise; `Workload.token_count` says which, so a report can write "approx.".
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import re
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, overload
+
+from lokal.bench.target import Prompt
+from lokal.errors import LokalError
+
+TokenCounter = Callable[[str], int]
+TokenCount = Literal["tokenizer", "estimate"]
+
+
+class WorkloadError(LokalError, ValueError):
+    """A workload that cannot be built: an unknown set, a bad length, or a malformed prompts file."""
+
+    status_code = 400
+
+
+# --- built-in sets (the project's own text) -------------------------------------------------------------------
+
+_CHAT_QUESTIONS: tuple[str, ...] = (
+    "What is the difference between a list and a tuple in Python?",
+    "Give me three ideas for a quick vegetarian dinner that takes less than twenty minutes to cook.",
+    "Why is the sky blue during the day but red and orange at sunset?",
+    "Explain in two sentences what a hash function is and why it should be hard to reverse.",
+    "How many minutes are there in a week? Show the calculation step by step.",
+    "Write a short, friendly reminder to a colleague that the team meeting moved from Tuesday to Thursday.",
+    "What should I pack for a three-day hiking trip in the mountains in early autumn when the nights are cold?",
+    "Summarise the plot of a detective story in which the butler turns out to be innocent.",
+    "Is it better to water garden plants in the morning or in the evening, and why?",
+    "Translate 'where is the train station, please?' into French, Spanish and German.",
+    "What does a load balancer do, and when does a small web service need one?",
+    "Suggest a name for a bakery that only sells bread made with sourdough.",
+    "How do I politely decline an invitation to a wedding of a distant relative without causing offence?",
+    "Explain compound interest to a twelve-year-old using an example with pocket money saved over five years.",
+    "List four ways to make a slow laptop feel faster without buying new hardware.",
+    "What is the boiling point of water at the top of a high mountain, and why is it lower than at sea level?",
+    "Write a haiku about the first snow of winter falling on a quiet city street.",
+    "Why do cats purr? Give the main theories scientists have proposed.",
+    "I have eggs, spinach, cheese and an onion. What can I cook for breakfast?",
+    "What are the pros and cons of working from home for a small team of software developers who rarely meet?",
+    "How does a refrigerator keep food cold? Describe the cycle in simple terms.",
+    "Give me a short workout I can do in a hotel room with no equipment in fifteen minutes.",
+    "What questions should I ask a landlord before signing a one-year lease on a flat in a city I do not know?",
+    "Explain the rules of chess castling, including the situations in which it is not allowed.",
+)
+
+_PASSAGE = """\
+The town of Harrowmere sits where a slow river meets a shallow bay, and for three hundred years its people \
+have ground their grain with the tide. The mill stands on a stone causeway across the mouth of a tidal pond. \
+When the sea rises, water flows into the pond through a row of wooden gates that swing open on their own; when \
+the tide turns, the same gates are pushed shut by the weight of the water behind them, and the miller lets the \
+stored water out under a great wheel. Two tides a day give the mill about eight hours of work, but never at the \
+same hours, so the miller's day moves forward by almost an hour every day, and the family who ran the mill kept \
+a tide table nailed to the door beside the flour prices.
+
+The first mill was built of timber in the year the harbour wall was finished. It burned down twice, once from a \
+lamp left in the loft and once, according to the parish record, from "the heat of the stones running dry", which \
+meant that the miller had let the millstones turn with no grain between them. The present building is of grey \
+stone with a slate roof. Its wheel is nearly five metres across and is made of oak and iron; the oak paddles are \
+replaced every twelve years or so, and the town keeps a stack of seasoned oak planks under the market hall for \
+that purpose.
+
+At its busiest the mill ground wheat, barley and oats for farms as far as a day's cart ride inland. Farmers paid \
+the miller with a share of the flour rather than with money: one part in sixteen was the custom, and a brass \
+measure used to take that share is still kept in the mill. Bread from Harrowmere flour was said to be coarse but \
+good, and bakers in the county town advertised it by name. In wet years the grain arrived damp and had to be \
+dried in a kiln beside the mill before it could be ground, which added two days to the work and a smell of smoke \
+to the flour that some customers liked and others did not.
+
+The decline began when a steam mill opened near the railway station. It could work at any hour and did not \
+depend on the moon. Within twenty years most farmers sent their grain by rail, and the tide mill ground only for \
+a few families and for animal feed. The last commercial miller, a woman named Edith Marlowe, kept it running \
+until the great storm that broke the causeway and flooded the pond with sand. She wrote in her account book that \
+the storm had done in one night what the railway had failed to do in forty years.
+
+The mill stood empty for a long time. Children swam in what was left of the pond, and the wheel rotted until \
+only its iron rim remained. A group of volunteers formed a trust to save it, raised money with concerts and a \
+yearly fair, and rebuilt the causeway with help from an engineer who had restored tide mills elsewhere. The \
+gates were copied from an old drawing found in the parish chest, and a new wheel was built by a boat yard down \
+the coast. Today the mill grinds on summer weekends, visitors can buy its flour in paper bags, and the tide \
+table is nailed to the door again, beside a notice that explains why the opening hours change every day.
+
+Scientists have also taken an interest. Because the pond fills and empties twice a day, its mud holds a record \
+of the bay's water over centuries, and cores taken from it show layers of sand left by storms, including the one \
+that closed the mill. The trust now measures the height of every tide at the gates, and its records are used by \
+a university to study how the level of the sea has changed along this part of the coast.\
+"""
+
+_PASSAGE_QUESTIONS: tuple[str, ...] = (
+    "Why does the miller's working day move forward by almost an hour every day?",
+    "How did farmers pay the miller, and what share was customary?",
+    "What caused the two fires that destroyed the first mill?",
+    "What finally ended commercial milling at Harrowmere, according to the text?",
+    "How did the volunteers rebuild the mill, and where did the design of the gates come from?",
+    "Why is the mud of the pond useful to scientists?",
+    "Summarise the history of the mill in three sentences.",
+    "What did damp grain mean for the mill's work and for the taste of its flour?",
+)
+
+#: Common English words that are one token each (with their leading space) in the vocabularies of the models
+#: lokal runs (checked with SmolLM2's); synthetic prompts are built from them so ~1 token per word holds.
+_FILLER_TEXT = """the of and to in is for on that with as it at by from this be or are an was have not but they his
+    her she he we you all one there their when which will more about out up what so can has had some time
+    would like into than only its other new some could people two them these then may first way been over
+    year most made after also many well back how even after because any day good just water long great
+    little very still old see each work through where much world own right life take place same small under
+    never last hand high year most part home house left found light open end while city those three man young
+    both car number book food tree river road sea sun wind stone bread table door window garden morning night
+    green blue white black red warm cold slow fast quiet early late near far"""
+_FILLER_WORDS: tuple[str, ...] = tuple(dict.fromkeys(_FILLER_TEXT.split()))
+
+# Calibrated against SmolLM2's BPE vocabulary on the built-in sets (see estimate_tokens).
+_SHORT_WORD = 8
+_LETTERS_PER_TOKEN = 6
+
+
+@dataclass(frozen=True)
+class WorkloadSpec:
+    """A built-in prompt set: what it is, and the output length it is meant to run with."""
+
+    name: str
+    description: str
+    max_tokens: int
+
+
+WORKLOADS: dict[str, WorkloadSpec] = {
+    "chat": WorkloadSpec("chat", "short, varied user questions (about 25-40 tokens each)", max_tokens=64),
+    "long": WorkloadSpec("long", "a passage of about 800 tokens followed by a question on it", max_tokens=128),
+    "synthetic": WorkloadSpec("synthetic", "filler text sized to --prompt-tokens", max_tokens=64),
+}
+
+
+@dataclass(frozen=True)
+class Workload(Sequence[Prompt]):
+    """The prompts of one run, one per request, in their seeded order, plus what a report says about them.
+
+    Behaves as a read-only list of `Prompt` (len, index, iterate)."""
+
+    name: str  # "chat", "long", "synthetic" or "file"
+    prompts: tuple[Prompt, ...]
+    seed: int
+    token_count: TokenCount
+    #: Smallest and largest prompt length in tokens (of the text, chat template not included).
+    prompt_tokens_min: int
+    prompt_tokens_max: int
+    #: For synthetic prompts: the length asked for.
+    prompt_tokens: int | None = None
+    #: The output length the set is meant for (None for a file: the file's rows or the run's --max-tokens).
+    max_tokens: int | None = None
+    source: str | None = None  # the prompts file, if any
+    repeat_prefix: bool = False
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def approximate(self) -> bool:
+        return self.token_count == "estimate"
+
+    def describe(self) -> str:
+        """One line for a report: "chat: built-in short questions, 26-37 prompt tokens (approx.)"."""
+        approx = " (approx.)" if self.approximate else ""
+        lo, hi = self.prompt_tokens_min, self.prompt_tokens_max
+        size = f"{lo} prompt tokens" if lo == hi else f"{lo}-{hi} prompt tokens"
+        what = {
+            "chat": "built-in short questions",
+            "long": "built-in passage + question",
+            "synthetic": f"synthetic filler, {self.prompt_tokens} tokens asked",
+            "file": f"prompts from {self.source}",
+        }.get(self.name, self.name)
+        cache = ", shared prefix (cache may answer)" if self.repeat_prefix else ""
+        return f"{self.name}: {what}, {size}{approx}{cache}"
+
+    def __len__(self) -> int:
+        return len(self.prompts)
+
+    @overload
+    def __getitem__(self, index: int) -> Prompt: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[Prompt]: ...
+
+    def __getitem__(self, index: int | slice) -> Prompt | Sequence[Prompt]:
+        return self.prompts[index]
+
+    def __iter__(self) -> Iterator[Prompt]:
+        return iter(self.prompts)
+
+
+# --- token counting -------------------------------------------------------------------------------------------
+
+_PIECE = re.compile(r"[A-Za-z]+|\d|[^\sA-Za-z\d]")
+
+
+def estimate_tokens(text: str) -> int:
+    """A tokenizer-free estimate: one token per word of up to 8 letters, digit or punctuation mark, and one
+    per 6 letters of longer words. On the built-in sets it is within about 15 % of SmolLM2's tokenizer (mean
+    ratio 1.01); for other text and other vocabularies it is only an estimate, hence the "approx." label."""
+    total = 0
+    for piece in _PIECE.findall(text):
+        long_word = piece.isalpha() and len(piece) > _SHORT_WORD
+        total += math.ceil(len(piece) / _LETTERS_PER_TOKEN) if long_word else 1
+    return total
+
+
+# --- building prompts -----------------------------------------------------------------------------------------
+
+
+def _tag(rng: random.Random, index: int) -> str:
+    """A prefix unique to request `index` (and reproducible from the seed) so no prefix cache can match."""
+    return f"[{index}-{rng.getrandbits(32):08x}] "
+
+
+def _with_tag(messages: tuple[dict[str, str], ...], tag: str) -> tuple[dict[str, str], ...]:
+    first = dict(messages[0])
+    first["content"] = tag + first.get("content", "")
+    return (first, *messages[1:])
+
+
+def _user(text: str) -> tuple[dict[str, str], ...]:
+    return ({"role": "user", "content": text},)
+
+
+def _text_of(messages: Sequence[dict[str, str]]) -> str:
+    return "\n".join(m.get("content", "") for m in messages)
+
+
+def _filler(rng: random.Random, words: int) -> str:
+    """`words` common words in sentences of 8-16 words: plausible-looking text, deterministic for the rng."""
+    out: list[str] = []
+    sentence = 0
+    length = rng.randint(8, 16)
+    for _ in range(words):
+        word = rng.choice(_FILLER_WORDS)
+        out.append(word.capitalize() if sentence == 0 else word)
+        sentence += 1
+        if sentence >= length:
+            out[-1] += "."
+            sentence = 0
+            length = rng.randint(8, 16)
+    return " ".join(out)
+
+
+_SYNTH_HEAD = "Continue this text: "
+
+
+def _synthetic_text(rng: random.Random, tag: str, target: int, count: TokenCounter) -> str:
+    """A prompt of about `target` tokens: tag, an instruction and filler, the filler's length adjusted until
+    `count` says it fits (at most a few tries: each filler word is about one token)."""
+    pool = _filler(rng, target + 64)  # more words than needed; prefixes of it are tried
+    pool_words = pool.split(" ")
+
+    def text(n: int) -> str:
+        return tag + _SYNTH_HEAD + " ".join(pool_words[:n])
+
+    overhead = count(tag + _SYNTH_HEAD)
+    n = max(1, min(len(pool_words), target - overhead))
+    best_n, best_err = n, math.inf
+    for _ in range(6):
+        got = count(text(n))
+        err = abs(got - target) + (0.5 if got > target else 0.0)  # on a tie, prefer the shorter
+        if err < best_err:
+            best_n, best_err = n, err
+        if got == target:
+            break
+        n = max(1, min(len(pool_words), n + (target - got)))
+    return text(best_n)
+
+
+def _base_items(name: str) -> list[tuple[str, tuple[dict[str, str], ...]]]:
+    if name == "chat":
+        return [(f"chat-{i}", _user(q)) for i, q in enumerate(_CHAT_QUESTIONS)]
+    if name == "synthetic":
+        raise WorkloadError("the synthetic workload needs --prompt-tokens N")
+    if name == "long":
+        return [
+            (f"long-{i}", _user(f"Read the text below, then answer the question.\n\n{_PASSAGE}\n\nQuestion: {q}"))
+            for i, q in enumerate(_PASSAGE_QUESTIONS)
+        ]
+    raise WorkloadError(f"unknown workload {name!r}; choose one of: chat, long (or give --prompt-tokens / --prompts)")
+
+
+def _cycle(size: int, n: int, rng: random.Random) -> list[int]:
+    """`n` indexes into a set of `size`: the set shuffled, then shuffled again for each further pass (seeded)."""
+    out: list[int] = []
+    while len(out) < n:
+        order = list(range(size))
+        rng.shuffle(order)
+        out.extend(order[: n - len(out)])
+    return out
+
+
+def make_workload(
+    requests: int,
+    *,
+    workload: str = "chat",
+    seed: int = 0,
+    prompt_tokens: int | None = None,
+    prompts_file: str | os.PathLike[str] | None = None,
+    count_tokens: TokenCounter | None = None,
+    repeat_prefix: bool = False,
+) -> Workload:
+    """The prompts for `requests` requests (warm-up included: ask for warmup + measured), in a seeded order.
+
+    `prompts_file` (JSONL) wins over `prompt_tokens` (synthetic filler of about that many tokens), which wins
+    over the built-in set named by `workload`. A set shorter than `requests` is cycled, reshuffled each pass;
+    with the default unique tags, no two requests send the same text even then.
+    """
+    if requests < 1:
+        raise WorkloadError(f"a workload needs at least one request, got {requests}")
+    if prompts_file is not None and prompt_tokens is not None:
+        raise WorkloadError("give either a prompts file or --prompt-tokens, not both")
+    rng = random.Random(seed)
+    count: TokenCounter = count_tokens or estimate_tokens
+    token_count: TokenCount = "tokenizer" if count_tokens is not None else "estimate"
+
+    if prompt_tokens is not None:
+        if prompt_tokens < 8:
+            raise WorkloadError(f"--prompt-tokens must be at least 8, got {prompt_tokens}")
+        prompts, lengths = [], []
+        for i in range(requests):
+            tag = "" if repeat_prefix else _tag(rng, i)
+            # With repeat_prefix every prompt is the same text (seeded once), as a cache test wants.
+            text_rng = random.Random(seed) if repeat_prefix else rng
+            text = _synthetic_text(text_rng, tag, prompt_tokens, count)
+            prompts.append(Prompt(id=f"synthetic-{i}", messages=_user(text)))
+            if i < _MEASURED:
+                lengths.append(count(text))
+        return _finish(
+            "synthetic",
+            prompts,
+            lengths,
+            seed,
+            token_count,
+            prompt_tokens=prompt_tokens,
+            max_tokens=WORKLOADS["synthetic"].max_tokens,
+            repeat_prefix=repeat_prefix,
+        )
+
+    if prompts_file is not None:
+        base = [(p.id, p.messages, p.max_tokens) for p in load_prompts_jsonl(prompts_file)]
+        name, max_tokens, source = "file", None, str(prompts_file)
+    else:
+        base = [(pid, msgs, None) for pid, msgs in _base_items(workload)]
+        name, max_tokens, source = workload, WORKLOADS[workload].max_tokens, None
+
+    prompts, lengths, counted = [], [], set()
+    for i, b in enumerate(_cycle(len(base), requests, rng)):
+        pid, messages, own_max = base[b]
+        tagged = messages if repeat_prefix else _with_tag(messages, _tag(rng, i))
+        prompts.append(Prompt(id=f"{pid}#{i}", messages=tagged, max_tokens=own_max))
+        if b not in counted:  # each distinct text once: further passes differ only in the tag
+            counted.add(b)
+            lengths.append(count(_text_of(tagged)))
+    notes: tuple[str, ...] = ()
+    if len(base) < requests and repeat_prefix:
+        notes = (f"{len(base)} distinct prompts repeated over {requests} requests, without unique tags",)
+    return _finish(
+        name,
+        prompts,
+        lengths,
+        seed,
+        token_count,
+        max_tokens=max_tokens,
+        source=source,
+        repeat_prefix=repeat_prefix,
+        notes=notes,
+    )
+
+
+#: Synthetic prompts all have about the asked length: counting the first few is enough for the report.
+_MEASURED = 16
+
+
+def _finish(
+    name: str,
+    prompts: list[Prompt],
+    lengths: list[int],
+    seed: int,
+    token_count: TokenCount,
+    **extra: Any,
+) -> Workload:
+    return Workload(
+        name=name,
+        prompts=tuple(prompts),
+        seed=seed,
+        token_count=token_count,
+        prompt_tokens_min=min(lengths),
+        prompt_tokens_max=max(lengths),
+        **extra,
+    )
+
+
+# --- JSONL prompts files --------------------------------------------------------------------------------------
+
+_ALLOWED_KEYS = ("prompt", "messages", "max_tokens", "id")
+_ROLES = ("system", "user", "assistant", "tool")
+
+
+def load_prompts_jsonl(path: str | os.PathLike[str]) -> list[Prompt]:
+    """Read one prompt per line: {"prompt": "..."} or {"messages": [{"role": ..., "content": ...}, ...]},
+    optionally with "max_tokens" and "id". Blank lines are skipped. Anything else is an error that names the
+    file, the line number and what is wrong, so a user can fix line 37 instead of guessing."""
+    source = Path(path)
+    try:
+        raw = source.read_bytes()
+    except FileNotFoundError:
+        raise WorkloadError(f"no prompts file at {source}") from None
+    except OSError as exc:
+        raise WorkloadError(f"cannot read prompts file {source}: {exc.strerror or exc}") from None
+    prompts: list[Prompt] = []
+    for number, line in enumerate(raw.splitlines(), start=1):
+        where = f"{source} line {number}"
+        try:
+            text = line.decode("utf-8")
+        except UnicodeDecodeError:
+            raise WorkloadError(f"{where}: not UTF-8 text") from None
+        if not text.strip():
+            continue
+        try:
+            item = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise WorkloadError(f"{where}: not valid JSON ({exc.msg} at column {exc.colno})") from None
+        prompts.append(_parse_item(item, where, number))
+    if not prompts:
+        raise WorkloadError(f"{source} has no prompts (expected one JSON object per line)")
+    return prompts
+
+
+def _parse_item(item: Any, where: str, line: int) -> Prompt:
+    if not isinstance(item, dict):
+        raise WorkloadError(f"{where}: expected a JSON object, got {type(item).__name__}")
+    unknown = sorted(set(item) - set(_ALLOWED_KEYS))
+    if unknown:
+        raise WorkloadError(f"{where}: unknown key {unknown[0]!r} (allowed: {', '.join(_ALLOWED_KEYS)})")
+    if ("prompt" in item) == ("messages" in item):
+        raise WorkloadError(f'{where}: needs exactly one of "prompt" or "messages"')
+    if "prompt" in item:
+        prompt = item["prompt"]
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise WorkloadError(f'{where}: "prompt" must be a non-empty string')
+        messages = _user(prompt)
+    else:
+        messages = _parse_messages(item["messages"], where)
+    max_tokens = item.get("max_tokens")
+    if max_tokens is not None and (isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1):
+        raise WorkloadError(f'{where}: "max_tokens" must be a positive integer, got {max_tokens!r}')
+    pid = item.get("id", f"line-{line}")
+    if not isinstance(pid, str | int) or isinstance(pid, bool):
+        raise WorkloadError(f'{where}: "id" must be a string or an integer')
+    return Prompt(id=str(pid), messages=messages, max_tokens=max_tokens)
+
+
+def _parse_messages(messages: Any, where: str) -> tuple[dict[str, str], ...]:
+    if not isinstance(messages, list) or not messages:
+        raise WorkloadError(f'{where}: "messages" must be a non-empty list')
+    out: list[dict[str, str]] = []
+    for i, message in enumerate(messages):
+        if not isinstance(message, dict):
+            raise WorkloadError(f'{where}: messages[{i}] must be an object with "role" and "content"')
+        role, content = message.get("role"), message.get("content")
+        if role not in _ROLES:
+            raise WorkloadError(f"{where}: messages[{i}].role must be one of {', '.join(_ROLES)}, got {role!r}")
+        if not isinstance(content, str):
+            raise WorkloadError(f"{where}: messages[{i}].content must be a string")
+        out.append({"role": role, "content": content})
+    if all(not m["content"].strip() for m in out):
+        raise WorkloadError(f"{where}: every message is empty")
+    return tuple(out)

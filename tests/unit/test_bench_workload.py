@@ -1,0 +1,212 @@
+"""Workloads: seeded built-in sets, synthetic prompts sized in tokens, unique tags against prefix caches, and
+JSONL prompts files whose errors name the line."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from lokal.bench.target import Prompt
+from lokal.bench.workload import (
+    WORKLOADS,
+    WorkloadError,
+    estimate_tokens,
+    load_prompts_jsonl,
+    make_workload,
+)
+
+
+def content(p: Prompt) -> str:
+    return p.messages[0]["content"]
+
+
+def shared_prefix(a: str, b: str) -> int:
+    n = 0
+    while n < min(len(a), len(b)) and a[n] == b[n]:
+        n += 1
+    return n
+
+
+def words(text: str) -> int:
+    """A stand-in tokenizer: one token per whitespace-separated word (exact, so sizes can be checked)."""
+    return len(text.split())
+
+
+# --- built-in sets ------------------------------------------------------------------------------------------
+
+
+def test_same_seed_same_prompts_other_seed_other_order() -> None:
+    a = make_workload(24, seed=1)
+    assert [p.messages for p in a] == [p.messages for p in make_workload(24, seed=1)]
+    b = make_workload(24, seed=2)
+    assert [p.messages for p in a] != [p.messages for p in b]
+    # One full pass of the 24 questions either way: the same questions, in another order with other tags.
+    assert Counter(p.id.split("#")[0] for p in a) == Counter(p.id.split("#")[0] for p in b)
+
+
+def test_unique_tags_leave_no_shared_prefix() -> None:
+    """Every prompt differs from every other within its leading tag, so no prefix cache can reuse one."""
+    wl = make_workload(60, workload="long", seed=5)
+    texts = [content(p) for p in wl]
+    tag_len = min(t.index("]") + 1 for t in texts)
+    for i, a in enumerate(texts):
+        for b in texts[i + 1 :]:
+            assert shared_prefix(a, b) < tag_len
+    assert all("Harrowmere" in t for t in texts)  # the passage is there, after the tag
+
+
+def test_repeat_prefix_sends_the_set_as_is() -> None:
+    wl = make_workload(30, workload="chat", seed=1, repeat_prefix=True)
+    texts = [content(p) for p in wl]
+    assert not any(t.startswith("[") for t in texts)
+    # 24 questions cycled over 30 requests: 6 texts appear twice.
+    assert len(set(texts)) == 24
+    assert wl.repeat_prefix and wl.notes  # the report can say the cache may answer
+
+
+def test_a_short_set_is_cycled_every_item_before_any_repeat() -> None:
+    wl = make_workload(50, workload="chat", seed=3)
+    base = [p.id.split("#")[0] for p in wl]
+    n = len(set(base))
+    assert n == 24
+    assert len(set(base[:n])) == n  # the first pass is a permutation of the whole set
+    assert max(Counter(base).values()) == 3  # 50 = 24 + 24 + 2
+    assert [p.id.split("#")[1] for p in wl] == [str(i) for i in range(50)]
+
+
+def test_workload_metadata_and_sequence_behaviour() -> None:
+    wl = make_workload(5, workload="long", seed=0)
+    assert len(wl) == 5 and wl[0] is wl.prompts[0] and list(wl) == list(wl.prompts)
+    assert wl.max_tokens == WORKLOADS["long"].max_tokens
+    assert wl.token_count == "estimate" and wl.approximate
+    assert "(approx.)" in wl.describe()
+    assert 600 < wl.prompt_tokens_min <= wl.prompt_tokens_max < 1100
+    exact = make_workload(5, workload="long", seed=0, count_tokens=words)
+    assert exact.token_count == "tokenizer" and "(approx.)" not in exact.describe()
+
+
+# --- synthetic prompts ----------------------------------------------------------------------------------------
+
+
+def test_synthetic_prompts_are_sized_exactly_with_a_tokenizer() -> None:
+    wl = make_workload(8, prompt_tokens=100, count_tokens=words, seed=4)
+    assert wl.name == "synthetic" and wl.prompt_tokens == 100
+    assert [words(content(p)) for p in wl] == [100] * 8
+    assert (wl.prompt_tokens_min, wl.prompt_tokens_max) == (100, 100)
+    assert len({content(p) for p in wl}) == 8
+
+
+def test_synthetic_prompts_are_estimated_without_one() -> None:
+    wl = make_workload(8, prompt_tokens=200, seed=4)
+    assert wl.approximate
+    assert all(abs(estimate_tokens(content(p)) - 200) <= 2 for p in wl)
+    assert make_workload(8, prompt_tokens=200, seed=4).prompts == wl.prompts  # deterministic
+
+
+def test_synthetic_repeat_prefix_repeats_one_text() -> None:
+    wl = make_workload(4, prompt_tokens=50, repeat_prefix=True)
+    assert len({content(p) for p in wl}) == 1
+
+
+def test_estimate_tokens_by_hand() -> None:
+    # "The", "cat", "sat", "." -> 4
+    assert estimate_tokens("The cat sat.") == 4
+    # "Internationalization": 20 letters > 8 -> ceil(20 / 6) = 4; "!" -> 1
+    assert estimate_tokens("Internationalization!") == 5
+    # "a", "1", "2", "b": digits count one each
+    assert estimate_tokens("a12b") == 4
+    assert estimate_tokens("") == 0
+
+
+# --- JSONL files ----------------------------------------------------------------------------------------------
+
+
+def write(tmp_path: Path, text: str | bytes, name: str = "prompts.jsonl") -> Path:
+    path = tmp_path / name
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    else:
+        path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_load_prompts_jsonl(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        '{"prompt": "Hello there"}\n'
+        "\n"
+        '{"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}],'
+        ' "max_tokens": 8, "id": "greet"}\n'
+        "   \n",
+    )
+    prompts = load_prompts_jsonl(path)
+    assert prompts == [
+        Prompt(id="line-1", messages=({"role": "user", "content": "Hello there"},)),
+        Prompt(
+            id="greet",
+            messages=({"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}),
+            max_tokens=8,
+        ),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("{not json", "not valid JSON"),
+        ("[1, 2]", "expected a JSON object"),
+        ('{"promt": "typo"}', "unknown key 'promt'"),
+        ('{"prompt": "a", "messages": [{"role": "user", "content": "b"}]}', "exactly one of"),
+        ("{}", "exactly one of"),
+        ('{"prompt": ""}', "non-empty string"),
+        ('{"prompt": "a", "max_tokens": 0}', "positive integer"),
+        ('{"prompt": "a", "max_tokens": true}', "positive integer"),
+        ('{"prompt": "a", "max_tokens": "5"}', "positive integer"),
+        ('{"messages": []}', "non-empty list"),
+        ('{"messages": [{"role": "robot", "content": "x"}]}', "role must be one of"),
+        ('{"messages": [{"role": "user", "content": 5}]}', "content must be a string"),
+        ('{"messages": ["hi"]}', "must be an object"),
+    ],
+)
+def test_a_malformed_line_is_named(tmp_path: Path, line: str, message: str) -> None:
+    path = write(tmp_path, '{"prompt": "fine"}\n\n' + line + "\n")
+    with pytest.raises(WorkloadError, match=message) as err:
+        load_prompts_jsonl(path)
+    assert f"{path} line 3:" in str(err.value)
+
+
+def test_bad_files_are_clear_errors(tmp_path: Path) -> None:
+    with pytest.raises(WorkloadError, match="no prompts file"):
+        load_prompts_jsonl(tmp_path / "missing.jsonl")
+    with pytest.raises(WorkloadError, match="has no prompts"):
+        load_prompts_jsonl(write(tmp_path, ""))
+    with pytest.raises(WorkloadError, match="has no prompts"):
+        load_prompts_jsonl(write(tmp_path, "\n  \n"))
+    with pytest.raises(WorkloadError, match="line 2: not UTF-8"):
+        load_prompts_jsonl(write(tmp_path, b'{"prompt": "ok"}\n{"prompt": "\xff"}\n'))
+
+
+def test_workload_from_a_file_keeps_its_lengths_and_tags_each_request(tmp_path: Path) -> None:
+    path = write(tmp_path, '{"prompt": "one", "max_tokens": 3}\n{"prompt": "two"}\n')
+    wl = make_workload(5, prompts_file=path, seed=0)
+    assert wl.name == "file" and wl.source == str(path) and wl.max_tokens is None
+    assert len({content(p) for p in wl}) == 5  # the 2 texts, each request tagged differently
+    assert sorted({content(p).split("] ", 1)[1] for p in wl}) == ["one", "two"]
+    assert {p.max_tokens for p in wl if content(p).endswith("one")} == {3}
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"requests": 0}, "at least one request"),
+        ({"requests": 1, "workload": "poems"}, "unknown workload 'poems'"),
+        ({"requests": 1, "prompt_tokens": 3}, "at least 8"),
+        ({"requests": 1, "workload": "synthetic"}, "needs --prompt-tokens"),
+        ({"requests": 1, "prompt_tokens": 64, "prompts_file": "x.jsonl"}, "not both"),
+    ],
+)
+def test_bad_workload_settings(kwargs: dict[str, object], message: str) -> None:
+    with pytest.raises(WorkloadError, match=message):
+        make_workload(**kwargs)  # type: ignore[arg-type]
