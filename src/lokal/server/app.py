@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -24,6 +25,9 @@ from lokal.server.security import BodyTooLarge, GuardMiddleware, is_loopback_hos
 from lokal.server.streaming import in_thread
 
 log = logging.getLogger(__name__)
+
+#: Response header of `/health` carrying the server's process id (a header, so the JSON body stays as it was).
+PID_HEADER = "X-Lokal-Pid"
 
 #: Browsers on these origins may call the API (Ollama's defaults); OLLAMA_ORIGINS adds more.
 LOCAL_ORIGIN_REGEX = (
@@ -76,11 +80,14 @@ def create_app(settings: Settings, manager: Any = None, *, store: Any = None, pr
 
     @app.get("/health")
     async def health(request: Request) -> JSONResponse:
-        """200 when ready to serve; 503 while models named at start-up are still loading."""
+        """200 when ready to serve; 503 while models named at start-up are still loading.
+
+        The `X-Lokal-Pid` header names the serving process, so `lokal bench --url` can sample its memory."""
         loaded = [e.name for e in manager.loaded()]
+        pid = {PID_HEADER: str(os.getpid())}
         if not request.app.state.ready:
-            return JSONResponse({"status": "loading", "loaded": loaded}, status_code=503)
-        return JSONResponse({"status": "ok", "loaded": loaded})
+            return JSONResponse({"status": "loading", "loaded": loaded}, status_code=503, headers=pid)
+        return JSONResponse({"status": "ok", "loaded": loaded}, headers=pid)
 
     @app.get("/metrics")
     async def prometheus() -> Response:

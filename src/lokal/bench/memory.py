@@ -1,0 +1,149 @@
+"""Memory of the serving process over a run: RSS and USS of the process and its children, sampled by a
+background thread with psutil.
+
+Why both: RSS counts the model file's mmap'd pages that are resident (shared with the page cache, so it can
+look bigger or smaller than what the model costs); USS is memory only this process tree holds, and the
+better figure for "what does serving cost". USS needs `memory_full_info()` (on Linux `/proc/PID/smaps`, which
+another user's process does not let us read): where it is refused, samples carry RSS only. Children count
+because servers put the model in them (Ollama's runner, vLLM's engine core).
+
+Every sample carries the index of the load level running at the time (`mark_level`), and its time in seconds
+from a `time.perf_counter()` reading `t0` shared with the load runner, so the timeline lines up with the load.
+A thread (not a process) is enough at the default 0.1 s: psutil's reads release the GIL for their I/O.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import psutil
+
+from lokal.bench.result import MemorySample, MemoryTimeline
+from lokal.errors import LokalError
+
+
+class ProcessNotFound(LokalError, LookupError):
+    """No process with the pid to sample (`--pid` wrong, or the server already exited)."""
+
+
+class MemorySampler:
+    """`sampler = MemorySampler(pid).start(t0)`, `sampler.mark_level(i)` as levels begin, `sampler.stop()`."""
+
+    def __init__(self, pid: int, interval_s: float = 0.1, include_children: bool = True) -> None:
+        if interval_s <= 0:
+            raise ValueError(f"interval_s must be > 0, got {interval_s}")
+        try:
+            self._process = psutil.Process(pid)
+        except psutil.NoSuchProcess:
+            raise ProcessNotFound(f"no process with pid {pid} to sample memory from") from None
+        except psutil.AccessDenied:
+            raise ProcessNotFound(f"not allowed to read process {pid}") from None
+        self.pid = pid
+        self.interval_s = interval_s
+        self.include_children = include_children
+        self.t0: float | None = None
+        #: Why sampling ended before `stop()` (the process exited), else None.
+        self.ended: str | None = None
+        self._level: int | None = None
+        self._uss_allowed = True
+        self._samples: list[MemorySample] = []
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # -- control ----------------------------------------------------------------------------------
+    def start(self, t0: float | None = None) -> MemorySampler:
+        """Take a first sample now, then one every `interval_s`. `t0` (perf_counter) is time zero."""
+        if self._thread is not None:
+            raise RuntimeError("this sampler was already started")
+        self.t0 = time.perf_counter() if t0 is None else t0
+        self._keep(self.sample())
+        self._thread = threading.Thread(target=self._run, name=f"lokal-memory-{self.pid}", daemon=True)
+        self._thread.start()
+        return self
+
+    def mark_level(self, index: int | None) -> None:
+        """Samples from now on belong to load level `index` (None: between levels)."""
+        self._level = index
+
+    def stop(self) -> MemoryTimeline:
+        """Stop sampling (with one last sample) and return the timeline."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+            if self.ended is None:
+                self._keep(self.sample())
+        return MemoryTimeline(
+            pid=self.pid,
+            include_children=self.include_children,
+            interval_s=self.interval_s,
+            samples=list(self._samples),
+        )
+
+    @property
+    def samples(self) -> list[MemorySample]:
+        """The samples so far (a copy; safe to read while sampling runs)."""
+        return list(self._samples)
+
+    def __enter__(self) -> MemorySampler:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- sampling ---------------------------------------------------------------------------------
+    def sample(self) -> MemorySample | None:
+        """One reading of the process tree now; None when the process is gone."""
+        try:
+            processes = [self._process]
+            if self.include_children:
+                processes += self._process.children(recursive=True)
+        except psutil.NoSuchProcess:
+            return None
+        now = time.perf_counter()
+        rss = 0
+        uss: int | None = 0 if self._uss_allowed else None
+        for process in processes:
+            try:
+                r, u = self._read(process)
+            except psutil.NoSuchProcess:  # ZombieProcess included
+                if process is self._process:
+                    return None
+                continue  # a child that exited between listing and reading
+            except psutil.AccessDenied:
+                continue  # a child we may not read at all (another user's helper)
+            rss += r
+            uss = None if uss is None or u is None else uss + u
+        t0 = self.t0 if self.t0 is not None else now
+        return MemorySample(t_s=now - t0, rss_bytes=rss, uss_bytes=uss, level=self._level)
+
+    def _read(self, process: psutil.Process) -> tuple[int, int | None]:
+        if self._uss_allowed:
+            try:
+                info = process.memory_full_info()
+                return info.rss, info.uss
+            except psutil.AccessDenied:
+                self._uss_allowed = False  # RSS only from now on, for a consistent timeline
+        return process.memory_info().rss, None
+
+    def _keep(self, sample: MemorySample | None) -> bool:
+        if sample is None:
+            if self.ended is None:
+                self.ended = f"process {self.pid} exited during the run; memory samples stop there"
+            return False
+        self._samples.append(sample)
+        return True
+
+    def _run(self) -> None:
+        # On a fixed grid, so slow reads do not stretch the interval; a read slower than the interval skips
+        # ahead instead of sampling back to back.
+        deadline = time.perf_counter()
+        while True:
+            deadline += self.interval_s
+            now = time.perf_counter()
+            if deadline < now:
+                deadline = now + self.interval_s
+            if self._stop.wait(deadline - now):
+                return
+            if not self._keep(self.sample()):
+                return
