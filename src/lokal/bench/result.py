@@ -184,11 +184,14 @@ class BenchConfig(_Model):
     max_tokens: int
     prompts_file: str | None = None
     workload: str
+    workload_description: str | None = None
     seed: int
     warmup: int
     temperature: float = 0.0
     threads: int | None = None
     slo: Slo | None = None
+    arrival: Literal["poisson", "constant"] | None = None  # rate levels: how arrivals were spaced
+    max_concurrency: int | None = None  # rate levels: cap on requests in flight
     stream: bool = True
 
 
@@ -197,7 +200,7 @@ class ColdStart(_Model):
 
     model: str
     load_s: float | None = Field(None, description="model load (engine start, or the server's load_duration)")
-    first_ttft_ms: float | None = Field(None, description="TTFT of the first request, load included")
+    first_ttft_ms: float | None = Field(None, description="TTFT of the first request after the load (cold caches)")
     warm_ttft_ms: float | None = Field(None, description="median TTFT of the next requests")
 
 
@@ -208,7 +211,8 @@ class SloSearchStep(_Model):
 
 
 class SloSearch(_Model):
-    """The highest concurrency or rate whose requests met the SLO (at least `target_fraction` of them)."""
+    """The highest concurrency or rate whose requests met the SLO (at least `target_fraction` of them).
+    The levels it ran are in `BenchResult.levels` too."""
 
     over: Literal["concurrency", "rate"]
     target_fraction: float
@@ -247,6 +251,7 @@ def save(result: BaseModel, path: str | os.PathLike[str]) -> Path:
     data = result.model_dump_json(indent=1)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
+        os.fchmod(fd, 0o644)  # mkstemp makes it private; a result is meant to be shared like any other file
         with os.fdopen(fd, "w", encoding="utf-8") as out:
             out.write(data)
             out.flush()
