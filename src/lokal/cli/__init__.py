@@ -74,9 +74,9 @@ def cli(ctx: click.Context) -> None:
 
 
 def _register_commands() -> None:
-    from lokal.cli import models, run, serve
+    from lokal.cli import bench, cache, cost, models, report, run, serve
 
-    for module in (models, run, serve):
+    for module in (models, run, serve, bench, cost, cache, report):
         for command in module.COMMANDS:
             cli.add_command(command)
 

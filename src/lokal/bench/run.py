@@ -1,0 +1,323 @@
+"""One `lokal bench` run: open the target, measure cold start, run every load level for every model while the
+memory sampler watches the serving process, and return the `BenchResult` (the caller saves it first, then
+renders it).
+
+The order is fixed so runs are comparable: per model, cold start first (nothing warm yet), then the levels in
+the order given (concurrency sweep, rates, batch sizes), then the SLO search. Each level gets its own
+workload slice, seeded from the run's seed and the level's index, so a level's prompts do not depend on
+which levels ran before it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import functools
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Literal
+
+from lokal._version import __version__
+from lokal.bench import load as load_runner
+from lokal.bench import slo as slo_search
+from lokal.bench.memory import MemorySampler
+from lokal.bench.platform import platform_info
+from lokal.bench.result import (
+    BenchConfig,
+    BenchResult,
+    ColdStart,
+    LoadLevel,
+    MemoryTimeline,
+    Slo,
+    SloSearch,
+    TargetInfo,
+)
+from lokal.bench.target import RequestParams, Target
+from lokal.bench.targets import Api, open_target
+from lokal.bench.workload import WORKLOADS, Workload, make_workload
+from lokal.config import Settings
+from lokal.errors import LokalError
+
+#: Level plan when the user names none: enough to see single-stream latency and how batching scales,
+#: in about a minute on the bundled model.
+DEFAULT_CONCURRENCY = (1, 2, 4)
+DEFAULT_REQUESTS = 8
+#: Requests after the cold load whose median TTFT is the "warm" figure.
+WARM_PROBES = 3
+
+#: Called when a level starts: (model, label, total measured requests or None); returns the progress callback.
+LevelHook = Callable[[str, str, int | None], Callable[[int, int | None], None] | None]
+
+
+class BenchError(LokalError, ValueError):
+    """A benchmark plan that cannot run as given."""
+
+
+@dataclass(frozen=True)
+class BenchPlan:
+    models: tuple[str, ...]
+    url: str | None = None  # None: the in-process engine
+    api: Api | None = None  # None: detected
+    concurrency: tuple[int, ...] = ()
+    rates: tuple[float, ...] = ()
+    batch_sizes: tuple[int, ...] = ()
+    requests: int | None = None
+    duration_s: float | None = None
+    max_tokens: int | None = None  # None: the workload's own
+    prompt_tokens: int | None = None
+    prompts_file: str | None = None
+    workload: str = "chat"
+    seed: int = 0
+    warmup: int = 1
+    temperature: float = 0.0
+    slo: Slo | None = None
+    search: Literal["concurrency", "rate"] | None = None
+    search_max: float | None = None
+    arrival: Literal["poisson", "constant"] = "poisson"
+    max_concurrency: int | None = None  # cap on in-flight requests at a rate
+    cold_start: bool = True
+    memory: bool = True
+    pid: int | None = None  # the process to sample when the target cannot say
+    label: str | None = None
+    api_key_env: str = "OPENAI_API_KEY"
+    settings: Settings | None = None  # in-process: lokal's settings (threads, context)
+
+    def __post_init__(self) -> None:
+        if not self.models:
+            raise BenchError("name at least one model to benchmark, e.g. lokal bench smollm2")
+        if self.workload not in WORKLOADS:
+            raise BenchError(f"unknown workload {self.workload!r}; choose from {', '.join(WORKLOADS)}")
+        if self.search and self.slo is None:
+            raise BenchError("--search needs an SLO to search against, e.g. --slo ttft=100ms")
+        if self.search and len(self.models) > 1:
+            raise BenchError("--search looks for one model's limit: run it for one model at a time")
+        if self.max_tokens is not None and self.max_tokens < 1:
+            raise BenchError(f"--max-tokens must be at least 1, got {self.max_tokens}")
+
+    @property
+    def levels(self) -> list[load_runner.LoadSpec]:
+        """The load levels to run for each model, in order."""
+        stop = {"requests": self.requests, "duration_s": self.duration_s}
+        if stop["requests"] is None and stop["duration_s"] is None:
+            stop["requests"] = DEFAULT_REQUESTS
+        common = {**stop, "warmup": self.warmup}
+        concurrency = self.concurrency
+        if not (concurrency or self.rates or self.batch_sizes or self.search):
+            concurrency = DEFAULT_CONCURRENCY
+        specs = [
+            load_runner.LoadSpec(mode="sync" if n == 1 else "concurrency", concurrency=n, **common) for n in concurrency
+        ]
+        specs += [
+            load_runner.LoadSpec(
+                mode="rate", rate=r, arrival=self.arrival, max_concurrency=self.max_concurrency, **common
+            )
+            for r in self.rates
+        ]
+        specs += [load_runner.LoadSpec(mode="batch", batch_size=b, **common) for b in self.batch_sizes]
+        return specs
+
+    @property
+    def widest(self) -> int:
+        """The most requests in flight at once: the in-process engine needs that many parallel slots."""
+        widths = [*self.concurrency, *self.batch_sizes, self.max_concurrency or 0, 1]
+        if not (self.concurrency or self.rates or self.batch_sizes or self.search):
+            widths += list(DEFAULT_CONCURRENCY)
+        if self.search == "concurrency":
+            widths.append(int(self.search_max or 16))
+        return max(widths)
+
+
+@dataclass
+class _Run:
+    plan: BenchPlan
+    target: Target
+    info: TargetInfo
+    on_level: LevelHook | None
+    t0: float
+    levels: list[LoadLevel] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    sampler: MemorySampler | None = None
+    level_counter: int = 0
+
+    def params(self, workload: Workload) -> RequestParams:
+        max_tokens = self.plan.max_tokens or workload.max_tokens or WORKLOADS["chat"].max_tokens
+        return RequestParams(max_tokens=max_tokens, temperature=self.plan.temperature, seed=self.plan.seed)
+
+    async def workload(self, model: str, n: int, salt: int) -> Workload:
+        count = getattr(self.target, "count_tokens", None)
+        counter = functools.partial(count, model) if callable(count) else None
+        return await asyncio.to_thread(
+            make_workload,
+            n,
+            workload=self.plan.workload,
+            seed=self.plan.seed * 1000 + salt,
+            prompt_tokens=self.plan.prompt_tokens,
+            prompts_file=self.plan.prompts_file,
+            count_tokens=counter,
+        )
+
+    async def level(self, model: str, spec: load_runner.LoadSpec) -> LoadLevel:
+        index = self.level_counter
+        self.level_counter += 1
+        # Enough prompts that no request repeats another's text; a duration-bound level cycles through them.
+        n = spec.warmup + (spec.requests or max(64, 4 * spec.width))
+        workload = await self.workload(model, n, salt=index)
+        label = _label(spec)
+        total = spec.requests if spec.duration_s is None else None
+        progress = self.on_level(model, label, total) if self.on_level else None
+        if self.sampler is not None:
+            self.sampler.mark_level(len(self.levels))
+        spec = dataclasses.replace(spec, seed=self.plan.seed + index)
+        level = await load_runner.run_level(
+            self.target, model, workload, self.params(workload), spec, on_progress=progress, run_start=self.t0
+        )
+        if self.sampler is not None:
+            self.sampler.mark_level(None)
+        self.levels.append(level)
+        if level.client is not None and level.client.saturated:
+            self.warnings.append(
+                f"{model}, {level.label}: the load generator itself was busy (CPU {level.client.cpu_percent:.0f}% of "
+                f"a core, send lag up to {level.client.max_send_lag_ms:.0f} ms): figures may measure the client"
+            )
+        if level.samples and all(not s.ok for s in level.samples):
+            self.warnings.append(f"{model}, {level.label}: every request failed ({level.samples[0].error})")
+        return level
+
+    async def cold(self, model: str) -> ColdStart:
+        try:
+            load_s = await self.target.cold_start(model)
+        except LokalError as exc:
+            self.warnings.append(f"{model}: cold start not measured: {exc}")
+            load_s = None
+        workload = await self.workload(model, 1 + WARM_PROBES, salt=10_000)
+        params = self.params(workload)
+        ttfts: list[float | None] = []
+        for prompt in workload:
+            outcome = await self.target.request(model, prompt, params)
+            ok = outcome.ok and outcome.first_token is not None
+            ttfts.append(1000.0 * (outcome.first_token - outcome.sent) if ok else None)  # type: ignore[operator]
+        warm = [t for t in ttfts[1:] if t is not None]
+        return ColdStart(
+            model=model,
+            load_s=load_s,
+            first_ttft_ms=ttfts[0],
+            warm_ttft_ms=statistics.median(warm) if warm else None,
+        )
+
+    async def search(self, model: str) -> SloSearch:
+        plan = self.plan
+        assert plan.slo is not None and plan.search is not None
+        base = plan.levels[0] if plan.levels else load_runner.LoadSpec(mode="sync", requests=DEFAULT_REQUESTS)
+
+        async def run_at(value: float) -> LoadLevel:
+            if plan.search == "rate":
+                spec = load_runner.LoadSpec(
+                    mode="rate",
+                    rate=value,
+                    arrival=plan.arrival,
+                    max_concurrency=plan.max_concurrency,
+                    requests=base.requests,
+                    duration_s=base.duration_s,
+                    warmup=plan.warmup,
+                )
+            else:
+                n = int(value)
+                spec = load_runner.LoadSpec(
+                    mode="sync" if n == 1 else "concurrency",
+                    concurrency=n,
+                    requests=max(base.requests or 0, 2 * n) if base.duration_s is None else base.requests,
+                    duration_s=base.duration_s,
+                    warmup=plan.warmup,
+                )
+            return await self.level(model, spec)
+
+        maximum = plan.search_max or (16 if plan.search == "concurrency" else 32.0)
+        start = 1 if plan.search == "concurrency" else 0.5
+        return await slo_search.search(run_at, plan.slo, over=plan.search, start=start, maximum=maximum)
+
+
+def _label(spec: load_runner.LoadSpec) -> str:
+    if spec.mode == "rate":
+        return f"{spec.rate:g} req/s"
+    if spec.mode == "batch":
+        return f"batch {spec.batch_size}"
+    return f"concurrency {spec.concurrency}"
+
+
+async def run_bench(plan: BenchPlan, *, on_level: LevelHook | None = None) -> BenchResult:
+    """Run `plan` and return its result; raises only when the target cannot be used at all."""
+    settings = plan.settings or Settings.from_env()
+    if plan.url is None and settings.num_parallel < plan.widest:
+        # Batch size and concurrency are what is measured: the engine must not queue them itself.
+        settings = dataclasses.replace(settings, num_parallel=plan.widest)
+    created = datetime.now(UTC)
+    target, info = await open_target(
+        list(plan.models), url=plan.url, api=plan.api, settings=settings, api_key_env=plan.api_key_env
+    )
+    run = _Run(plan=plan, target=target, info=info, on_level=on_level, t0=time.perf_counter())
+    memory: MemoryTimeline | None = None
+    searches: list[SloSearch] = []
+    cold: list[ColdStart] = []
+    try:
+        if plan.memory:
+            pid = plan.pid or target.server_pid()
+            if pid is None:
+                run.warnings.append(
+                    "memory not sampled: the server did not say which process serves it; pass --pid PID"
+                )
+            else:
+                run.sampler = MemorySampler(pid).start(t0=run.t0)
+        for model in plan.models:
+            if plan.cold_start:
+                cold.append(await run.cold(model))
+            for spec in plan.levels:
+                await run.level(model, spec)
+            if plan.search:
+                searches.append(await run.search(model))
+    finally:
+        if run.sampler is not None:
+            memory = run.sampler.stop()
+            if run.sampler.ended:
+                run.warnings.append(f"memory sampling stopped early: {run.sampler.ended}")
+        await target.close()
+    run.warnings.extend(getattr(target, "warnings", []))
+    workload = await run.workload(plan.models[0], 1, salt=0)
+    config = BenchConfig(
+        requests=plan.levels[0].requests if plan.levels else plan.requests,
+        duration_s=plan.duration_s,
+        concurrency=[s.concurrency for s in plan.levels if s.mode in ("sync", "concurrency") and s.concurrency],
+        rates=list(plan.rates),
+        batch_sizes=list(plan.batch_sizes),
+        prompt_tokens=plan.prompt_tokens,
+        max_tokens=run.params(workload).max_tokens,
+        prompts_file=plan.prompts_file,
+        workload=plan.workload if plan.prompts_file is None else "file",
+        workload_description=workload.describe(),
+        seed=plan.seed,
+        warmup=plan.warmup,
+        temperature=plan.temperature,
+        threads=settings.num_threads if plan.url is None else None,
+        slo=plan.slo,
+        arrival=plan.arrival if plan.rates or plan.search == "rate" else None,
+        max_concurrency=plan.max_concurrency,
+    )
+    return BenchResult(
+        lokal_version=__version__,
+        created_at=created,
+        label=plan.label,
+        platform=platform_info(),
+        target=info,
+        config=config,
+        levels=run.levels,
+        cold_start=cold,
+        memory=memory,
+        slo_search=searches[0] if searches else None,
+        warnings=_dedupe(run.warnings),
+    )
+
+
+def _dedupe(items: list[str]) -> list[str]:
+    return list(dict.fromkeys(items))
