@@ -3,6 +3,11 @@
 The worker calls `put_piece`, then exactly one of `finish` or `fail`. A synchronous caller iterates
 (blocking on a `queue.Queue`); an asyncio caller uses `async for` and is woken through
 `loop.call_soon_threadsafe`, so no thread is parked per waiting request.
+
+The batching worker holds a step's deliveries (`hold`) and hands them over together once every sequence of
+the step is sampled (`flush_all`): one wake-up per event loop per step. Measured reason: when each token
+woke the server's event loop at once, the loop's Python work (JSON, HTTP) ran while the worker was still
+sampling, and the two threads passed the GIL back and forth at every ctypes call of the sampling phase.
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ import asyncio
 import contextlib
 import queue
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 
 from lokal.engine.base import Completion
 
@@ -31,16 +36,40 @@ class TokenStream:
         self._on_cancel = on_cancel
         self.cancelled = False
         self.first_piece_at: float | None = None  # perf_counter() of the first piece, for TTFT
+        self._held: list[object] | None = None  # deliveries kept back until `flush_all`
 
     # -- worker side -------------------------------------------------------------------------
     def _deliver(self, item: object) -> None:
         with self._lock:
-            if self._async_queue is not None and self._loop is not None:
+            if self._held is not None:
+                self._held.append(item)
+            elif self._async_queue is not None and self._loop is not None:
                 # A closed loop raises RuntimeError: nobody is listening any more.
                 with contextlib.suppress(RuntimeError):
                     self._loop.call_soon_threadsafe(self._async_queue.put_nowait, item)
             else:
                 self._queue.put(item)
+
+    def hold(self) -> None:
+        """Keep deliveries back until `flush_all` (worker side, within one step)."""
+        with self._lock:
+            if self._held is None:
+                self._held = []
+
+    def _release(self) -> tuple[asyncio.AbstractEventLoop | None, list[object]]:
+        """Stop holding; hand synchronous callers their items now, return what an event loop must get."""
+        with self._lock:
+            items, self._held = self._held or [], None
+            if self._async_queue is not None and self._loop is not None:
+                return self._loop, items
+            for item in items:
+                self._queue.put(item)
+            return None, []
+
+    def _put_many(self, items: list[object]) -> None:
+        assert self._async_queue is not None
+        for item in items:
+            self._async_queue.put_nowait(item)
 
     def put_piece(self, text: str) -> None:
         if text:
@@ -114,3 +143,21 @@ class TokenStream:
         for _ in self:
             pass
         return self.result.text
+
+
+def flush_all(streams: Iterable[TokenStream]) -> None:
+    """Deliver what `streams` held: synchronous callers at once, each event loop in one callback."""
+    per_loop: dict[asyncio.AbstractEventLoop, list[tuple[TokenStream, list[object]]]] = {}
+    for stream in streams:
+        loop, items = stream._release()
+        if loop is not None and items:
+            per_loop.setdefault(loop, []).append((stream, items))
+    for loop, batch in per_loop.items():
+        # A closed loop raises RuntimeError: nobody is listening any more.
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(_put_batch, batch)
+
+
+def _put_batch(batch: list[tuple[TokenStream, list[object]]]) -> None:
+    for stream, items in batch:
+        stream._put_many(items)

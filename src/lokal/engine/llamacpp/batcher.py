@@ -24,7 +24,7 @@ from lokal.engine.base import Completion, DoneReason
 from lokal.engine.llamacpp.runtime import Vocab
 from lokal.engine.llamacpp.sampling import Sampler
 from lokal.engine.stops import StopMatcher
-from lokal.engine.stream import TokenStream
+from lokal.engine.stream import TokenStream, flush_all
 from lokal.errors import Cancelled, EngineError, QueueFull
 
 log = logging.getLogger(__name__)
@@ -237,8 +237,14 @@ class Batcher:
         rc = L.llama_decode(self._ctx, batch)
         if rc != 0:
             raise EngineError(f"llama_decode failed with code {rc}")
-        for seq, index in outputs:
-            self._accept(seq, seq.sampler.sample(self._ctx, index))
+        streams = [seq.stream for seq, _ in outputs]
+        for stream in streams:
+            stream.hold()
+        try:
+            for seq, index in outputs:
+                self._accept(seq, seq.sampler.sample(self._ctx, index))
+        finally:
+            flush_all(streams)
 
     def _accept(self, seq: Sequence, token: int) -> None:
         if not seq.first_token_at:
