@@ -4,6 +4,9 @@ APIs, and the failures a user meets first (a server that is not there, a broken 
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
 
 import pytest
 
@@ -147,3 +150,29 @@ def test_a_malformed_prompts_file_names_the_line(tmp_path, capsys):
     code, _, err = run_cli(capsys, "bench", "smollm2", "--prompts", str(prompts), *SMALL, "--no-cold-start")
     assert code == 1
     assert "line 2" in err and "Traceback" not in err
+
+
+def test_ctrl_c_keeps_the_levels_that_finished(tmp_path):
+    """SIGINT once the second level has started: the first level is saved, the result says it is incomplete."""
+    out = tmp_path / "partial.json"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lokal", "bench", "smollm2", *SMALL, "-c", "1,2", "--no-cold-start", "-o", str(out)],
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert proc.stderr is not None
+        for line in proc.stderr:  # without a terminal, each level announces itself on a line of its own
+            if "concurrency 2" in line:
+                proc.send_signal(signal.SIGINT)
+                break
+        rest = proc.stderr.read()
+        assert proc.wait(timeout=120) == 130, rest
+    finally:
+        proc.kill()
+    result = load(out)
+    assert not result.complete
+    assert [lv.concurrency for lv in result.levels] == [1]
+    assert any("interrupted" in w for w in result.warnings)
+    assert "Traceback" not in rest

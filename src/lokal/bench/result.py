@@ -234,6 +234,7 @@ class BenchResult(_Model):
     memory: MemoryTimeline | None = None
     slo_search: SloSearch | None = None
     warnings: list[str] = Field(default_factory=list)
+    complete: bool = Field(True, description="False when the run was interrupted: only finished levels are here")
 
     @property
     def name(self) -> str:

@@ -141,6 +141,7 @@ class _Run:
     warnings: list[str] = field(default_factory=list)
     sampler: MemorySampler | None = None
     level_counter: int = 0
+    first_workload: Workload | None = None  # what the result describes (every level's is built the same way)
 
     def params(self, workload: Workload) -> RequestParams:
         max_tokens = self.plan.max_tokens or workload.max_tokens or WORKLOADS["chat"].max_tokens
@@ -149,7 +150,7 @@ class _Run:
     async def workload(self, model: str, n: int, salt: int) -> Workload:
         count = getattr(self.target, "count_tokens", None)
         counter = functools.partial(count, model) if callable(count) else None
-        return await asyncio.to_thread(
+        workload = await asyncio.to_thread(
             make_workload,
             n,
             workload=self.plan.workload,
@@ -158,6 +159,9 @@ class _Run:
             prompts_file=self.plan.prompts_file,
             count_tokens=counter,
         )
+        if self.first_workload is None:
+            self.first_workload = workload
+        return workload
 
     async def level(self, model: str, spec: load_runner.LoadSpec) -> LoadLevel:
         index = self.level_counter
@@ -261,6 +265,7 @@ async def run_bench(plan: BenchPlan, *, on_level: LevelHook | None = None) -> Be
     memory: MemoryTimeline | None = None
     searches: list[SloSearch] = []
     cold: list[ColdStart] = []
+    interrupted = False
     try:
         if plan.memory:
             pid = plan.pid or target.server_pid()
@@ -277,6 +282,11 @@ async def run_bench(plan: BenchPlan, *, on_level: LevelHook | None = None) -> Be
                 await run.level(model, spec)
             if plan.search:
                 searches.append(await run.search(model))
+    except asyncio.CancelledError:
+        # Ctrl-C: asyncio.run cancels this task. Keep the levels that finished (the one running is lost) so
+        # the caller can still save them; asyncio.run then returns the result instead of raising.
+        interrupted = True
+        run.warnings.append(f"interrupted: {len(run.levels)} load level(s) finished, the one running was dropped")
     finally:
         if run.sampler is not None:
             memory = run.sampler.stop()
@@ -284,7 +294,16 @@ async def run_bench(plan: BenchPlan, *, on_level: LevelHook | None = None) -> Be
                 run.warnings.append(f"memory sampling stopped early: {run.sampler.ended}")
         await target.close()
     run.warnings.extend(getattr(target, "warnings", []))
-    workload = await run.workload(plan.models[0], 1, salt=0)
+    workload = run.first_workload
+    if workload is None:  # nothing ran (e.g. an empty plan): describe the workload without a tokenizer
+        workload = await asyncio.to_thread(
+            make_workload,
+            1,
+            workload=plan.workload,
+            seed=plan.seed,
+            prompt_tokens=plan.prompt_tokens,
+            prompts_file=plan.prompts_file,
+        )
     config = BenchConfig(
         requests=plan.levels[0].requests if plan.levels else plan.requests,
         duration_s=plan.duration_s,
@@ -316,6 +335,7 @@ async def run_bench(plan: BenchPlan, *, on_level: LevelHook | None = None) -> Be
         memory=memory,
         slo_search=searches[0] if searches else None,
         warnings=_dedupe(run.warnings),
+        complete=not interrupted,
     )
 
 

@@ -176,6 +176,9 @@ def bench(ctx: click.Context, models: tuple[str, ...], **opts: Any) -> None:
         bars.close()
     saved = result_io.save(result, output)
     warn(f"result saved to {saved}")
+    if not result.complete:
+        warn("interrupted: the result holds the load levels that finished")
+        ctx.exit(130)
     _render(result, opts["html_out"], opts["md_out"])
     if opts["as_json"]:
         print_json(result.model_dump(mode="json"))
