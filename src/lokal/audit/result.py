@@ -1,0 +1,110 @@
+"""The saved result of `lokal audit`: versioned JSON, the input of `lokal card` and `lokal report`.
+
+Every figure carries N, a bootstrap confidence interval, and how it was scored, because a bias number
+without them cannot be judged (`../shared/ref/responsible-ai.md`): the same CrowS-Pairs pair scored by
+true log-likelihood, by next-token log-probabilities or by parsing a generation are different measurements.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from lokal.bench.result import ModelRef, ResultError, save
+
+__all__ = ["AuditResult", "DatasetRef", "Metric", "ResultError", "SuiteResult", "load", "save"]
+
+SCHEMA_VERSION = 1
+
+#: How a figure was obtained:
+#: - log-likelihood: summed natural-log probabilities of the scored tokens, computed in-process or from a
+#:   server's prompt log-probabilities (OpenAI `/v1/completions` with `echo` and `logprobs`);
+#: - generation: text generated at temperature 0, then parsed or scored offline (e.g. VADER sentiment);
+#: - labels: predictions given in a file (group fairness), no model involved.
+ScoringMode = Literal["log-likelihood", "generation", "labels"]
+Suite = Literal["occupations", "crows-pairs", "winobias", "winogender", "bbq", "generation"]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+class Metric(_Model):
+    """One figure: a value with its bootstrap interval, over `n` items, for one group or overall."""
+
+    name: str  # e.g. "pct_stereotype", "accuracy_gap", "bias_score_ambiguous"
+    value: float | None
+    ci_low: float | None = None
+    ci_high: float | None = None
+    n: int
+    confidence: float = 0.95
+    group: str | None = Field(None, description="the breakdown this figure is for (bias type, category, gender...)")
+    scoring: ScoringMode
+    ideal: float | None = Field(None, description="what a model without the bias gets (50 for pct_stereotype)")
+    unit: str | None = None  # "%", "nats", "accuracy"...
+    description: str = ""
+
+
+class DatasetRef(_Model):
+    name: str  # "CrowS-Pairs", "WinoBias", "lokal occupations templates"
+    path: str | None = None
+    sha256: str | None = None  # of the file(s) read, so a result names exactly what it measured
+    revision: str | None = None
+    license: str | None = None
+    url: str | None = None
+    items: int  # items scored (after --limit)
+    total: int | None = None  # items in the file
+
+
+class SuiteResult(_Model):
+    suite: Suite
+    dataset: DatasetRef
+    scoring: ScoringMode
+    metrics: list[Metric]
+    raw_outputs: str | None = Field(None, description="JSONL of every raw model output, written before scoring")
+    notes: list[str] = Field(default_factory=list)  # how it was scored, in words
+    caveats: list[str] = Field(default_factory=list)  # what the numbers do not mean
+
+
+class AuditResult(_Model):
+    schema_version: Literal[1] = SCHEMA_VERSION
+    kind: Literal["audit"] = "audit"
+    lokal_version: str
+    created_at: datetime
+    model: ModelRef
+    target: str  # "in-process" or the server URL
+    seed: int
+    limit: int | None = None
+    bootstrap_resamples: int
+    suites: list[SuiteResult]
+    warnings: list[str] = Field(default_factory=list)
+
+
+def load(path: str | os.PathLike[str]) -> AuditResult:
+    """Read an audit result, with a message that names the file and what is wrong with it."""
+    source = Path(path)
+    try:
+        raw: Any = json.loads(source.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ResultError(f"no audit result at {source}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ResultError(f"cannot read {source}: {exc}") from None
+    except json.JSONDecodeError as exc:
+        raise ResultError(f"{source} is not JSON (line {exc.lineno}: {exc.msg})") from None
+    if not isinstance(raw, dict) or raw.get("kind") != "audit":
+        raise ResultError(f'{source} is not a lokal audit result (no "kind": "audit")')
+    if raw.get("schema_version") != SCHEMA_VERSION:
+        raise ResultError(
+            f"{source} has schema version {raw.get('schema_version')!r}; this lokal reads version {SCHEMA_VERSION}"
+        )
+    try:
+        return AuditResult.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ResultError(f"{source} is malformed at {where}: {first['msg']}") from None
