@@ -7,9 +7,11 @@ Two parts, one invocation:
    and how long generation took (`predicted_ms` for `predicted_n` tokens). lokal bench runs against it
    through the OpenAI API at concurrency 1 and 4 and compares, per request:
      - TPOT (client: (E2EL - TTFT) / (n - 1)) against the server's predicted_ms / (predicted_n - 1);
-     - TTFT (client) against the server's prompt_ms (the client also pays HTTP, template and tokenising);
+     - TTFT (client) against the server's prompt_ms at concurrency 1 (the client also pays HTTP, template and
+       tokenising). Under concurrency the two are different quantities: TTFT includes the time a request waits
+       in the server for its prompt to be scheduled, prompt_ms does not; the gap is printed, not judged;
      - output tokens (usage) against predicted_n (must be equal).
-   Target: the client's mean TPOT and mean TTFT within 10 % of the server's.
+   Target: the client's mean TPOT (every level) and mean TTFT (concurrency 1) within 10 % of the server's.
 
 2. The harness's own overhead, against an endpoint that does no work (benchmarks/_null_server.py, in its own
    process, answering every request at once with 64 chunks): TTFT and ITL there are the floor the harness
@@ -164,9 +166,12 @@ def main() -> None:
             f"   {r['client_ttft_ms'] or 0:>9.1f}ms {r['server_prompt_ms'] or 0:>7.1f}ms {ttft_ratio or 0:>6.3f}"
             f"   token counts differ in {r['token_count_mismatches']} requests"
         )
-        for name, value in (("TPOT", tpot_ratio), ("TTFT", ttft_ratio)):
+        checks = [("TPOT", tpot_ratio)] + ([("TTFT", ttft_ratio)] if r["level"] in ("sync", "concurrency 1") else [])
+        if len(checks) == 1:
+            print(f"  TTFT vs prompt_ms at {r['level']}: not judged (TTFT includes waiting in the server's queue)")
+        for name, value in checks:
             met = value is not None and abs(value - 1.0) <= TOLERANCE
-            verdicts.append(met)
+            verdicts.append(met and r["token_count_mismatches"] == 0)
             print(f"  {name} within {TOLERANCE:.0%} of the server's at {r['level']}: {'met' if met else 'MISSED'}")
 
     # --- 2. the harness's own overhead -----------------------------------------------------------------------
