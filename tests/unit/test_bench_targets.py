@@ -431,6 +431,19 @@ def test_openai_stream_with_usage(clock, monkeypatch: pytest.MonkeyPatch) -> Non
     }
 
 
+def test_openai_without_usage_re_tokenises_with_the_models_tokenizer_when_given(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    # Two chunks carrying "one two" and " three": a chunk count says 2, the (word) tokenizer 3.
+    body = sse(delta("one two"), delta(" three"), delta(finish="stop"), "[DONE]")
+    target = OpenAITarget(URL, transport=openai_server(body).transport)
+    target.set_tokenizer("m", lambda text: len(text.split()))
+    out = run(_request(target))
+    assert out.ok and (out.output_tokens, out.token_source) == (3, "tokenizer")
+    assert any("re-tokenising" in w for w in target.warnings)
+
+
 def test_openai_without_usage_counts_chunks_and_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     body = sse(delta("a"), delta("b"), delta(finish="stop"), "[DONE]")

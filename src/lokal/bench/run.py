@@ -37,6 +37,7 @@ from lokal.bench.result import (
 )
 from lokal.bench.target import RequestParams, Target
 from lokal.bench.targets import Api, open_target
+from lokal.bench.tokenizer import local_token_counter
 from lokal.bench.workload import WORKLOADS, Workload, make_workload
 from lokal.config import Settings
 from lokal.errors import LokalError
@@ -261,6 +262,12 @@ async def run_bench(plan: BenchPlan, *, on_level: LevelHook | None = None) -> Be
     target, info = await open_target(
         list(plan.models), url=plan.url, api=plan.api, settings=settings, api_key_env=plan.api_key_env
     )
+    set_tokenizer = getattr(target, "set_tokenizer", None)
+    if callable(set_tokenizer):  # a server that sends no usage: count its output with the model's own tokenizer
+        for model in plan.models:
+            counter = await asyncio.to_thread(local_token_counter, model, settings)
+            if counter is not None:
+                set_tokenizer(model, counter)
     run = _Run(plan=plan, target=target, info=info, on_level=on_level, t0=time.perf_counter())
     memory: MemoryTimeline | None = None
     searches: list[SloSearch] = []

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -88,6 +89,8 @@ class OpenAITarget:
         key = _http.api_key_from(api_key_env)
         self._client = _http.make_client(self.url + "/", timeout_s=timeout_s, api_key=key, transport=transport)
         self._pid: int | None = None
+        #: Output-token counters by model, for servers that send no usage (see `set_tokenizer`).
+        self._tokenizers: dict[str, Callable[[str], int]] = {}
         #: Things the report should say about this target (e.g. token counts that are chunk counts).
         self.warnings: list[str] = []
 
@@ -161,7 +164,7 @@ class OpenAITarget:
         if out.finish_reason is None:
             return _http.fail(out, "stream ended without a finish_reason", time.perf_counter())
         out.ok = True
-        self._count(out, usage, timings)
+        self._count(out, usage, timings, model)
         return out
 
     async def _read_events(self, response: httpx.Response, out: Outcome) -> tuple[Any, Any]:
@@ -203,7 +206,11 @@ class OpenAITarget:
                 if out.end is None:  # nothing generated: the request still ended here
                     out.end = now
 
-    def _count(self, out: Outcome, usage: Any, timings: Any) -> None:
+    def set_tokenizer(self, model: str, count: Callable[[str], int]) -> None:
+        """Count `model`'s output tokens with `count` when the server sends no usage (instead of chunks)."""
+        self._tokenizers[model] = count
+
+    def _count(self, out: Outcome, usage: Any, timings: Any, model: str = "") -> None:
         if isinstance(timings, dict):
             out.server = llama_server_timings(timings)
         server = out.server or ServerTimings()
@@ -216,6 +223,12 @@ class OpenAITarget:
             completion = server.output_tokens
         if completion is not None:
             out.output_tokens, out.token_source = completion, "usage"
+        elif (count := self._tokenizers.get(model)) is not None:
+            out.output_tokens, out.token_source = count(out.text), "tokenizer"
+            self._warn(
+                "the server sent no usage (stream_options.include_usage): output tokens were counted by "
+                "re-tokenising the text with the model's tokenizer from lokal's store"
+            )
         else:
             out.output_tokens, out.token_source = len(out.chunks), "chunks"
             self._warn(

@@ -32,10 +32,12 @@ def init_backend(verbose: bool = False) -> None:
         _backend_ready = True
 
 
-def load_model(path: Path) -> L.llama_model_p:
+def load_model(path: Path, *, vocab_only: bool = False) -> L.llama_model_p:
+    """Load a GGUF; `vocab_only` reads just the tokenizer (milliseconds, no weights in memory)."""
     params = L.llama_model_default_params()
     params.n_gpu_layers = 0
     params.use_mmap = True
+    params.vocab_only = vocab_only
     model = L.llama_model_load_from_file(str(path).encode(), params)
     if not model:
         raise InvalidModelFile(f"llama.cpp could not load '{path}': not a supported GGUF model")
