@@ -1,6 +1,15 @@
 """OpenAI-compatible routes (`/v1/*`): chat and text completions (SSE with `data: [DONE]`), embeddings,
 models. Errors use OpenAI's envelope (see `errors.py`). `max_tokens` maps to `num_predict`; Ollama-style
-`options` (for example `num_ctx`) may be sent in the body as an extension, since the OpenAI API has none."""
+`options` (for example `num_ctx`) may be sent in the body as an extension, since the OpenAI API has none.
+
+Prompt log-probabilities (what `lokal audit` and lm-evaluation-harness's likelihood tasks need from a server):
+`/v1/completions` with `"echo": true, "logprobs": 1, "max_tokens": 0` answers OpenAI's legacy shape,
+`choices[0].logprobs = {"tokens", "token_logprobs", "text_offset", "top_logprobs"}`, with the engine's true
+log-likelihood of every prompt token (the first one's is null: it has no context). Limits, said plainly:
+`logprobs` is 0 or 1 and `top_logprobs` holds only the scored token itself (the engine computes no top-k
+alternatives); log-probabilities are given for the prompt only, so `logprobs` needs `max_tokens: 0` and no
+streaming; `text_offset` is the running length of the token texts (as vLLM computes it), which drifts from the
+prompt's character offsets where a token is part of a multi-byte character."""
 
 from __future__ import annotations
 
@@ -86,6 +95,10 @@ class CompletionRequest(_Sampling):
     prompt: str | list[str]
     suffix: str | None = None
     echo: bool = False
+    logprobs: int | None = None  # 0 or 1; prompt tokens only (see the module docstring)
+
+    def token_limit(self) -> int | None:
+        return self.max_completion_tokens if self.max_completion_tokens is not None else self.max_tokens
 
 
 class EmbeddingRequest(_Body):
@@ -134,7 +147,8 @@ def _finish_reason(completion: Any) -> str:
     return "length" if completion.done_reason == "length" else "stop"
 
 
-async def _respond(request: Request, run: inference.Run, body: _Sampling, *, chat: bool) -> Response:
+async def _respond(request: Request, run: inference.Run, body: _Sampling, *, chat: bool, echo: str = "") -> Response:
+    """The answer to a started run; `echo` (a completion's prompt, when asked for) goes before the output."""
     metrics = request.app.state.metrics
     started = time.perf_counter()
     created = int(time.time())
@@ -163,7 +177,7 @@ async def _respond(request: Request, run: inference.Run, body: _Sampling, *, cha
         if chat:
             choice["message"] = {"role": "assistant", "content": text}
         else:
-            choice["text"] = text
+            choice["text"] = echo + text
         return JSONResponse(
             {
                 "id": ident,
@@ -200,6 +214,8 @@ async def _respond(request: Request, run: inference.Run, body: _Sampling, *, cha
         first_at = None
         finished = False
         try:
+            if echo:
+                yield sse_event(chunk(echo, None))
             async for piece in run.stream:
                 if first_at is None:
                     first_at = time.perf_counter()
@@ -260,6 +276,8 @@ async def completions(body: CompletionRequest, request: Request) -> Response:
         body.prompt = body.prompt[0]
     if body.suffix:
         raise InvalidOptions("suffix is not supported")
+    if body.logprobs is not None or body.token_limit() == 0:
+        return await _prompt_only(request, body, body.prompt)
     run = await in_thread(
         inference.start_generate,
         request.app.state.manager,
@@ -268,7 +286,67 @@ async def completions(body: CompletionRequest, request: Request) -> Response:
         raw=True,
         options=body.ollama_options(),
     )
-    return await _respond(request, run, body, chat=False)
+    return await _respond(request, run, body, chat=False, echo=body.prompt if body.echo else "")
+
+
+def _score_prompt(manager: Any, model: str, prompt: str, options: dict[str, Any] | None, *, logprobs: bool) -> Any:
+    """The prompt's tokens with their log-probabilities when `logprobs`, else its token count. Blocking: runs in
+    a worker thread. Loads the model with the context a generation would ask for, so the two share it."""
+    engine, _ = manager.acquire(model, num_ctx=inference._num_ctx(manager, model, options))
+    try:
+        return engine.logprobs(prompt) if logprobs else len(engine.tokenize(prompt))
+    finally:
+        manager.release(engine)
+
+
+def _legacy_logprobs(scored: list[Any]) -> dict[str, Any]:
+    """OpenAI's legacy completion `logprobs` object for scored prompt tokens."""
+    offsets, at = [], 0
+    for token in scored:
+        offsets.append(at)
+        at += len(token.text)
+    return {
+        "tokens": [t.text for t in scored],
+        "token_logprobs": [t.logprob for t in scored],
+        "top_logprobs": [None if t.logprob is None else {t.text: t.logprob} for t in scored],
+        "text_offset": offsets,
+    }
+
+
+async def _prompt_only(request: Request, body: CompletionRequest, prompt: str) -> Response:
+    """A completion that generates nothing: `max_tokens: 0`, with the prompt echoed and scored when asked."""
+    if body.token_limit() != 0:
+        raise InvalidOptions(
+            "logprobs are given for the prompt only: send echo: true with max_tokens: 0 "
+            "(lokal does not report log-probabilities of generated tokens)"
+        )
+    if body.logprobs is not None and body.logprobs not in (0, 1):
+        raise InvalidOptions(
+            f"logprobs must be 0 or 1, got {body.logprobs}: lokal gives each prompt token's own log-probability, "
+            "not top-k alternatives"
+        )
+    if body.stream:
+        raise InvalidOptions("max_tokens 0 and logprobs are answered in one response: send stream: false")
+    if body.n not in (None, 1):
+        raise InvalidOptions("n > 1 is not supported; send several requests (they are batched together)")
+    want = body.logprobs is not None and body.echo
+    scored = await in_thread(_score_prompt, request.app.state.manager, body.model, prompt, body.options, logprobs=want)
+    prompt_tokens = len(scored) if want else scored
+    logprobs: dict[str, Any] | None = None
+    if body.logprobs is not None:
+        logprobs = _legacy_logprobs(scored if want else [])
+    choice = {"index": 0, "text": prompt if body.echo else "", "finish_reason": "length", "logprobs": logprobs}
+    return JSONResponse(
+        {
+            "id": "cmpl-" + uuid.uuid4().hex[:24],
+            "object": "text_completion",
+            "created": int(time.time()),
+            "model": body.model,
+            "system_fingerprint": "fp_lokal",
+            "choices": [choice],
+            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": 0, "total_tokens": prompt_tokens},
+        }
+    )
 
 
 @router.post("/embeddings")
