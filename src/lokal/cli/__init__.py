@@ -74,9 +74,9 @@ def cli(ctx: click.Context) -> None:
 
 
 def _register_commands() -> None:
-    from lokal.cli import bench, cache, cost, models, report, run, serve
+    from lokal.cli import audit, bench, cache, card, cost, models, report, run, serve
 
-    for module in (models, run, serve, bench, cost, cache, report):
+    for module in (models, run, serve, bench, cost, cache, report, audit, card):
         for command in module.COMMANDS:
             cli.add_command(command)
 
@@ -88,7 +88,10 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point with the one error boundary: known errors are one line on stderr and exit code 1."""
     debug = os.environ.get("LOKAL_DEBUG", "") not in ("", "0", "false", "no")
     try:
-        cli.main(args=argv, prog_name="lokal", standalone_mode=False)
+        # Without standalone mode click returns (not raises) the code of a `ctx.exit(code)`.
+        code = cli.main(args=argv, prog_name="lokal", standalone_mode=False)
+        if isinstance(code, int) and code:
+            return code
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)
         return 130
