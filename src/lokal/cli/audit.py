@@ -86,12 +86,15 @@ def summary_lines(result: Any) -> list[str]:
     lines = [f"{result.model.name} @ {result.target}: {len(result.suites)} suite(s), seed {result.seed}"]
     for suite in result.suites:
         lines.append(f"  {suite.suite} ({suite.dataset.name}, {suite.dataset.items} items, scored by {suite.scoring})")
-        overall = [m for m in suite.metrics if m.group is None] or suite.metrics[:6]
-        for m in overall:
+        # The overall figures, and the top-level gaps (pro - anti, male - female); the full breakdown is in the
+        # result JSON and the model card.
+        shown = [m for m in suite.metrics if m.group is None or ("gap" in m.name and "/" not in m.group)]
+        for m in shown or suite.metrics[:6]:
+            label = m.name if m.group is None else f"{m.name} ({m.group})"
             ci = f" [{_fmt(m.ci_low)}, {_fmt(m.ci_high)}]" if m.ci_low is not None else ""
             ideal = f"  (ideal {m.ideal:g})" if m.ideal is not None else ""
             unit = f" {m.unit}" if m.unit and m.unit != "%" else (m.unit or "")
-            lines.append(f"    {m.name:<32} {_fmt(m.value)}{unit}{ci}  N={m.n}{ideal}")
+            lines.append(f"    {label:<44} {_fmt(m.value)}{unit}{ci}  N={m.n}{ideal}")
     lines += [f"  warning: {w}" for w in result.warnings]
     return lines
 
