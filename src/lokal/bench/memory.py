@@ -105,7 +105,13 @@ class MemorySampler:
         uss: int | None = 0 if self._uss_allowed else None
         for process in processes:
             try:
+                # A killed process is a zombie until reaped, and its /proc memory figures then read as 0 (or
+                # shrink while the kernel frees them) without an error: that is an exit, not a reading.
+                if process.status() in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD):
+                    raise psutil.ZombieProcess(process.pid)
                 r, u = self._read(process)
+                if r == 0:  # its memory already released: exiting, not yet a zombie
+                    raise psutil.ZombieProcess(process.pid)
             except psutil.NoSuchProcess:  # ZombieProcess included
                 if process is self._process:
                     return None
