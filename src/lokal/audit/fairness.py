@@ -31,13 +31,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from lokal._version import __version__
 from lokal.audit.result import Metric
 from lokal.audit.stats import DEFAULT_CONFIDENCE, DEFAULT_RESAMPLES, bootstrap_ci, bootstrap_paired_ci
 from lokal.audit.suite import AuditError
-from lokal.bench.result import ResultError, save
+from lokal.bench.result import read_result, save
 
 __all__ = [
     "MISSING",
@@ -110,27 +110,7 @@ class FairnessResult(_Model):
 
 def load(path: str | os.PathLike[str]) -> FairnessResult:
     """Read a fairness result, with a message that names the file and what is wrong with it."""
-    source = Path(path)
-    try:
-        raw: Any = json.loads(source.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ResultError(f"no fairness result at {source}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ResultError(f"cannot read {source}: {exc}") from None
-    except json.JSONDecodeError as exc:
-        raise ResultError(f"{source} is not JSON (line {exc.lineno}: {exc.msg})") from None
-    if not isinstance(raw, dict) or raw.get("kind") != "fairness":
-        raise ResultError(f'{source} is not a lokal fairness result (no "kind": "fairness")')
-    if raw.get("schema_version") != SCHEMA_VERSION:
-        raise ResultError(
-            f"{source} has schema version {raw.get('schema_version')!r}; this lokal reads version {SCHEMA_VERSION}"
-        )
-    try:
-        return FairnessResult.model_validate(raw)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise ResultError(f"{source} is malformed at {where}: {first['msg']}") from None
+    return read_result(path, FairnessResult, kind="fairness", noun="fairness result", version=SCHEMA_VERSION)
 
 
 # --- reading the file --------------------------------------------------------------------------------------------

@@ -7,15 +7,13 @@ true log-likelihood, by next-token log-probabilities or by parsing a generation 
 
 from __future__ import annotations
 
-import json
 import os
 from datetime import datetime
-from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from lokal.bench.result import ModelRef, ResultError, save
+from lokal.bench.result import ModelRef, ResultError, read_result, save
 
 __all__ = ["AuditResult", "DatasetRef", "Metric", "ResultError", "SuiteResult", "load", "save"]
 
@@ -87,24 +85,4 @@ class AuditResult(_Model):
 
 def load(path: str | os.PathLike[str]) -> AuditResult:
     """Read an audit result, with a message that names the file and what is wrong with it."""
-    source = Path(path)
-    try:
-        raw: Any = json.loads(source.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ResultError(f"no audit result at {source}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ResultError(f"cannot read {source}: {exc}") from None
-    except json.JSONDecodeError as exc:
-        raise ResultError(f"{source} is not JSON (line {exc.lineno}: {exc.msg})") from None
-    if not isinstance(raw, dict) or raw.get("kind") != "audit":
-        raise ResultError(f'{source} is not a lokal audit result (no "kind": "audit")')
-    if raw.get("schema_version") != SCHEMA_VERSION:
-        raise ResultError(
-            f"{source} has schema version {raw.get('schema_version')!r}; this lokal reads version {SCHEMA_VERSION}"
-        )
-    try:
-        return AuditResult.model_validate(raw)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise ResultError(f"{source} is malformed at {where}: {first['msg']}") from None
+    return read_result(path, AuditResult, kind="audit", noun="audit result", version=SCHEMA_VERSION)

@@ -25,7 +25,7 @@ import os
 import tempfile
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -264,28 +264,55 @@ def save(result: BaseModel, path: str | os.PathLike[str]) -> Path:
     return target
 
 
-def load(path: str | os.PathLike[str]) -> BenchResult:
-    """Read a result file, with a message that names the file and what is wrong with it."""
+M = TypeVar("M", bound=BaseModel)
+
+
+def read_result(
+    path: str | os.PathLike[str],
+    model: type[M],
+    *,
+    kind: str,
+    noun: str,
+    version: int,
+    error: type[LokalError] = ResultError,
+    missing: str | None = None,
+    version_hint: str = "",
+) -> M:
+    """Read any of lokal's saved results (bench, audit, fairness, cost, cache) as `model`, with one message
+    per failure that names the file and what is wrong: missing, unreadable, not JSON, another `kind`, another
+    schema version, or malformed (the first pydantic error and where)."""
     source = Path(path)
     try:
         raw: Any = json.loads(source.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ResultError(f"no result file at {source}") from None
+        raise error(f"{missing or f'no {noun} at'} {source}") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise ResultError(f"cannot read {source}: {exc}") from None
+        raise error(f"cannot read {source}: {exc}") from None
     except json.JSONDecodeError as exc:
-        raise ResultError(f"{source} is not JSON (line {exc.lineno}: {exc.msg})") from None
-    if not isinstance(raw, dict) or raw.get("kind") != "bench":
-        raise ResultError(f"{source} is not a lokal bench result (no \"kind\": \"bench\")")
-    version = raw.get("schema_version")
-    if version != SCHEMA_VERSION:
-        raise ResultError(
-            f"{source} has schema version {version!r}; this lokal reads version {SCHEMA_VERSION}: "
-            "re-run the benchmark, or render it with the lokal version that wrote it"
+        raise error(f"{source} is not JSON (line {exc.lineno}: {exc.msg})") from None
+    if not isinstance(raw, dict) or raw.get("kind") != kind:
+        raise error(f'{source} is not a lokal {noun} (no "kind": "{kind}")')
+    if raw.get("schema_version") != version:
+        raise error(
+            f"{source} has schema version {raw.get('schema_version')!r}; this lokal reads version {version}"
+            + version_hint
         )
     try:
-        return BenchResult.model_validate(raw)
+        return model.model_validate(raw)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
-        raise ResultError(f"{source} is malformed at {where}: {first['msg']}") from None
+        raise error(f"{source} is malformed at {where}: {first['msg']}") from None
+
+
+def load(path: str | os.PathLike[str]) -> BenchResult:
+    """Read a bench result file, with a message that names the file and what is wrong with it."""
+    return read_result(
+        path,
+        BenchResult,
+        kind="bench",
+        noun="bench result",
+        version=SCHEMA_VERSION,
+        missing="no result file at",
+        version_hint=": re-run the benchmark, or render it with the lokal version that wrote it",
+    )

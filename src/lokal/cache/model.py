@@ -7,14 +7,13 @@ shared by several names are not counted twice.
 
 from __future__ import annotations
 
-import json
 import os
 from datetime import datetime
-from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
+from lokal.bench.result import read_result
 from lokal.errors import LokalError
 
 SCHEMA_VERSION = 1
@@ -133,24 +132,4 @@ class PrunePlan(_Model):
 
 def load_report(path: str | os.PathLike[str]) -> CacheReport:
     """Read a saved `lokal cache --json` report (for `lokal report`), naming the file and the problem."""
-    source = Path(path)
-    try:
-        raw = json.loads(source.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise CacheError(f"no cache report at {source}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise CacheError(f"cannot read {source}: {exc}") from None
-    except json.JSONDecodeError as exc:
-        raise CacheError(f"{source} is not JSON (line {exc.lineno}: {exc.msg})") from None
-    if not isinstance(raw, dict) or raw.get("kind") != "cache":
-        raise CacheError(f'{source} is not a lokal cache report (no "kind": "cache")')
-    if raw.get("schema_version") != SCHEMA_VERSION:
-        raise CacheError(
-            f"{source} has schema version {raw.get('schema_version')!r}; this lokal reads {SCHEMA_VERSION}"
-        )
-    try:
-        return CacheReport.model_validate(raw)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise CacheError(f"{source} is malformed at {where}: {first['msg']}") from None
+    return read_result(path, CacheReport, kind="cache", noun="cache report", version=SCHEMA_VERSION, error=CacheError)

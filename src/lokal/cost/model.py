@@ -7,15 +7,14 @@ and figures (what follows) are kept apart, so a reader can check every number.
 
 from __future__ import annotations
 
-import json
 import os
 from datetime import date, datetime
 from decimal import Decimal
-from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
+from lokal.bench.result import read_result
 from lokal.cost.prices import CostError
 
 SCHEMA_VERSION = 1
@@ -120,22 +119,4 @@ class CostResult(_Model):
 
 def load(path: str | os.PathLike[str]) -> CostResult:
     """Read a saved `lokal cost --output` file, naming the file and the problem."""
-    source = Path(path)
-    try:
-        raw = json.loads(source.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise CostError(f"no cost result at {source}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise CostError(f"cannot read {source}: {exc}") from None
-    except json.JSONDecodeError as exc:
-        raise CostError(f"{source} is not JSON (line {exc.lineno}: {exc.msg})") from None
-    if not isinstance(raw, dict) or raw.get("kind") != "cost":
-        raise CostError(f'{source} is not a lokal cost result (no "kind": "cost")')
-    if raw.get("schema_version") != SCHEMA_VERSION:
-        raise CostError(f"{source} has schema version {raw.get('schema_version')!r}; this lokal reads {SCHEMA_VERSION}")
-    try:
-        return CostResult.model_validate(raw)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise CostError(f"{source} is malformed at {where}: {first['msg']}") from None
+    return read_result(path, CostResult, kind="cost", noun="cost result", version=SCHEMA_VERSION, error=CostError)
