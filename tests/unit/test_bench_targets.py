@@ -438,7 +438,7 @@ def test_openai_without_usage_re_tokenises_with_the_models_tokenizer_when_given(
     # Two chunks carrying "one two" and " three": a chunk count says 2, the (word) tokenizer 3.
     body = sse(delta("one two"), delta(" three"), delta(finish="stop"), "[DONE]")
     target = OpenAITarget(URL, transport=openai_server(body).transport)
-    target.set_tokenizer("m", lambda text: len(text.split()))
+    target.set_tokenizer("m", lambda: lambda text: len(text.split()))
     out = run(_request(target))
     assert out.ok and (out.output_tokens, out.token_source) == (3, "tokenizer")
     assert any("re-tokenising" in w for w in target.warnings)

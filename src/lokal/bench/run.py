@@ -265,9 +265,7 @@ async def run_bench(plan: BenchPlan, *, on_level: LevelHook | None = None) -> Be
     set_tokenizer = getattr(target, "set_tokenizer", None)
     if callable(set_tokenizer):  # a server that sends no usage: count its output with the model's own tokenizer
         for model in plan.models:
-            counter = await asyncio.to_thread(local_token_counter, model, settings)
-            if counter is not None:
-                set_tokenizer(model, counter)
+            set_tokenizer(model, functools.partial(local_token_counter, model, settings))
     run = _Run(plan=plan, target=target, info=info, on_level=on_level, t0=time.perf_counter())
     memory: MemoryTimeline | None = None
     searches: list[SloSearch] = []

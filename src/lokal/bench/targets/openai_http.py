@@ -13,6 +13,7 @@ chunk does not count. The end is the last such chunk, not the trailing usage chu
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Callable
@@ -89,8 +90,10 @@ class OpenAITarget:
         key = _http.api_key_from(api_key_env)
         self._client = _http.make_client(self.url + "/", timeout_s=timeout_s, api_key=key, transport=transport)
         self._pid: int | None = None
-        #: Output-token counters by model, for servers that send no usage (see `set_tokenizer`).
-        self._tokenizers: dict[str, Callable[[str], int]] = {}
+        #: Per model, how to make an output-token counter for servers that send no usage (see `set_tokenizer`),
+        #: and the counter once made (None when it could not be).
+        self._tokenizer_factories: dict[str, Callable[[], Callable[[str], int] | None]] = {}
+        self._tokenizers: dict[str, Callable[[str], int] | None] = {}
         #: Things the report should say about this target (e.g. token counts that are chunk counts).
         self.warnings: list[str] = []
 
@@ -164,6 +167,10 @@ class OpenAITarget:
         if out.finish_reason is None:
             return _http.fail(out, "stream ended without a finish_reason", time.perf_counter())
         out.ok = True
+        no_usage = not (isinstance(usage, dict) and usage.get("completion_tokens") is not None)
+        if no_usage and model in self._tokenizer_factories and model not in self._tokenizers:
+            # Reading the tokenizer takes 0.1-0.4 s: off the event loop, where other requests are being timed.
+            await asyncio.to_thread(self._tokenizer, model)
         self._count(out, usage, timings, model)
         return out
 
@@ -206,9 +213,16 @@ class OpenAITarget:
                 if out.end is None:  # nothing generated: the request still ended here
                     out.end = now
 
-    def set_tokenizer(self, model: str, count: Callable[[str], int]) -> None:
-        """Count `model`'s output tokens with `count` when the server sends no usage (instead of chunks)."""
-        self._tokenizers[model] = count
+    def set_tokenizer(self, model: str, factory: Callable[[], Callable[[str], int] | None]) -> None:
+        """When the server sends no usage, count `model`'s output tokens with the counter `factory()` makes
+        (instead of counting chunks). Made on first need only: servers that send usage never pay for it."""
+        self._tokenizer_factories[model] = factory
+
+    def _tokenizer(self, model: str) -> Callable[[str], int] | None:
+        if model not in self._tokenizers:
+            factory = self._tokenizer_factories.get(model)
+            self._tokenizers[model] = factory() if factory is not None else None
+        return self._tokenizers[model]
 
     def _count(self, out: Outcome, usage: Any, timings: Any, model: str = "") -> None:
         if isinstance(timings, dict):
@@ -223,7 +237,7 @@ class OpenAITarget:
             completion = server.output_tokens
         if completion is not None:
             out.output_tokens, out.token_source = completion, "usage"
-        elif (count := self._tokenizers.get(model)) is not None:
+        elif (count := self._tokenizer(model)) is not None:
             out.output_tokens, out.token_source = count(out.text), "tokenizer"
             self._warn(
                 "the server sent no usage (stream_options.include_usage): output tokens were counted by "
