@@ -78,6 +78,18 @@ def _int_env(environ: Mapping[str, str], name: str, default: int, minimum: int =
     return value
 
 
+def _engine_env(environ: Mapping[str, str]) -> str | None:
+    raw = environ.get("LOKAL_ENGINE")
+    if not raw:
+        return None
+    from lokal.engine.select import parse_engine
+
+    try:
+        return parse_engine(raw)
+    except InvalidOptions as exc:
+        raise InvalidOptions(f"LOKAL_ENGINE: {exc}") from None
+
+
 def default_threads() -> int:
     """Physical cores: llama.cpp decodes fastest with one thread per physical core."""
     import psutil
@@ -103,6 +115,8 @@ class Settings:
     api_key: str | None = None  # LOKAL_API_KEY: when set, the server requires `Authorization: Bearer <key>`
     origins: tuple[str, ...] = ()  # extra CORS origins (OLLAMA_ORIGINS), beyond the local ones
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    #: LOKAL_ENGINE / --engine: "llamacpp" or "transformers" for GGUF models; None lets each model's entry decide.
+    engine: str | None = None
 
     @property
     def threads(self) -> int:
@@ -130,6 +144,7 @@ class Settings:
             api_key=env.get("LOKAL_API_KEY") or None,
             origins=tuple(o.strip() for o in (_env(env, "ORIGINS") or "").split(",") if o.strip()),
             max_body_bytes=_int_env(env, "MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES, minimum=1024),
+            engine=_engine_env(env),
         )
 
     @property

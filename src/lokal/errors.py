@@ -111,3 +111,15 @@ class Cancelled(LokalError):
     """The request was cancelled before it finished."""
 
     status_code = 499
+
+
+class EngineUnavailable(LokalError, RuntimeError):
+    """The engine a model needs is not installed here (e.g. transformers without the `hf` extra)."""
+
+    status_code = 500
+
+
+class Unsupported(LokalError, ValueError):
+    """The model cannot do what was asked: generating with an embedding-only model, say."""
+
+    status_code = 400

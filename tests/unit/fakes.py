@@ -66,6 +66,8 @@ def make_settings(tmp_path: Path, **changes: Any) -> Settings:
 class FakeEngine:
     """An `Engine` whose output is scripted; records prompts, options and whether it was closed."""
 
+    runtime = "llamacpp"
+
     def __init__(
         self,
         model: LocalModel,
@@ -205,7 +207,12 @@ class FakeStore:
         return [self.models[k] for k in sorted(self.models)]
 
     def estimate_memory(
-        self, model: LocalModel, *, num_ctx: int | None = None, num_parallel: int | None = None
+        self,
+        model: LocalModel,
+        *,
+        num_ctx: int | None = None,
+        num_parallel: int | None = None,
+        engine: str = "llamacpp",
     ) -> MemoryEstimate:
         self.estimate_calls.append((model.name, num_ctx, num_parallel))
         kv = self.estimate_total // 4

@@ -70,6 +70,7 @@ class Engine(Protocol):
     """A loaded model. Implementations must be safe to call from many threads at once."""
 
     model: LocalModel
+    runtime: str  # "llamacpp" or "transformers" (lokal.engine.select.EngineName)
     context_length: int  # tokens available to one sequence
     num_parallel: int  # sequences decoded together
 

@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 
 from lokal.config import Settings
 from lokal.engine.base import Engine
+from lokal.engine.select import engine_for, require_transformers
 from lokal.store.types import LocalModel
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,29 @@ def llamacpp_factory(model: LocalModel, num_ctx: int, settings: Settings) -> Eng
         max_queue=settings.max_queue,
         verbose=settings.debug,
     )
+
+
+def transformers_factory(model: LocalModel, num_ctx: int, settings: Settings) -> Engine:
+    """Hugging Face transformers on PyTorch (the optional `hf` extra): imported only when a model needs it."""
+    require_transformers(model.name)
+    from lokal.engine.transformers import TransformersEngine
+
+    return TransformersEngine(
+        model,
+        context_length=num_ctx,
+        num_parallel=settings.num_parallel,
+        threads=settings.threads,
+        max_queue=settings.max_queue,
+        cache_dir=settings.home / "transformers",
+        verbose=settings.debug,
+    )
+
+
+def default_factory(model: LocalModel, num_ctx: int, settings: Settings) -> Engine:
+    """The engine `engine_for` picks: llama.cpp unless the model, the command or LOKAL_ENGINE says transformers."""
+    if engine_for(model, settings.engine) == "transformers":
+        return transformers_factory(model, num_ctx, settings)
+    return llamacpp_factory(model, num_ctx, settings)
 
 
 @dataclasses.dataclass
@@ -66,7 +90,7 @@ class LoadedModel:
 
 
 class EngineManager:
-    def __init__(self, settings: Settings, store: object, factory: EngineFactory = llamacpp_factory) -> None:
+    def __init__(self, settings: Settings, store: object, factory: EngineFactory = default_factory) -> None:
         self.settings = settings
         self.store = store
         self._factory = factory
@@ -186,8 +210,15 @@ class EngineManager:
             return
         from lokal.store.memory import check_fits, estimate_for_model
 
-        estimate = getattr(self.store, "estimate_memory", None) or estimate_for_model
-        check_fits(estimate(model, num_ctx=num_ctx, num_parallel=self.settings.num_parallel), model=model.name)
+        engine = engine_for(model, self.settings.engine)
+        store_estimate = getattr(self.store, "estimate_memory", None)
+        if store_estimate is not None:
+            estimate = store_estimate(model, num_ctx=num_ctx, num_parallel=self.settings.num_parallel, engine=engine)
+        elif engine == "llamacpp":
+            estimate = estimate_for_model(model, num_ctx=num_ctx, num_parallel=self.settings.num_parallel)
+        else:
+            return
+        check_fits(estimate, model=model.name)
 
     def _start_reaper(self) -> None:
         with self._lock:

@@ -164,9 +164,15 @@ class ModelStore:
         return [models[key] for key in sorted(models)]
 
     def estimate_memory(
-        self, model: LocalModel, *, num_ctx: int | None = None, num_parallel: int | None = None
+        self,
+        model: LocalModel,
+        *,
+        num_ctx: int | None = None,
+        num_parallel: int | None = None,
+        engine: str = "llamacpp",
     ) -> MemoryEstimate:
-        """Memory to load `model` with `num_parallel` sequences of `num_ctx` tokens (defaults: settings)."""
+        """Memory to load `model` with `num_parallel` sequences of `num_ctx` tokens (defaults: settings)
+        under `engine` ("transformers" dequantizes to float32, so its weights are larger than the file)."""
         info = self.infos.get(model.digest, model.path)
         return estimate_from_info(
             info,

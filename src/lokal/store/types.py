@@ -30,10 +30,11 @@ class ModelDetails:
 
 @dataclasses.dataclass(frozen=True)
 class LocalModel:
-    """A model that can be loaded now: a name bound to a GGUF file on this machine."""
+    """A model that can be loaded now: a name bound to a GGUF file, or a transformers checkpoint folder
+    (`details.format` "safetensors"), on this machine."""
 
     name: str  # canonical "name:tag", lower case, e.g. "smollm2:135m"
-    path: Path  # the GGUF weights
+    path: Path  # the GGUF weights, or the checkpoint folder (config.json, *.safetensors, tokenizer)
     digest: str  # "sha256:<64 hex>" of the GGUF file
     size: int  # bytes of the GGUF file
     source: Source
@@ -47,6 +48,8 @@ class LocalModel:
     # Added by the store (optional, so the engine's tests can build a LocalModel without them):
     manifest_digest: str | None = None  # Ollama's listing digest (sha256 of its manifest) for ollama models
     license: str | None = None  # licence text recorded with the model (Ollama license layer, package terms)
+    #: The engine this entry remembers ("llamacpp" or "transformers"); None: the default (see engine.select).
+    engine: str | None = None
 
     @property
     def list_digest(self) -> str:

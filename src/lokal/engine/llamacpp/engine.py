@@ -33,6 +33,8 @@ DEFAULT_BATCH = 512
 class LlamaCppEngine:
     """Implements `lokal.engine.base.Engine` on llama.cpp."""
 
+    runtime = "llamacpp"
+
     def __init__(
         self,
         model: LocalModel,
