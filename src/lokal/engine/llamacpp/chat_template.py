@@ -11,31 +11,10 @@ from typing import Any
 
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
+from lokal.engine.messages import normalise_messages
 from lokal.errors import InvalidOptions, NoChatTemplate
 
-_ROLES = {"system", "user", "assistant", "tool"}
-
-
-def normalise_messages(messages: Sequence[Any], system: str | None = None) -> list[dict[str, Any]]:
-    """Validate messages and keep what templates read; prepend a default system prompt if none is given."""
-    out: list[dict[str, Any]] = []
-    for i, message in enumerate(messages):
-        if not isinstance(message, dict):
-            raise InvalidOptions(f"messages[{i}] must be an object with 'role' and 'content'")
-        role = str(message.get("role", "")).lower()
-        if role not in _ROLES:
-            raise InvalidOptions(f"messages[{i}].role must be one of {sorted(_ROLES)}, got {message.get('role')!r}")
-        content = message.get("content") or ""
-        if not isinstance(content, str):
-            raise InvalidOptions(f"messages[{i}].content must be a string")
-        entry: dict[str, Any] = {"role": role, "content": content}
-        for key in ("tool_calls", "tool_name", "tool_call_id", "name"):
-            if message.get(key) is not None:
-                entry[key] = message[key]
-        out.append(entry)
-    if system and not any(m["role"] == "system" for m in out):
-        out.insert(0, {"role": "system", "content": system})
-    return out
+__all__ = ["ChatTemplate", "normalise_messages"]
 
 
 class ChatTemplate:
