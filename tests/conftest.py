@@ -3,6 +3,7 @@ lokal's store, Ollama's store and the Hugging Face cache all point into tmp dirs
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,9 +15,18 @@ TINY_TEMPLATE = (
 )
 
 
+@pytest.fixture(scope="session")
+def transformers_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One cache of dequantized GGUF conversions for the whole session: converting SmolLM2 takes ~30 s."""
+    return tmp_path_factory.mktemp("transformers-cache")
+
+
 @pytest.fixture(autouse=True)
-def isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+def isolated_home(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch, transformers_cache: Path
+) -> Path:
     home = tmp_path_factory.mktemp("lokal-home")
+    monkeypatch.setenv("LOKAL_TRANSFORMERS_CACHE", str(transformers_cache))
     monkeypatch.setenv("LOKAL_HOME", str(home))
     monkeypatch.setenv("OLLAMA_MODELS", str(tmp_path_factory.mktemp("ollama-models")))
     monkeypatch.setenv("HF_HOME", str(tmp_path_factory.mktemp("hf-home")))
@@ -25,7 +35,7 @@ def isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.
     monkeypatch.setenv("OLLAMA_HOST", "127.0.0.1:9")
     monkeypatch.delenv("LOKAL_HOST", raising=False)
     monkeypatch.delenv("LOKAL_API_KEY", raising=False)
-    for name in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "TRANSFORMERS_OFFLINE", "LOKAL_DEBUG"):
+    for name in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "TRANSFORMERS_OFFLINE", "LOKAL_DEBUG", "LOKAL_ENGINE"):
         monkeypatch.delenv(name, raising=False)
     return home
 
@@ -84,3 +94,18 @@ def make_gguf(tmp_path: Path) -> Callable[..., Path]:
         return write_tiny_gguf(tmp_path / filename, **kwargs)  # type: ignore[arg-type]
 
     return factory
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Tests marked `hf` need the transformers engine (the `hf` extra). Without it they skip, except where
+    LOKAL_REQUIRE_HF is set (CI installs the extra there): then a missing extra fails them."""
+    if item.get_closest_marker("hf") is None:
+        return
+    from lokal.engine.select import missing_hf_packages
+
+    missing = missing_hf_packages()
+    if missing:
+        message = f"needs the hf extra ({', '.join(missing)} missing): pip install 'lokal[hf]'"
+        if os.environ.get("LOKAL_REQUIRE_HF"):
+            pytest.fail(message + " [LOKAL_REQUIRE_HF is set]", pytrace=False)
+        pytest.skip(message)
