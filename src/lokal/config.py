@@ -122,6 +122,10 @@ class Settings:
     transformers_cache: Path | None = None
 
     @property
+    def transformers_cache_dir(self) -> Path:
+        return self.transformers_cache or self.home / "transformers"
+
+    @property
     def threads(self) -> int:
         return self.num_threads or default_threads()
 
@@ -150,7 +154,7 @@ class Settings:
             engine=_engine_env(env),
             transformers_cache=Path(env["LOKAL_TRANSFORMERS_CACHE"]).expanduser()
             if env.get("LOKAL_TRANSFORMERS_CACHE")
-            else home / "transformers",
+            else None,
         )
 
     @property

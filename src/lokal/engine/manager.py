@@ -52,7 +52,7 @@ def transformers_factory(model: LocalModel, num_ctx: int, settings: Settings) ->
         num_parallel=settings.num_parallel,
         threads=settings.threads,
         max_queue=settings.max_queue,
-        cache_dir=settings.transformers_cache or settings.home / "transformers",
+        cache_dir=settings.transformers_cache_dir,
         verbose=settings.debug,
     )
 
