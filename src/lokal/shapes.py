@@ -116,6 +116,7 @@ def ps_entry(entry: Any) -> dict[str, Any]:
         "expires_at": entry.expires_at_wall.isoformat(),
         "size_vram": 0,
         "context_length": entry.engine.context_length,
+        "engine": entry.engine.runtime,  # lokal's addition: "llamacpp" or "transformers"
     }
 
 
