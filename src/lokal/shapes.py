@@ -139,7 +139,7 @@ def show_response(info: Any) -> dict[str, Any]:
             "general.architecture": info.architecture,
             "general.parameter_count": info.parameter_count,
         },
-        "capabilities": ["completion"],
+        "capabilities": list(getattr(info, "capabilities", None) or ("completion",)),
         "modified_at": info.modified_at.isoformat(),
         "lokal": {
             "source": info.source,

@@ -56,7 +56,7 @@ def test_pull_list_show_rm_cp_round_trip(make_gguf) -> None:
     assert listed[0]["digest"].startswith("sha256:") and listed[0]["read_only"] is False
 
     table = invoke("list").output.splitlines()
-    assert table[0].split() == ["NAME", "ID", "SIZE", "QUANT", "PARAMS", "SOURCE", "MODIFIED"]
+    assert table[0].split() == ["NAME", "ID", "SIZE", "FORMAT", "QUANT", "PARAMS", "SOURCE", "ENGINE", "MODIFIED"]
     assert table[1].startswith("tiny:latest") and listed[0]["digest"][7:19] in table[1]
 
     assert invoke("cp", "tiny", "tiny2").output.strip() == "copied 'tiny' to 'tiny2'"

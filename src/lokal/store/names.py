@@ -37,6 +37,7 @@ _TAG = re.compile(r"[a-z0-9_][a-z0-9._-]*")
 #: Short names that stand for a fuller one. Applied after parsing, so `SmolLM2:Latest` works too.
 ALIASES: dict[str, str] = {
     "smollm2:latest": "smollm2:135m",
+    "all-minilm:latest": "all-minilm:22m",  # Ollama's name and tag for sentence-transformers/all-MiniLM-L6-v2
 }
 
 

@@ -1,8 +1,14 @@
-"""`ModelStore`: the one way the engine, the CLI and the server turn a name into a GGUF file.
+"""`ModelStore`: the one way the engine, the CLI and the server turn a name into a GGUF file or a checkpoint folder.
 
 Resolution order: lokal's own store, then the bundled packages (pulled implicitly the first time, so
 `lokal run smollm2` works offline right after install), then Ollama's store (read-only). Unknown names
 raise `ModelNotFound` with a hint that says how to get the model.
+
+A transformers checkpoint folder (a local folder, an HF cache snapshot, the bundled all-MiniLM package) is
+never copied: its manifest records the folder's path. Its digest and size are recomputed from the folder
+whenever it is resolved (see `sources.checkpoint.folder_digest`), so they describe what is on disk now.
+Removing such a name deletes only the manifest; garbage collection only ever looks at `blobs/`, so it
+cannot touch the folder.
 
 Concurrency: pulls and copies hold the store lock shared plus a per-name lock exclusively; removal
 holds the store lock exclusively while it deletes the manifest and collects unreferenced blobs, so a
@@ -20,18 +26,40 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from lokal.config import Settings
-from lokal.errors import InvalidModelFile, InvalidModelName, ModelNotFound, ReadOnlyModel
+from lokal.engine.select import EngineName, engine_for, is_checkpoint, parse_engine
+from lokal.errors import InvalidModelFile, InvalidModelName, InvalidOptions, ModelNotFound, ReadOnlyModel
 from lokal.store import catalogue
 from lokal.store.blobs import import_file, import_parts
 from lokal.store.fsutil import file_lock, fsync_dir, remove_empty_parents
 from lokal.store.gguf_info import check_gguf_magic, read_gguf_info
-from lokal.store.info import InfoCache, ModelInfo, build_model_info, details_from_info
+from lokal.store.info import (
+    InfoCache,
+    ModelInfo,
+    build_checkpoint_model_info,
+    build_model_info,
+    details_from_checkpoint,
+    details_from_info,
+)
 from lokal.store.layout import StoreLayout
 from lokal.store.manifest import Manifest, ManifestError, now, read_manifest, write_manifest
-from lokal.store.memory import MemoryEstimate, estimate_from_info
+from lokal.store.memory import (
+    MemoryEstimate,
+    estimate_from_checkpoint,
+    estimate_from_info,
+    estimate_transformers_from_gguf,
+)
 from lokal.store.names import ModelName, is_hf_ref, parse_hf_ref, parse_name
-from lokal.store.sources import Fetched
+from lokal.store.sources import Fetched, FetchedFolder
 from lokal.store.sources.bundled import BUNDLED
+from lokal.store.sources.checkpoint import (
+    CheckpointInfo,
+    check_checkpoint_folder,
+    fetch_folder,
+    folder_digest,
+    looks_like_checkpoint,
+    read_checkpoint_info,
+    readme_license,
+)
 from lokal.store.sources.gguf_file import fetch_file, looks_like_path
 from lokal.store.sources.huggingface import fetch_hf
 from lokal.store.sources.ollama import OllamaEntry, OllamaEntryError, OllamaStore
@@ -41,7 +69,14 @@ _DIGEST_IN_TEXT = re.compile(r"sha256[:-]([0-9a-f]{64})")
 
 
 class _Unusable(Exception):
-    """A manifest that exists but cannot be turned into a model (blob missing, not GGUF)."""
+    """A manifest that exists but cannot be turned into a model (blob or folder missing, not GGUF)."""
+
+
+def _no_llamacpp(name: str) -> InvalidOptions:
+    return InvalidOptions(
+        f"'{name}' is a transformers checkpoint folder; llama.cpp runs GGUF files only: "
+        "use --engine transformers (or leave --engine out)"
+    )
 
 
 class ModelStore:
@@ -52,6 +87,8 @@ class ModelStore:
         self.layout = StoreLayout(settings.home)
         self.ollama = OllamaStore(settings.ollama_models)
         self.infos = InfoCache(self.layout)
+        #: Parsed checkpoint folders by folder digest (which changes whenever the folder does).
+        self._checkpoints: dict[str, CheckpointInfo] = {}
         #: Entries skipped by the last `list()` (corrupt manifests, missing blobs), for the CLI to show.
         self.warnings: builtins.list[str] = []
 
@@ -67,11 +104,50 @@ class ModelStore:
 
     # -- reading -------------------------------------------------------------------------------
 
+    def _checkpoint_info(self, folder: Path, digest: str) -> CheckpointInfo:
+        hit = self._checkpoints.get(digest)
+        if hit is None:
+            hit = self._checkpoints[digest] = read_checkpoint_info(folder)
+        return hit
+
+    def _from_folder(self, name: ModelName, manifest: Manifest, modified: datetime) -> LocalModel:
+        folder = manifest.path
+        assert folder is not None
+        if not folder.is_dir():
+            raise _Unusable(f"its folder {folder} is missing (moved or deleted?); pull it again from where it is now")
+        try:
+            digest, size = folder_digest(folder)
+            info = self._checkpoint_info(folder, digest)
+        except InvalidModelFile as exc:
+            raise _Unusable(str(exc)) from None
+        except OSError as exc:
+            raise _Unusable(f"cannot read its folder {folder}: {exc}") from None
+        return LocalModel(
+            name=str(name),
+            path=folder,
+            digest=digest,
+            size=size,
+            source=manifest.source,  # type: ignore[arg-type]
+            origin=manifest.origin,
+            modified_at=modified,
+            details=details_from_checkpoint(info),
+            params=dict(manifest.params),
+            system=manifest.system,
+            template=manifest.template,
+            license=manifest.license,
+            engine=manifest.engine,
+        )
+
     def _from_manifest(self, name: ModelName, path: Path) -> LocalModel:
         try:
             manifest = read_manifest(path)
+            modified = datetime.fromtimestamp(path.stat().st_mtime, UTC)
         except ManifestError as exc:
             raise _Unusable(str(exc)) from None
+        except OSError as exc:
+            raise _Unusable(f"cannot read its manifest: {exc}") from None
+        if manifest.path is not None:
+            return self._from_folder(name, manifest, modified)
         blob = self.layout.blob_path(manifest.digest)
         if not blob.is_file():
             raise _Unusable(f"its blob {blob.name} is missing; pull it again")
@@ -86,12 +162,13 @@ class ModelStore:
             size=manifest.size,
             source=manifest.source,  # type: ignore[arg-type]
             origin=manifest.origin,
-            modified_at=datetime.fromtimestamp(path.stat().st_mtime, UTC),
+            modified_at=modified,
             details=details_from_info(info),
             params=dict(manifest.params),
             system=manifest.system,
             template=manifest.template,
             license=manifest.license,
+            engine=manifest.engine,
         )
 
     def _from_ollama(self, entry: OllamaEntry) -> LocalModel:
@@ -137,7 +214,7 @@ class ModelStore:
         if found is not None:
             return found
         if bundled is not None:
-            return self._import(target, bundled.locate(), progress=False)
+            return self._add(target, bundled.locate(), progress=False)
         try:
             entry = self.ollama.find(target)
             if entry is not None:
@@ -172,24 +249,74 @@ class ModelStore:
         engine: str = "llamacpp",
     ) -> MemoryEstimate:
         """Memory to load `model` with `num_parallel` sequences of `num_ctx` tokens (defaults: settings)
-        under `engine` ("transformers" dequantizes to float32, so its weights are larger than the file)."""
-        info = self.infos.get(model.digest, model.path)
-        return estimate_from_info(
-            info,
-            weights=model.size,
-            num_ctx=num_ctx or self.settings.context_length,
-            num_parallel=num_parallel or self.settings.num_parallel,
-        )
+        under `engine` ("transformers" dequantizes a GGUF to float32, so its weights are larger than the file;
+        a checkpoint folder is always estimated for transformers, the only engine that runs it)."""
+        ctx = num_ctx or self.settings.context_length
+        parallel = num_parallel or self.settings.num_parallel
+        if is_checkpoint(model):
+            info = self._checkpoint_info(model.path, model.digest)
+            return estimate_from_checkpoint(info, num_ctx=ctx, num_parallel=parallel)
+        gguf = self.infos.get(model.digest, model.path)
+        if engine == "transformers":
+            return estimate_transformers_from_gguf(gguf, num_ctx=ctx, num_parallel=parallel)
+        return estimate_from_info(gguf, weights=model.size, num_ctx=ctx, num_parallel=parallel)
 
     def show(self, name: str, *, num_ctx: int | None = None, num_parallel: int | None = None) -> ModelInfo:
+        """Everything about `name`, with the memory it needs under the engine that would run it here."""
         model = self.resolve(name)
-        info = self.infos.get(model.digest, model.path)
-        memory = self.estimate_memory(model, num_ctx=num_ctx, num_parallel=num_parallel)
-        return build_model_info(model, info, memory)
+        try:
+            engine: str = engine_for(model, self.settings.engine)
+        except InvalidOptions:  # LOKAL_ENGINE=llamacpp and a checkpoint: only transformers can run it
+            engine = "transformers"
+        memory = self.estimate_memory(model, num_ctx=num_ctx, num_parallel=num_parallel, engine=engine)
+        if is_checkpoint(model):
+            return build_checkpoint_model_info(model, self._checkpoint_info(model.path, model.digest), memory)
+        return build_model_info(model, self.infos.get(model.digest, model.path), memory, memory_engine=engine)
 
     # -- writing -------------------------------------------------------------------------------
 
-    def _import(self, target: ModelName, fetched: Fetched, *, progress: Progress) -> LocalModel:
+    def _add(
+        self,
+        target: ModelName,
+        fetched: Fetched | FetchedFolder,
+        *,
+        progress: Progress,
+        engine: EngineName | None = None,
+    ) -> LocalModel:
+        """Add what a source found: import a GGUF blob, or record a checkpoint folder."""
+        if isinstance(fetched, FetchedFolder):
+            return self._register_folder(target, fetched, engine=engine)
+        return self._import(target, fetched, progress=progress, engine=engine)
+
+    def _register_folder(
+        self, target: ModelName, fetched: FetchedFolder, *, engine: EngineName | None = None
+    ) -> LocalModel:
+        """Write a manifest that points at a checkpoint folder, after checking its config and weight headers."""
+        if engine == "llamacpp":
+            raise _no_llamacpp(str(target))
+        folder = check_checkpoint_folder(fetched.path)
+        digest, size = folder_digest(folder)
+        self._checkpoint_info(folder, digest)  # unreadable headers fail here, before the name exists
+        with self._writing(target):
+            manifest = Manifest(
+                name=str(target),
+                digest=digest,
+                size=size,
+                source=fetched.source,
+                origin=fetched.origin,
+                created_at=now(),
+                license=fetched.license or readme_license(folder),
+                path=folder,
+                format="safetensors",
+                engine="transformers",
+            )
+            path = self.layout.manifest_path(target)
+            write_manifest(path, manifest)
+        return self._from_manifest(target, path)
+
+    def _import(
+        self, target: ModelName, fetched: Fetched, *, progress: Progress, engine: EngineName | None = None
+    ) -> LocalModel:
         """Import fetched bytes as a blob (verified), then write the manifest: the model appears last.
 
         A single file's header is parsed before anything is written, so a file that is not a usable
@@ -231,52 +358,80 @@ class ModelStore:
                 origin=fetched.origin,
                 created_at=now(),
                 license=fetched.license,
+                engine=engine,
             )
             path = self.layout.manifest_path(target)
             write_manifest(path, manifest)
         return self._from_manifest(target, path)
 
-    def pull(self, ref: str, *, name: str | None = None, progress: Progress = True) -> LocalModel:
-        """Make a model available locally from a bundled package, a GGUF path, hf.co/... or the catalogue.
+    def pull(
+        self, ref: str, *, name: str | None = None, progress: Progress = True, engine: str | None = None
+    ) -> LocalModel:
+        """Make a model available locally from a bundled package, a GGUF path, a checkpoint folder, hf.co/...
+        or the catalogue.
 
-        `name` sets the name to store it under (default: the reference's own name, or for a file its stem).
-        A name that is already in Ollama's store is returned as is (it is usable without pulling).
+        `name` sets the name to store it under (default: the reference's own name, or for a file or folder its
+        base name). `engine` ("llamacpp" | "transformers") is remembered by the entry; a checkpoint folder always
+        remembers transformers. A name that is already in Ollama's store is returned as is (it is usable
+        without pulling), or copied into lokal's store when `name` or `engine` asks for an entry of its own.
         """
         if not isinstance(ref, str) or not ref.strip():
-            raise InvalidModelName("nothing to pull: give a model name, hf.co/ORG/REPO[:QUANT] or a .gguf path")
+            raise InvalidModelName(
+                "nothing to pull: give a model name, hf.co/ORG/REPO[:QUANT], a .gguf path or a checkpoint folder"
+            )
+        wanted = parse_engine(engine) if engine is not None else None
         dest = parse_name(name) if name is not None else None
         if is_hf_ref(ref):
             hf = parse_hf_ref(ref)
-            return self._import(dest or hf.name, fetch_hf(hf.repo_id, hf.quant, progress=progress), progress=progress)
+            fetched_hf = fetch_hf(hf.repo_id, hf.quant, progress=progress)
+            return self._add(dest or hf.name, fetched_hf, progress=progress, engine=wanted)
+        candidate = Path(ref.strip()).expanduser()
+        if looks_like_checkpoint(candidate) or (looks_like_path(ref) and candidate.is_dir()):
+            folder, default = fetch_folder(ref)
+            return self._add(dest or parse_name(default), folder, progress=progress, engine=wanted)
         if looks_like_path(ref):
             fetched, default = fetch_file(ref)
-            return self._import(dest or parse_name(default), fetched, progress=progress)
+            return self._add(dest or parse_name(default), fetched, progress=progress, engine=wanted)
         target = parse_name(ref)
         bundled = BUNDLED.get(str(target))
         if bundled is not None:
-            return self._import(dest or target, bundled.locate(), progress=progress)
+            return self._add(dest or target, bundled.locate(), progress=progress, engine=wanted)
         entry = catalogue.lookup(target)
         if entry is not None:
-            fetched = fetch_hf(entry.repo_id, entry.quant, progress=progress, file_hint=entry.file)
-            return self._import(dest or target, fetched, progress=progress)
+            fetched_c = fetch_hf(entry.repo_id, entry.quant, progress=progress, file_hint=entry.file)
+            return self._add(dest or target, fetched_c, progress=progress, engine=wanted)
         local = self._local(target)
         if local is not None:
-            return local if dest is None else self.copy(str(target), str(dest))
+            if dest is None and wanted in (None, local.engine):
+                return local
+            return self.copy(str(target), str(dest or target), engine=wanted)
         try:
             if self.ollama.find(target) is not None:
-                return self.copy(str(target), str(dest)) if dest is not None else self.resolve(str(target))
+                if dest is None and wanted is None:
+                    return self.resolve(str(target))
+                return self.copy(str(target), str(dest or target), engine=wanted)
         except OllamaEntryError:
             pass
         raise ModelNotFound(ref.strip(), hint=self._hint(target, pulling=True))
 
-    def copy(self, source: str, destination: str) -> LocalModel:
-        """Copy a model to a new name (blobs are shared). Copying an Ollama model imports its blob."""
+    def copy(self, source: str, destination: str, engine: str | None = None) -> LocalModel:
+        """Copy a model to a new name (blobs are shared; a checkpoint folder stays where it is). Copying an
+        Ollama model imports its blob. `engine` sets the engine the new entry remembers (default: the source's);
+        copying a model onto its own name with a different `engine` just changes what it remembers."""
         src = self.resolve(source)
         dst = parse_name(destination)
-        if str(dst) == src.name and not src.read_only:
+        new_engine = parse_engine(engine) if engine is not None else src.engine
+        folder = src.path if is_checkpoint(src) else None
+        if folder is not None and new_engine == "llamacpp":
+            raise _no_llamacpp(src.name)
+        if str(dst) == src.name and not src.read_only and new_engine == src.engine:
             return src
         with self._writing(dst):
-            if src.read_only:  # Ollama's store: hardlink (or copy) its blob into ours, verified
+            if folder is not None:
+                if not folder.is_dir():  # moved or deleted since we resolved it
+                    raise ModelNotFound(source.strip(), hint=f"its folder {folder} is missing")
+                digest, size, origin = src.digest, src.size, src.origin
+            elif src.read_only:  # Ollama's store: hardlink (or copy) its blob into ours, verified
                 digest, size = import_file(self.layout, src.path, expected=src.digest, label=f"copying {src.name}")
                 origin = f"copied from Ollama's store: {src.name} ({src.origin})"
             else:
@@ -294,13 +449,17 @@ class ModelStore:
                 system=src.system,
                 template=src.template,
                 license=src.license,
+                path=folder,
+                format="gguf" if folder is None else src.details.format,
+                engine=new_engine,
             )
             path = self.layout.manifest_path(dst)
             write_manifest(path, manifest)
         return self._from_manifest(dst, path)
 
     def remove(self, name: str) -> None:
-        """Delete a model name; its blob goes too unless another manifest still uses it."""
+        """Delete a model name; its blob goes too unless another manifest still uses it. For a checkpoint
+        folder only the name goes: the folder is not lokal's (garbage collection only looks in `blobs/`)."""
         target = parse_name(name)
         path = self.layout.manifest_path(target)
         with file_lock(self.layout.lock_path("store")):
@@ -337,7 +496,9 @@ class ModelStore:
     def _collect_garbage(self) -> None:
         """Delete blobs no manifest references, and temp files left by crashed writers.
 
-        The caller holds the store lock exclusively, so no pull is between its blob and its manifest.
+        The caller holds the store lock exclusively, so no pull is between its blob and its manifest. Only
+        `blobs/`, `manifests/` and the info cache are looked at: a checkpoint folder a manifest points at is
+        outside all three, so nothing here can delete it.
         """
         referenced = self._referenced_digests()
         for digest, blob in self.layout.iter_blobs():
@@ -361,7 +522,7 @@ class ModelStore:
         if similar:
             return f"did you mean {' or '.join(similar[:6])}?"
         return (
-            "lokal can pull bundled models (smollm2, gemma3:270m), well-known names "
-            "(e.g. lokal pull tinyllama), hf.co/ORG/REPO[:QUANT] or a GGUF file "
-            "(lokal pull ./model.gguf --name NAME)"
+            "lokal can pull bundled models (smollm2, gemma3:270m, all-minilm with lokal[hf]), well-known names "
+            "(e.g. lokal pull tinyllama), hf.co/ORG/REPO[:QUANT], a GGUF file "
+            "(lokal pull ./model.gguf --name NAME) or a transformers checkpoint folder (lokal pull ./folder)"
         )

@@ -35,8 +35,8 @@ class LocalModel:
 
     name: str  # canonical "name:tag", lower case, e.g. "smollm2:135m"
     path: Path  # the GGUF weights, or the checkpoint folder (config.json, *.safetensors, tokenizer)
-    digest: str  # "sha256:<64 hex>" of the GGUF file
-    size: int  # bytes of the GGUF file
+    digest: str  # "sha256:<64 hex>" of the GGUF file; for a folder, of its state (sources.checkpoint.folder_digest)
+    size: int  # bytes of the GGUF file, or of every file in the folder
     source: Source
     origin: str  # where it came from: package, file path, "hf.co/ORG/REPO/FILE", Ollama manifest path
     modified_at: datetime  # timezone-aware

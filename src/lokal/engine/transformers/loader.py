@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -91,11 +92,13 @@ def load(model: LocalModel, *, cache_dir: Path, verbose: bool = False) -> Loaded
 
 
 def _quiet(verbose: bool) -> None:
-    """transformers logs a warning per odd config key; lokal shows its own messages instead."""
+    """transformers logs a warning per odd config key and draws a bar for every load; lokal shows its own
+    messages instead (the one bar kept is the GGUF conversion's, on a terminal: it takes half a minute)."""
     from transformers.utils import logging as hf_logging
 
     if not verbose:
         hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
 
 
 def _load_checkpoint(folder: Path, device: torch.device, *, info: dict[str, Any]) -> Loaded:
@@ -112,9 +115,12 @@ def _load_checkpoint(folder: Path, device: torch.device, *, info: dict[str, Any]
 
 def _convert_gguf(path: Path, device: torch.device) -> Loaded:
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
     dtype = _dtype_for(device)
     log.info("dequantizing %s for transformers (once; the result is cached)", path.name)
+    if sys.stderr.isatty():
+        hf_logging.enable_progress_bar()
     try:
         tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name, local_files_only=True)
         model = AutoModelForCausalLM.from_pretrained(
@@ -126,6 +132,8 @@ def _convert_gguf(path: Path, device: torch.device) -> Loaded:
             "(its architecture or quantization may not be supported by transformers' GGUF reader; "
             "use --engine llamacpp)"
         ) from None
+    finally:
+        hf_logging.disable_progress_bar()
     return _ready(model, tokenizer, device, {"dtype": str(dtype).removeprefix("torch.")})
 
 

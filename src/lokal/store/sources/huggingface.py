@@ -5,6 +5,11 @@ Online: list the repository, pick the GGUF file for the quant, `hf_hub_download`
 copy on disk, not two). Offline (`HF_HUB_OFFLINE=1`, or the hub cannot be reached): use the file if the HF
 cache already has it, else raise `HubUnreachable` naming the repository and the file it would fetch.
 
+A repository with no GGUF but a transformers checkpoint (config.json + *.safetensors) is taken as a checkpoint
+when no quant was asked for: online, `snapshot_download` fetches only its config, tokenizer and weight files
+(not the .bin, ONNX or GGUF copies many repositories also carry); offline, a complete snapshot in the HF cache
+is used. Either way the store records the snapshot folder; nothing is copied.
+
 Environment is read at call time, not through `huggingface_hub.constants` alone, because those are
 frozen when the library is first imported and lokal (and its tests) may set `HF_HUB_OFFLINE`/`HF_HOME`
 later.
@@ -12,19 +17,28 @@ later.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from lokal.errors import HubUnreachable, PullError
-from lokal.store.sources import Fetched
+from lokal.errors import HubUnreachable, InvalidModelFile, PullError
+from lokal.store.sources import Fetched, FetchedFolder
+from lokal.store.sources.checkpoint import (
+    INDEX_FILE,
+    MODULES_FILE,
+    check_checkpoint_folder,
+    select_weight_files,
+)
 from lokal.store.types import Progress
 
 #: Without an explicit quant: the usual best size/quality trade-off first, then the most portable.
 QUANT_PREFERENCE = ("Q4_K_M", "Q4_0")
 _SPLIT = re.compile(r"-\d{5}-of-\d{5}\.gguf$", re.IGNORECASE)
 _TRUE = {"1", "ON", "YES", "TRUE"}
+#: What a checkpoint needs besides its weights: configs, tokenizer files, chat template, model card.
+CHECKPOINT_PATTERNS = ("*.json", "*.txt", "*.model", "*.jinja", "*.tiktoken", "README.md")
 
 
 def hub_offline() -> bool:
@@ -86,21 +100,43 @@ def choose_gguf(files: Mapping[str, int | None], quant: str | None, repo_id: str
     return pick
 
 
-def cached_ggufs(repo_id: str, cache_dir: Path) -> dict[str, Path]:
-    """GGUF files of `repo_id` in the HF cache: the snapshot `refs/main` points at first, then the rest."""
+def _snapshots(repo_id: str, cache_dir: Path) -> list[Path]:
+    """Snapshot folders of `repo_id` in the HF cache: the one `refs/main` points at first, then newest first."""
     repo_dir = cache_dir / f"models--{repo_id.replace('/', '--')}"
     snapshots = repo_dir / "snapshots"
     if not snapshots.is_dir():
-        return {}
+        return []
     order: list[Path] = []
     ref = repo_dir / "refs" / "main"
     if ref.is_file():
         order.append(snapshots / ref.read_text().strip())
     order += sorted((p for p in snapshots.iterdir() if p not in order), key=lambda p: -p.stat().st_mtime)
-    found: dict[str, Path] = {}
-    for snapshot in order:
-        if not snapshot.is_dir():
+    return [p for p in order if p.is_dir()]
+
+
+def has_gguf(files: Mapping[str, object]) -> bool:
+    return any(f.lower().endswith(".gguf") and "mmproj" not in f.lower() for f in files)
+
+
+def is_checkpoint_listing(files: Mapping[str, object]) -> bool:
+    """A repository listing that holds a transformers checkpoint in safetensors format."""
+    return "config.json" in files and any(f.endswith(".safetensors") for f in files)
+
+
+def cached_checkpoint(repo_id: str, cache_dir: Path) -> Path | None:
+    """The first complete checkpoint snapshot of `repo_id` in the HF cache (refs/main first), or None."""
+    for snapshot in _snapshots(repo_id, cache_dir):
+        try:
+            return check_checkpoint_folder(snapshot)
+        except InvalidModelFile:
             continue
+    return None
+
+
+def cached_ggufs(repo_id: str, cache_dir: Path) -> dict[str, Path]:
+    """GGUF files of `repo_id` in the HF cache: the snapshot `refs/main` points at first, then the rest."""
+    found: dict[str, Path] = {}
+    for snapshot in _snapshots(repo_id, cache_dir):
         for path in snapshot.rglob("*"):
             rel = path.relative_to(snapshot).as_posix()
             if rel.lower().endswith(".gguf") and rel not in found and path.is_file():  # follows symlinks
@@ -141,12 +177,14 @@ def _definitive(exc: BaseException, repo_id: str) -> PullError | None:
 def _offline_error(repo_id: str, quant: str | None, file_hint: str | None, reason: str, cache: Path) -> HubUnreachable:
     if file_hint:
         what = f"{file_hint} from hf.co/{repo_id}"
+    elif quant:
+        what = f"the {quant} GGUF file from hf.co/{repo_id}"
     else:
-        what = f"the {quant or QUANT_PREFERENCE[0]} GGUF file from hf.co/{repo_id}"
+        what = f"the {QUANT_PREFERENCE[0]} GGUF file (or a transformers checkpoint) from hf.co/{repo_id}"
     return HubUnreachable(
         f"cannot reach the Hugging Face hub ({reason}) to fetch {what}, and it is not in the local cache "
-        f"({cache}); connect to the internet and retry, "
-        "or import a GGUF you have: lokal pull ./model.gguf --name NAME"
+        f"({cache}); connect to the internet and retry, or import what you have: "
+        "lokal pull ./model.gguf --name NAME (or a checkpoint folder: lokal pull ./folder --name NAME)"
     )
 
 
@@ -172,23 +210,61 @@ def _fetched(repo_id: str, filename: str, local: Path) -> Fetched:
     return Fetched(parts=(blob,), source="huggingface", origin=f"hf.co/{repo_id}/{filename}", expected_digest=expected)
 
 
-def fetch_hf(repo_id: str, quant: str | None, *, progress: Progress = True, file_hint: str | None = None) -> Fetched:
-    """Download (or find in the HF cache) the GGUF of `repo_id` for `quant`."""
+def _cached_folder(repo_id: str, cache: Path) -> FetchedFolder | None:
+    folder = cached_checkpoint(repo_id, cache)
+    return None if folder is None else FetchedFolder(path=folder, source="huggingface", origin=f"hf.co/{repo_id}")
+
+
+def _download_checkpoint(repo_id: str, files: Mapping[str, object], cache: Path, kwargs: dict) -> FetchedFolder:
+    """Two `snapshot_download` calls: the small files first (to read the shard index and modules.json), then
+    exactly the weight files they name, so a repository's duplicate weights (.bin, consolidated.*) stay behind."""
+    from huggingface_hub import snapshot_download
+
+    patterns = list(CHECKPOINT_PATTERNS)
+    folder = Path(snapshot_download(repo_id, cache_dir=cache, allow_patterns=patterns, **kwargs))
+    index, modules = (_json_or_none(folder / name) for name in (INDEX_FILE, MODULES_FILE))
+    weights = select_weight_files(set(files), index, modules)
+    folder = Path(snapshot_download(repo_id, cache_dir=cache, allow_patterns=patterns + weights, **kwargs))
+    try:
+        checked = check_checkpoint_folder(folder)
+    except InvalidModelFile as exc:
+        raise PullError(f"hf.co/{repo_id}: the downloaded checkpoint is unusable: {exc}") from None
+    return FetchedFolder(path=checked, source="huggingface", origin=f"hf.co/{repo_id}")
+
+
+def _json_or_none(path: Path) -> object | None:
+    try:
+        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+    except (OSError, ValueError):
+        return None
+
+
+def fetch_hf(
+    repo_id: str, quant: str | None, *, progress: Progress = True, file_hint: str | None = None
+) -> Fetched | FetchedFolder:
+    """Download (or find in the HF cache) the GGUF of `repo_id` for `quant`; without a quant, a repository
+    with no GGUF but a safetensors checkpoint gives that checkpoint's snapshot folder."""
     cache = hub_cache_dir()
+    any_file = quant is None and file_hint is None  # a checkpoint is acceptable
     if hub_offline():
         hit = _from_cache(repo_id, quant, cache)
-        if hit is None:
+        if hit is not None:
+            return _fetched(repo_id, *hit)
+        folder = _cached_folder(repo_id, cache) if any_file else None
+        if folder is None:
             raise _offline_error(repo_id, quant, file_hint, "HF_HUB_OFFLINE is set", cache)
-        return _fetched(repo_id, *hit)
+        return folder
 
     from huggingface_hub import HfApi, hf_hub_download
 
     filename: str | None = None
+    kwargs = {} if progress is True else {"tqdm_class": _silent_tqdm(progress if callable(progress) else None)}
     try:
         tree = HfApi().list_repo_tree(repo_id, recursive=True)
         files = {e.path: getattr(e, "size", None) for e in tree if hasattr(e, "size")}
+        if any_file and not has_gguf(files) and is_checkpoint_listing(files):
+            return _download_checkpoint(repo_id, files, cache, kwargs)
         filename = choose_gguf(files, quant, repo_id)
-        kwargs = {} if progress is True else {"tqdm_class": _silent_tqdm(progress if callable(progress) else None)}
         local = Path(hf_hub_download(repo_id, filename, cache_dir=cache, **kwargs))
     except PullError:
         raise
@@ -199,10 +275,13 @@ def fetch_hf(repo_id: str, quant: str | None, *, progress: Progress = True, file
         if not _unreachable(exc):
             raise
         cached = _from_cache(repo_id, quant, cache)
-        if cached is None:
+        if cached is not None:
+            return _fetched(repo_id, *cached)
+        folder = _cached_folder(repo_id, cache) if any_file else None
+        if folder is None:
             reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'no details'}"
             raise _offline_error(repo_id, quant, filename or file_hint, reason[:200], cache) from None
-        return _fetched(repo_id, *cached)
+        return folder
     return _fetched(repo_id, filename, local)
 
 
