@@ -106,14 +106,17 @@ def run_audit(
 
 
 def model_ref(name: str, settings: Settings, *, local: bool) -> ModelRef:
-    """What the result records about the model: its digest and GGUF details when it is in lokal's store."""
+    """What the result records about the model: its digest, GGUF details and the engine that scores it, when it
+    runs in-process (the same weights under llama.cpp and transformers are two measurements)."""
     if not local:
         return ModelRef(name=name)
+    from lokal.engine.select import engine_for
     from lokal.store import ModelStore
 
     m = ModelStore(settings).resolve(name)
     return ModelRef(
         name=m.name,
+        engine=engine_for(m, settings.engine),
         digest=m.digest,
         size_bytes=m.size,
         parameter_size=m.details.parameter_size or None,

@@ -31,6 +31,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from lokal.errors import LokalError
 
+#: Bumped only for a change older files cannot be read under (`read_result` wants the exact version). The engine
+#: fields (`engine` on levels, models and cold starts, `engines`) are optional additions with defaults: files
+#: written before them read as runs of an unnamed engine, so they stayed version 1.
 SCHEMA_VERSION = 1
 
 #: Where a request's output token count came from, in order of preference.
@@ -116,6 +119,7 @@ class LoadLevel(_Model):
     """One load setting (a concurrency, a rate, a batch size) for one model, and every request it made."""
 
     model: str
+    engine: str | None = Field(None, description="the in-process engine that ran it; None behind a server")
     mode: LoadMode
     concurrency: int | None = None
     rate: float | None = Field(None, description="requests per second (open loop); None when not rate-driven")
@@ -139,6 +143,7 @@ class LoadLevel(_Model):
 
 class ModelRef(_Model):
     name: str
+    engine: str | None = Field(None, description="the in-process engine (llamacpp, transformers); None for a server")
     digest: str | None = None
     size_bytes: int | None = None
     parameter_size: str | None = None
@@ -199,9 +204,24 @@ class ColdStart(_Model):
     """Loading from nothing: model load time, and TTFT of the first request against a warm one."""
 
     model: str
+    engine: str | None = None
     load_s: float | None = Field(None, description="model load (engine start, or the server's load_duration)")
     first_ttft_ms: float | None = Field(None, description="TTFT of the first request after the load (cold caches)")
     warm_ttft_ms: float | None = Field(None, description="median TTFT of the next requests")
+    load_info: dict[str, Any] = Field(
+        default_factory=dict, description="what the engine says about the load (dtype, device, GGUF conversion)"
+    )
+
+
+class EngineRun(_Model):
+    """One in-process engine's turn in a run of `lokal bench --engine a,b`: the engines run one after the
+    other in this process (never together), each loading, measuring and unloading its models before the next
+    starts. Times are seconds from the start of the whole run, so the memory timeline splits per engine."""
+
+    engine: str
+    started_at_s: float
+    ended_at_s: float
+    runtime: str | None = Field(None, description="the engine's libraries and versions")
 
 
 class SloSearchStep(_Model):
@@ -231,6 +251,9 @@ class BenchResult(_Model):
     config: BenchConfig
     levels: list[LoadLevel]
     cold_start: list[ColdStart] = Field(default_factory=list)
+    engines: list[EngineRun] = Field(
+        default_factory=list, description="with --engine: each engine's turn (empty for older results and servers)"
+    )
     memory: MemoryTimeline | None = None
     slo_search: SloSearch | None = None
     warnings: list[str] = Field(default_factory=list)
@@ -240,7 +263,7 @@ class BenchResult(_Model):
     def name(self) -> str:
         if self.label:
             return self.label
-        models = ", ".join(m.name for m in self.target.models) or "?"
+        models = ", ".join(dict.fromkeys(m.name for m in self.target.models)) or "?"  # once, whatever the engines
         where = self.target.url or self.target.kind
         return f"{models} @ {where}"
 

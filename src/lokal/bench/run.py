@@ -6,6 +6,12 @@ The order is fixed so runs are comparable: per model, cold start first (nothing 
 the order given (concurrency sweep, rates, batch sizes), then the SLO search. Each level gets its own
 workload slice, seeded from the run's seed and the level's index, so a level's prompts do not depend on
 which levels ran before it.
+
+With several in-process engines (`lokal bench smollm2 --engine llamacpp,transformers`) the whole plan runs once
+per engine, one engine after the other and never together (they would share the cores and the memory being
+measured): each engine's target is opened up front, so a missing extra fails before anything runs, and closed
+(its models unloaded) before the next engine starts. Level indices restart per engine, so both engines get the
+same prompts. A server picks its own engine, so engines cannot be asked of a --url target.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from lokal.bench.result import (
     BenchConfig,
     BenchResult,
     ColdStart,
+    EngineRun,
     LoadLevel,
     MemoryTimeline,
     Slo,
@@ -40,7 +47,8 @@ from lokal.bench.targets import Api, open_target
 from lokal.bench.tokenizer import local_token_counter
 from lokal.bench.workload import WORKLOADS, Workload, make_workload
 from lokal.config import Settings
-from lokal.errors import LokalError
+from lokal.engine.select import missing_hf_packages, parse_engine
+from lokal.errors import InvalidOptions, LokalError
 
 #: Level plan when the user names none: enough to see single-stream latency and how batching scales,
 #: in about a minute on the bundled model.
@@ -85,10 +93,25 @@ class BenchPlan:
     label: str | None = None
     api_key_env: str = "OPENAI_API_KEY"
     settings: Settings | None = None  # in-process: lokal's settings (threads, context)
+    #: In-process engines to run the plan on, one after the other; () = the one `settings.engine` or each
+    #: model's store entry picks.
+    engines: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.models:
             raise BenchError("name at least one model to benchmark, e.g. lokal bench smollm2")
+        try:
+            engines = tuple(dict.fromkeys(parse_engine(e) for e in self.engines))
+        except InvalidOptions as exc:
+            raise BenchError(str(exc)) from None
+        object.__setattr__(self, "engines", engines)
+        if engines and self.url is not None:
+            raise BenchError(
+                "--engine applies to the in-process engine: a server at --url runs the engine it was started with "
+                "(lokal serve --engine ...); drop --engine, or drop --url to run the engines here"
+            )
+        if self.search and len(engines) > 1:
+            raise BenchError("--search looks for one engine's limit: run it for one engine at a time")
         if self.workload not in WORKLOADS:
             raise BenchError(f"unknown workload {self.workload!r}; choose from {', '.join(WORKLOADS)}")
         if self.search and self.slo is None:
@@ -143,6 +166,7 @@ class _Run:
     sampler: MemorySampler | None = None
     level_counter: int = 0
     first_workload: Workload | None = None  # what the result describes (every level's is built the same way)
+    engine_of: Callable[[str], str | None] = lambda _model: None  # the current target's engine per model
 
     def params(self, workload: Workload) -> RequestParams:
         max_tokens = self.plan.max_tokens or workload.max_tokens or WORKLOADS["chat"].max_tokens
@@ -172,7 +196,9 @@ class _Run:
         workload = await self.workload(model, n, salt=index)
         label = _label(spec)
         total = spec.requests if spec.duration_s is None else None
-        progress = self.on_level(model, label, total) if self.on_level else None
+        engine = self.engine_of(model) if self.plan.engines else None
+        shown = f"{model} ({engine})" if engine else model
+        progress = self.on_level(shown, label, total) if self.on_level else None
         if self.sampler is not None:
             self.sampler.mark_level(len(self.levels))
         spec = dataclasses.replace(spec, seed=self.plan.seed + index)
@@ -181,6 +207,7 @@ class _Run:
         )
         if self.sampler is not None:
             self.sampler.mark_level(None)
+        level = level.model_copy(update={"engine": self.engine_of(model)})
         self.levels.append(level)
         if level.client is not None and level.client.saturated:
             self.warnings.append(
@@ -205,11 +232,14 @@ class _Run:
             ok = outcome.ok and outcome.first_token is not None
             ttfts.append(1000.0 * (outcome.first_token - outcome.sent) if ok else None)  # type: ignore[operator]
         warm = [t for t in ttfts[1:] if t is not None]
+        load_info = getattr(self.target, "load_info", None)
         return ColdStart(
             model=model,
+            engine=self.engine_of(model),
             load_s=load_s,
             first_ttft_ms=ttfts[0],
             warm_ttft_ms=statistics.median(warm) if warm else None,
+            load_info=_plain(await asyncio.to_thread(load_info, model)) if callable(load_info) else {},
         )
 
     async def search(self, model: str) -> SloSearch:
@@ -252,6 +282,58 @@ def _label(spec: load_runner.LoadSpec) -> str:
     return f"concurrency {spec.concurrency}"
 
 
+@dataclass
+class _Pass:
+    """One engine's turn (or the only turn): its target, what it reported at open(), and its timing."""
+
+    engine: str | None
+    target: Target
+    info: TargetInfo
+    closed: bool = False
+    started_s: float | None = None
+    ended_s: float | None = None
+
+    async def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            await self.target.close()
+
+
+async def _open_passes(plan: BenchPlan, settings: Settings) -> list[_Pass]:
+    """Open every engine's target before anything runs: a missing extra or a model an engine cannot run fails
+    fast, not after the first engine's minutes of measuring."""
+    if "transformers" in plan.engines and (missing := missing_hf_packages()):
+        raise BenchError(
+            f"--engine transformers needs the hf extra ({', '.join(missing)} missing): pip install 'lokal[hf]'"
+        )
+    passes: list[_Pass] = []
+    try:
+        for engine in plan.engines or (None,):
+            local = dataclasses.replace(settings, engine=engine) if engine else settings
+            target, info = await open_target(
+                list(plan.models), url=plan.url, api=plan.api, settings=local, api_key_env=plan.api_key_env
+            )
+            passes.append(_Pass(engine=engine, target=target, info=info))
+    except BaseException:
+        for opened in passes:
+            await opened.close()
+        raise
+    return passes
+
+
+def _merge_info(infos: list[TargetInfo]) -> TargetInfo:
+    """One TargetInfo for the result: every engine's models, and every engine's library versions."""
+    if len(infos) == 1:
+        return infos[0]
+    versions = [part for info in infos for part in (info.server_version or "").split(", ") if part]
+    return infos[0].model_copy(
+        update={
+            "server_version": ", ".join(dict.fromkeys(versions)) or None,
+            "models": [ref for info in infos for ref in info.models],
+        }
+    )
+
+
 async def run_bench(plan: BenchPlan, *, on_level: LevelHook | None = None) -> BenchResult:
     """Run `plan` and return its result; raises only when the target cannot be used at all."""
     settings = plan.settings or Settings.from_env()
@@ -259,34 +341,44 @@ async def run_bench(plan: BenchPlan, *, on_level: LevelHook | None = None) -> Be
         # Batch size and concurrency are what is measured: the engine must not queue them itself.
         settings = dataclasses.replace(settings, num_parallel=plan.widest)
     created = datetime.now(UTC)
-    target, info = await open_target(
-        list(plan.models), url=plan.url, api=plan.api, settings=settings, api_key_env=plan.api_key_env
-    )
-    set_tokenizer = getattr(target, "set_tokenizer", None)
-    if callable(set_tokenizer):  # a server that sends no usage: count its output with the model's own tokenizer
-        for model in plan.models:
-            set_tokenizer(model, functools.partial(local_token_counter, model, settings))
-    run = _Run(plan=plan, target=target, info=info, on_level=on_level, t0=time.perf_counter())
+    passes = await _open_passes(plan, settings)
+    for turn in passes:
+        set_tokenizer = getattr(turn.target, "set_tokenizer", None)
+        if callable(set_tokenizer):  # a server that sends no usage: count its output with the model's tokenizer
+            for model in plan.models:
+                set_tokenizer(model, functools.partial(local_token_counter, model, settings))
+    info = _merge_info([turn.info for turn in passes])
+    run = _Run(plan=plan, target=passes[0].target, info=info, on_level=on_level, t0=time.perf_counter())
     memory: MemoryTimeline | None = None
     searches: list[SloSearch] = []
     cold: list[ColdStart] = []
     interrupted = False
     try:
         if plan.memory:
-            pid = plan.pid or target.server_pid()
+            pid = plan.pid or passes[0].target.server_pid()
             if pid is None:
                 run.warnings.append(
                     "memory not sampled: the server did not say which process serves it; pass --pid PID"
                 )
             else:
                 run.sampler = MemorySampler(pid).start(t0=run.t0)
-        for model in plan.models:
-            if plan.cold_start:
-                cold.append(await run.cold(model))
-            for spec in plan.levels:
-                await run.level(model, spec)
-            if plan.search:
-                searches.append(await run.search(model))
+        for turn in passes:
+            run.target, run.level_counter = turn.target, 0  # the same level index, so the same prompts per engine
+            engine_of = getattr(turn.target, "engine_of", None)
+            run.engine_of = engine_of if callable(engine_of) else (lambda _model: None)
+            turn.started_s = time.perf_counter() - run.t0
+            try:
+                for model in plan.models:
+                    if plan.cold_start:
+                        cold.append(await run.cold(model))
+                    for spec in plan.levels:
+                        await run.level(model, spec)
+                    if plan.search:
+                        searches.append(await run.search(model))
+            finally:
+                await turn.close()  # unload before the next engine loads: memory is measured per engine
+                turn.ended_s = time.perf_counter() - run.t0
+                run.warnings.extend(getattr(turn.target, "warnings", []))
     except asyncio.CancelledError:
         # Ctrl-C: asyncio.run cancels this task. Keep the levels that finished (the one running is lost) so
         # the caller can still save them; asyncio.run then returns the result instead of raising.
@@ -297,8 +389,8 @@ async def run_bench(plan: BenchPlan, *, on_level: LevelHook | None = None) -> Be
             memory = run.sampler.stop()
             if run.sampler.ended:
                 run.warnings.append(f"memory sampling stopped early: {run.sampler.ended}")
-        await target.close()
-    run.warnings.extend(getattr(target, "warnings", []))
+        for turn in passes:
+            await turn.close()
     workload = run.first_workload
     if workload is None:  # nothing ran (e.g. an empty plan): describe the workload without a tokenizer
         workload = await asyncio.to_thread(
@@ -337,6 +429,16 @@ async def run_bench(plan: BenchPlan, *, on_level: LevelHook | None = None) -> Be
         config=config,
         levels=run.levels,
         cold_start=cold,
+        engines=[
+            EngineRun(
+                engine=turn.engine,
+                started_at_s=turn.started_s,
+                ended_at_s=turn.ended_s if turn.ended_s is not None else turn.started_s,
+                runtime=turn.info.server_version,
+            )
+            for turn in passes
+            if turn.engine is not None and turn.started_s is not None
+        ],
         memory=memory,
         slo_search=searches[0] if searches else None,
         warnings=_dedupe(run.warnings),
@@ -346,3 +448,8 @@ async def run_bench(plan: BenchPlan, *, on_level: LevelHook | None = None) -> Be
 
 def _dedupe(items: list[str]) -> list[str]:
     return list(dict.fromkeys(items))
+
+
+def _plain(info: dict[str, object]) -> dict[str, str | int | float | bool | None]:
+    """An engine's load facts as JSON scalars (anything else as its text), so the result always saves."""
+    return {str(k): v if v is None or isinstance(v, str | int | float | bool) else str(v) for k, v in info.items()}

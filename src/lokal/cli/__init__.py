@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 import traceback
@@ -23,6 +24,15 @@ class Context:
         self._store = None
         self._manager = None
         self._remote: object = _UNPROBED
+        self.engine_requested: str | None = None
+
+    def use_engine(self, engine: str) -> None:
+        """`--engine`: run models on `engine`, in this process. A server at OLLAMA_HOST is then never used (it
+        runs the engine it was started with), so `remote` is None from here on."""
+        if self._store is not None or self._manager is not None:
+            raise RuntimeError("--engine must be applied before the store or the engine manager is built")
+        self.settings = dataclasses.replace(self.settings, engine=engine)
+        self.engine_requested = engine
 
     @property
     def store(self):
@@ -42,7 +52,9 @@ class Context:
 
     @property
     def remote(self):
-        """The server at OLLAMA_HOST when one answers, else None (probed once per command)."""
+        """The server at OLLAMA_HOST when one answers, else None (probed once per command; never with --engine)."""
+        if self.engine_requested is not None:
+            return None
         if self._remote is _UNPROBED:
             from lokal.cli.remote import RemoteServer
 
@@ -74,9 +86,9 @@ def cli(ctx: click.Context) -> None:
 
 
 def _register_commands() -> None:
-    from lokal.cli import audit, bench, cache, card, cost, models, report, run, serve
+    from lokal.cli import audit, bench, cache, card, cost, embed, models, report, run, serve
 
-    for module in (models, run, serve, bench, cost, cache, report, audit, card):
+    for module in (models, run, embed, serve, bench, cost, cache, report, audit, card):
         for command in module.COMMANDS:
             cli.add_command(command)
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 
+from lokal.cli._engine import ENGINE_HELP, engine_option
 from lokal.cli._output import is_tty, print_json, warn
 from lokal.cli.audit_fairness import fairness
 
@@ -40,6 +41,7 @@ def audit() -> None:
       lokal audit smollm2                                     # the built-in suites (occupations, generation)
       lokal audit smollm2 --suite crows-pairs --data ../shared/data --limit 200
       lokal audit smollm2 --suite winobias --suite winogender --suite bbq --data ../shared/data
+      lokal audit smollm2 --engine transformers --suite crows-pairs --data ../shared/data   # same weights, HF
       lokal audit --url http://127.0.0.1:11434/v1 smollm2 --suite crows-pairs --data ...   # via lokal serve
     """
 
@@ -102,7 +104,9 @@ def summary_lines(result: Any) -> list[str]:
 @audit.command("run", hidden=True)
 @click.argument("model")
 @click.option(
-    "--suite", "suites", multiple=True,
+    "--suite",
+    "suites",
+    multiple=True,
     type=click.Choice(["occupations", "crows-pairs", "winobias", "winogender", "bbq", "generation"]),
     help="A suite to run (repeatable; default: the built-in occupations and generation).",
 )
@@ -113,6 +117,7 @@ def summary_lines(result: Any) -> list[str]:
 @click.option("--api", type=click.Choice(["ollama", "openai"]), help="The server's API (default: detected).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Result JSON path.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result JSON instead of the summary.")
+@engine_option(help=ENGINE_HELP + " In-process only: a server at --url audits on the engine it was started with.")
 @click.pass_context
 def run_cmd(
     ctx: click.Context,
@@ -125,12 +130,18 @@ def run_cmd(
     api: str | None,
     output: Path | None,
     as_json: bool,
+    engine: str | None,
 ) -> None:
     """Run bias probes on MODEL."""
     from lokal.audit.result import save
     from lokal.audit.run import BUILT_IN, model_ref, run_audit
     from lokal.audit.scorers import open_scorer
 
+    if engine is not None and url is not None:
+        raise click.UsageError(
+            "--engine runs the model in this process; a server at --url audits on the engine it was started with "
+            "(lokal serve --engine ...): drop one of them"
+        )
     settings = ctx.obj.settings
     chosen = list(dict.fromkeys(suites)) or list(BUILT_IN)
     output = output or _default_output(settings.home, model)

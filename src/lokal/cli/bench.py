@@ -15,6 +15,7 @@ from typing import Any
 
 import click
 
+from lokal.cli._engine import engines_option
 from lokal.cli._output import print_json, warn
 
 
@@ -45,9 +46,10 @@ def _duration(text: str | None) -> float | None:
     return seconds
 
 
-def _default_output(home: Path, models: tuple[str, ...]) -> Path:
+def _default_output(home: Path, models: tuple[str, ...], engines: tuple[str, ...] = ()) -> Path:
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", "+".join(models))[:60].strip("-") or "bench"
+    name = "+".join(models) + (f"-{'+'.join(engines)}" if engines else "")
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", name)[:60].strip("-") or "bench"
     return home / "bench" / f"{stamp}-{slug}.json"
 
 
@@ -109,6 +111,10 @@ class _Bars:
 @click.option("--pid", type=int, help="Sample this process's memory (when the server does not report its pid).")
 @click.option("--no-memory", is_flag=True, help="Do not sample memory.")
 @click.option("--no-cold-start", is_flag=True, help="Do not unload and reload the model to time a cold start.")
+@engines_option(
+    help="In-process engines to measure, one after the other: llamacpp, transformers, or both comma-separated "
+    "(same weights, two runtimes, one report). Not with --url: a server runs its own engine."
+)
 @click.option("--label", help="A name for this run in reports and comparisons.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Result JSON (default: ~/.lokal/bench/...).")
 @click.option("--html", "html_out", type=click.Path(dir_okay=False), help="Also write an HTML report here.")
@@ -119,15 +125,17 @@ def bench(ctx: click.Context, models: tuple[str, ...], **opts: Any) -> None:
     """Measure latency, throughput, memory and cold start of MODELS.
 
     \b
-    Without --url the models run in this process on lokal's engine; with --url, any server speaking
-    Ollama's API (lokal serve, ollama serve) or OpenAI's (llama-server, vLLM, a cloud API; the key comes
-    from OPENAI_API_KEY) is measured from the outside.
+    Without --url the models run in this process on lokal's engine (--engine: llama.cpp, transformers,
+    or both one after the other); with --url, any server speaking Ollama's API (lokal serve, ollama
+    serve) or OpenAI's (llama-server, vLLM, a cloud API; the key comes from OPENAI_API_KEY) is measured
+    from the outside.
 
     \b
     Examples:
       lokal bench smollm2                                # about a minute: concurrency 1, 2, 4
       lokal bench smollm2 gemma3:270m -c 1,4             # two models side by side
       lokal bench smollm2 --batch 1,2,4,8                # throughput against batch size
+      lokal bench smollm2 --engine llamacpp,transformers # the same weights on both engines, side by side
       lokal bench --url http://127.0.0.1:11434 --model smollm2 --rate 1,2,4 --slo ttft=500ms
       lokal bench --url http://127.0.0.1:8080/v1 --model m -c 1,8 --html report.html
 
@@ -141,6 +149,12 @@ def bench(ctx: click.Context, models: tuple[str, ...], **opts: Any) -> None:
     names = tuple(dict.fromkeys([*models, *opts["served"]]))
     if not names:
         raise click.UsageError("name a model, e.g. lokal bench smollm2 (with --url: the name the server uses)")
+    engines: tuple[str, ...] = opts["engines"] or ()
+    if engines and opts["url"]:
+        raise click.UsageError(
+            "--engine measures engines in this process; a server at --url runs the engine it was started with "
+            "(lokal serve --engine ...): drop --engine, or drop --url"
+        )
     plan = BenchPlan(
         models=names,
         url=opts["url"],
@@ -167,8 +181,9 @@ def bench(ctx: click.Context, models: tuple[str, ...], **opts: Any) -> None:
         pid=opts["pid"],
         label=opts["label"],
         settings=ctx.obj.settings,
+        engines=engines,
     )
-    output = Path(opts["output"]) if opts["output"] else _default_output(ctx.obj.settings.home, names)
+    output = Path(opts["output"]) if opts["output"] else _default_output(ctx.obj.settings.home, names, engines)
     bars = _Bars(enabled=is_tty(sys.stderr))
     try:
         result = asyncio.run(run_bench(plan, on_level=bars))

@@ -1,4 +1,6 @@
-"""`lokal run` and `lokal chat`: talk to a model in the terminal, in process."""
+"""`lokal run` and `lokal chat`: talk to a model in the terminal, in process, or through the server at OLLAMA_HOST
+when one answers (it reuses the model it has loaded). `--engine` always runs in process: a server runs the
+engine it was started with."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from typing import Any
 import click
 
 from lokal import inference
+from lokal.cli._engine import IN_PROCESS_HELP, engine_option
 from lokal.engine.base import Completion
 from lokal.errors import Cancelled, InvalidOptions, NoChatTemplate
 
@@ -43,6 +46,7 @@ def generation_options(func: Any) -> Any:
         metavar="json|SCHEMA.json",
         help="Constrain the answer to JSON, or to the JSON schema in a file.",
     )(func)
+    func = engine_option(help=IN_PROCESS_HELP)(func)
     func = click.option("--system", default=None, help="System prompt.")(func)
     func = click.option(
         "--keep-alive", default=None, help="How long to keep the model loaded afterwards (e.g. 5m, 0)."
@@ -201,6 +205,9 @@ def run_cmd(state: Any, model: str, prompt: tuple[str, ...], **kwargs: Any) -> N
       lokal run smollm2 --temperature 0 --num-predict 64 "Write a haiku about rain"
       echo "Summarise: ..." | lokal run smollm2
       lokal run smollm2 --format json "List three colours as JSON"
+      lokal run smollm2 --engine transformers "Hello"    # the same weights on Hugging Face transformers
+
+    When a lokal or Ollama server answers at OLLAMA_HOST the request goes to it, unless --engine is given.
     """
     opts = _collect_options(kwargs)
     kw = {
@@ -226,7 +233,8 @@ def run_cmd(state: Any, model: str, prompt: tuple[str, ...], **kwargs: Any) -> N
 def chat_cmd(state: Any, model: str, **kwargs: Any) -> None:
     """Chat with MODEL in the terminal, keeping the conversation (default model: smollm2).
 
-    Type /? for commands, /bye or Ctrl-D to leave; Ctrl-C stops the current answer.
+    Type /? for commands, /bye or Ctrl-D to leave; Ctrl-C stops the current answer. With --engine the
+    model runs in this process, even when a server answers at OLLAMA_HOST.
     """
     opts = _collect_options(kwargs)
     kw = {

@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 
+from lokal.cli._engine import engine_option
 from lokal.config import parse_duration
 
 
@@ -27,6 +28,11 @@ from lokal.config import parse_duration
 @click.option(
     "--model", "preload", multiple=True, help="Load this model at start-up (repeatable); /health is 503 until done."
 )
+@engine_option(
+    help="The engine for GGUF models: llamacpp (the default) or transformers (needs pip install 'lokal[hf]'); "
+    "overrides LOKAL_ENGINE and the engine a model's entry remembers. Checkpoint folders always run on "
+    "transformers."
+)
 @click.pass_obj
 def serve_cmd(state: Any, host: str | None, port: int | None, preload: tuple[str, ...], **overrides: Any) -> None:
     """Serve Ollama's API (/api/*) and OpenAI's (/v1/*), with /health and /metrics.
@@ -39,12 +45,14 @@ def serve_cmd(state: Any, host: str | None, port: int | None, preload: tuple[str
     Examples:
       lokal serve
       lokal serve --host 127.0.0.1:8080 --parallel 8 --model smollm2
+      lokal serve --engine transformers --model smollm2 --model all-minilm
       OLLAMA_HOST=127.0.0.1:11500 lokal serve
     """
     import uvicorn
 
     from lokal.server.app import create_app
 
+    overrides.pop("engine", None)  # already applied to state.settings by the option
     changes: dict[str, Any] = {}
     if host:
         changes["host"] = host
@@ -68,8 +76,10 @@ def serve_cmd(state: Any, host: str | None, port: int | None, preload: tuple[str
     if port is not None:
         bind_port = port
     app = create_app(settings, preload=preload)
+    engine = f"; engine: {settings.engine}" if settings.engine else ""
     click.echo(
-        f"lokal {app.version} serving Ollama's API on http://{bind_host}:{bind_port} (OpenAI's at /v1); Ctrl-C to stop",
+        f"lokal {app.version} serving Ollama's API on http://{bind_host}:{bind_port} (OpenAI's at /v1){engine}; "
+        "Ctrl-C to stop",
         err=True,
     )
     uvicorn.run(app, host=bind_host, port=bind_port, log_level="warning", timeout_graceful_shutdown=5)
@@ -93,8 +103,11 @@ def ps_cmd(state: Any, as_json: bool) -> None:
     if as_json:
         print_json(loaded)
         return
+    models = loaded.get("models", [])
+    # lokal's server names each loaded model's engine ("engine", beside Ollama's fields); Ollama's does not.
+    with_engine = any(m.get("engine") for m in models)
     rows = []
-    for m in loaded.get("models", []):
+    for m in models:
         until = datetime.fromisoformat(m["expires_at"].replace("Z", "+00:00"))
         left = (until - datetime.now(until.tzinfo)).total_seconds()
         expires = (
@@ -109,10 +122,12 @@ def ps_cmd(state: Any, as_json: bool) -> None:
                 human_size(m.get("size", 0)),
                 "100% CPU",
                 str(m.get("context_length", "")),
+                *([m.get("engine") or ""] if with_engine else []),
                 expires,
             ]
         )
-    click.echo(table(rows, ["NAME", "ID", "SIZE", "PROCESSOR", "CONTEXT", "UNTIL"]))
+    headers = ["NAME", "ID", "SIZE", "PROCESSOR", "CONTEXT", *(["ENGINE"] if with_engine else []), "UNTIL"]
+    click.echo(table(rows, headers))
 
 
 COMMANDS = [serve_cmd, ps_cmd]

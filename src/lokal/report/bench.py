@@ -3,8 +3,10 @@
 Every number comes from `lokal.bench.metrics.summarize` over the saved samples, never from figures the run
 printed, so `lokal report RESULT.json` and the run that wrote RESULT.json show the same report.
 
-A *run* is one model of one result: a result benchmarking two models gives two runs, and several results (a
-comparison of two servers or two models) give a run each. Runs are the columns of comparison tables and the
+A *run* is one model of one result on one engine: a result benchmarking two models (or one model on two
+engines, `lokal bench smollm2 --engine llamacpp,transformers`) gives two runs, and several results (a
+comparison of two servers or two models) give a run each. The engine is named beside the model wherever the
+runs used more than one ("smollm2:135m (transformers)"). Runs are the columns of comparison tables and the
 lines (or bar colours) of every chart; a load level ("concurrency 4", "2 req/s", "batch 8") is a row or a
 category, so the same setting lines up across runs.
 """
@@ -19,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from lokal.bench import result as result_module
 from lokal.bench.metrics import PERCENTILES, LevelSummary, Stats, stats, summarize, tpot_ms
-from lokal.bench.result import BenchResult, LoadLevel, ModelRef, Slo
+from lokal.bench.result import BenchResult, EngineRun, LoadLevel, ModelRef, Slo
 from lokal.report.document import Chart, Document, Section, Table
 
 # charts (and so matplotlib, ~0.4 s to import) is imported inside the functions that build charts: the console
@@ -34,41 +36,73 @@ _MODE_ORDER = {"sync": 0, "concurrency": 1, "batch": 2, "rate": 3}
 _FEW_FOR_P99 = 100
 #: A client that sent a request later than this after its intended time gets a warning (coordinated omission).
 _LATE_SEND_MS = 10.0
+#: Load facts left out of the cold start notes: the engine is in the label already, and a cache path is long
+#: and differs from machine to machine.
+_LOAD_INFO_HIDDEN = ("runtime", "cache")
 
 
 @dataclass(frozen=True)
 class Run:
-    """One model of one result: a column in comparison tables, a colour in every chart."""
+    """One model of one result on one engine: a column in comparison tables, a colour in every chart."""
 
     name: str
     index: int
     result: BenchResult
     model: str
     levels: tuple[tuple[LoadLevel, LevelSummary], ...]
+    engine: str | None = None
+    #: The model, with its engine when the report compares engines: "smollm2:135m (transformers)".
+    label: str = ""
+
+
+def engines_compared(results: Sequence[BenchResult]) -> bool:
+    """Whether the engine tells runs apart: more than one engine (or a named one beside an unnamed one) ran."""
+    return len({lv.engine for r in results for lv in r.levels} | {c.engine for r in results for c in r.cold_start}) > 1
+
+
+def model_label(model: str, engine: str | None, show_engine: bool) -> str:
+    return f"{model} ({engine})" if show_engine and engine else model
 
 
 def build_runs(results: Sequence[BenchResult]) -> list[Run]:
-    """Split results into runs, named so a reader can tell them apart (result name, then model when needed)."""
+    """Split results into runs, named so a reader can tell them apart (result name, then model and engine
+    when needed)."""
     runs: list[Run] = []
     seen: dict[str, int] = {}
+    show_engine = engines_compared(results)
     for result in results:
-        models = list(dict.fromkeys(level.model for level in result.levels))
-        for model in models:
-            if len(models) == 1:
-                name = result.name
+        keys = list(dict.fromkeys((level.model, level.engine) for level in result.levels))
+        for model, engine in keys:
+            label = model_label(model, engine, show_engine)
+            if len(keys) == 1:
+                name = result.name + (f" ({engine})" if show_engine and engine and not result.label else "")
             elif len(results) == 1:
-                name = model
+                name = label
             else:
                 name = (
-                    f"{result.label} · {model}"
+                    f"{result.label} · {label}"
                     if result.label
-                    else f"{model} @ {result.target.url or result.target.kind}"
+                    else f"{label} @ {result.target.url or result.target.kind}"
                 )
             seen[name] = seen.get(name, 0) + 1
             if seen[name] > 1:
                 name = f"{name} ({seen[name]})"
-            levels = tuple((lv, summarize(lv, result.config.slo)) for lv in result.levels if lv.model == model)
-            runs.append(Run(name=name, index=len(runs), result=result, model=model, levels=levels))
+            levels = tuple(
+                (lv, summarize(lv, result.config.slo))
+                for lv in result.levels
+                if lv.model == model and lv.engine == engine
+            )
+            runs.append(
+                Run(
+                    name=name,
+                    index=len(runs),
+                    result=result,
+                    model=model,
+                    levels=levels,
+                    engine=engine,
+                    label=label,
+                )
+            )
     return runs
 
 
@@ -368,21 +402,23 @@ def _throughput_section(runs: Sequence[Run]) -> Section | None:
 # --- models --------------------------------------------------------------------------------------------------
 
 
-def _reference_level(runs_of_result: Sequence[Run]) -> dict[str, tuple[LoadLevel, LevelSummary]]:
-    """The load level to compare models of one result at: the lightest setting every model ran (sync or
-    concurrency 1 when there), else each model's lightest."""
+def _reference_level(runs_of_result: Sequence[Run]) -> dict[int, tuple[LoadLevel, LevelSummary]]:
+    """The load level to compare the runs (models, engines) of one result at, by run index: the lightest
+    setting every run had (sync or concurrency 1 when there), else each run's lightest."""
     if not runs_of_result:
         return {}
     common = set.intersection(*({lv.label for lv, _ in run.levels} for run in runs_of_result))
     picked = {}
     for run in runs_of_result:
         candidates = [p for p in run.levels if p[0].label in common] or list(run.levels)
-        picked[run.model] = min(candidates, key=lambda p: _level_order(p[0]))
+        picked[run.index] = min(candidates, key=lambda p: _level_order(p[0]))
     return picked
 
 
-def _model_ref(result: BenchResult, model: str) -> ModelRef | None:
-    return next((m for m in result.target.models if m.name == model), None)
+def _model_ref(result: BenchResult, model: str, engine: str | None = None) -> ModelRef | None:
+    """The model as the result recorded it, for `engine` when the result names one per engine."""
+    named = [m for m in result.target.models if m.name == model]
+    return next((m for m in named if m.engine == engine), named[0] if named else None)
 
 
 def _models_section(results: Sequence[BenchResult], runs: Sequence[Run]) -> Section | None:
@@ -395,13 +431,13 @@ def _models_section(results: Sequence[BenchResult], runs: Sequence[Run]) -> Sect
         picked = _reference_level(result_runs)
         points = []
         for run in result_runs:
-            lv, s = picked[run.model]
-            ref = _model_ref(result, run.model)
+            lv, s = picked[run.index]
+            ref = _model_ref(result, run.model, run.engine)
             size = ref.size_bytes if ref else None
             rows.append(
                 (
                     *([result.name] if len(results) > 1 else []),
-                    run.model,
+                    run.label,
                     fmt_mb(size),
                     (ref.parameter_size if ref else None) or DASH,
                     (ref.quantization if ref else None) or DASH,
@@ -413,7 +449,7 @@ def _models_section(results: Sequence[BenchResult], runs: Sequence[Run]) -> Sect
                 )
             )
             if size:
-                points.append((size / 1e6, s, run.model))
+                points.append((size / 1e6, s, run.label))
         points.sort(key=lambda p: p[0])
         for j, (metric, key) in enumerate((("TTFT p50", "ttft_ms"), ("TPOT p50", "tpot_ms"))):
             series.append(
@@ -428,12 +464,13 @@ def _models_section(results: Sequence[BenchResult], runs: Sequence[Run]) -> Sect
                 )
             )
     sized_models = {x for s in series for x in s.x}
-    if len({run.model for run in runs}) < 2:
+    if len({(run.model, run.engine) for run in runs}) < 2:
         return None
+    show_engine = engines_compared(results)
     many = len(results) > 1
     headers = (
         *(["Run"] if many else []),
-        "Model",
+        "Model (engine)" if show_engine else "Model",
         "Size (MB)",
         "Parameters",
         "Quantization",
@@ -446,7 +483,8 @@ def _models_section(results: Sequence[BenchResult], runs: Sequence[Run]) -> Sect
     table = Table(
         headers=headers,
         rows=tuple(rows),
-        caption="Models compared at the lightest load level they all ran",
+        caption=("Models and engines" if show_engine else "Models")
+        + " compared at the lightest load level they all ran",
         numeric=(1 + many, *range(5 + many, len(headers))),
     )
     chart_list = ()
@@ -462,13 +500,26 @@ def _models_section(results: Sequence[BenchResult], runs: Sequence[Run]) -> Sect
                 alt="Latency vs model size: median TTFT and TPOT in ms against the model file size in MB",
             ),
         )
-    return Section(title="Models", tables=(table,), charts=chart_list)
+    return Section(title="Models and engines" if show_engine else "Models", tables=(table,), charts=chart_list)
 
 
 # --- memory --------------------------------------------------------------------------------------------------
 
 
+def _turns(result: BenchResult) -> list[EngineRun | None]:
+    """The engines' turns of a run of several engines, or [None]: the timeline is then one piece."""
+    return list(result.engines) if len(result.engines) > 1 else [None]
+
+
+def _turn_label(result: BenchResult, turn: EngineRun) -> str:
+    """'smollm2 (transformers)' for a turn that measured one model, else the engine's name."""
+    models = list(dict.fromkeys(lv.model for lv in result.levels if lv.engine == turn.engine))
+    return model_label(models[0], turn.engine, True) if len(models) == 1 else turn.engine
+
+
 def _memory_section(results: Sequence[BenchResult]) -> Section | None:
+    """One line per result, or per engine where a result ran several one after the other: each engine's line
+    then starts at its own turn, so the engines' memory is drawn side by side like two runs."""
     from lokal.report import charts
 
     with_memory = [r for r in results if r.memory is not None and r.memory.samples]
@@ -477,50 +528,85 @@ def _memory_section(results: Sequence[BenchResult]) -> Section | None:
     many = len(results) > 1
     rows = []
     lines = []
+    split = False
     for result in with_memory:
         mem = result.memory
         assert mem is not None
-        multi_model = len({lv.model for lv in result.levels}) > 1
-        level_names = [(f"{lv.model} " if multi_model else "") + lv.label for lv in result.levels]
-        span_names = [(f"{lv.model.split(':')[0]} " if multi_model else "") + lv.label for lv in result.levels]
-        rows.append(
-            (*([result.name] if many else []), "whole run", fmt_mb(mem.peak_rss_bytes), fmt_mb(mem.peak_uss_bytes))
-        )
-        for i, name in enumerate(level_names):
-            in_level = [s for s in mem.samples if s.level == i]
-            if in_level:
-                uss = [s.uss_bytes for s in in_level if s.uss_bytes is not None]
-                rows.append(
-                    (
-                        *([result.name] if many else []),
-                        name,
-                        fmt_mb(max(s.rss_bytes for s in in_level)),
-                        fmt_mb(max(uss) if uss else None),
+        multi = len({(lv.model, lv.engine) for lv in result.levels}) > 1
+        show = len({lv.engine for lv in result.levels}) > 1
+        level_names = [
+            (f"{model_label(lv.model, lv.engine, show)} " if multi else "") + lv.label for lv in result.levels
+        ]
+        span_names = [  # short: drawn vertically inside a narrow band
+            (f"{model_label(lv.model.split(':')[0], lv.engine, show)} " if multi else "") + lv.label
+            for lv in result.levels
+        ]
+        run_col = [result.name] if many else []
+        rows.append((*run_col, "whole run", fmt_mb(mem.peak_rss_bytes), fmt_mb(mem.peak_uss_bytes)))
+        for turn in _turns(result):
+            if turn is None:
+                samples, offset, line_name = list(mem.samples), 0.0, result.name
+            else:
+                split = True
+                last = turn is result.engines[-1]
+                samples = [x for x in mem.samples if turn.started_at_s <= x.t_s and (x.t_s < turn.ended_at_s or last)]
+                offset = turn.started_at_s
+                label = _turn_label(result, turn)
+                line_name = f"{result.name} · {label}" if many else label
+                if samples:
+                    uss = [x.uss_bytes for x in samples if x.uss_bytes is not None]
+                    rows.append(
+                        (
+                            *run_col,
+                            f"{label}: load and every level",
+                            fmt_mb(max(x.rss_bytes for x in samples)),
+                            fmt_mb(max(uss) if uss else None),
+                        )
                     )
+            in_turn = [(i, lv) for i, lv in enumerate(result.levels) if turn is None or lv.engine == turn.engine]
+            for i, _ in in_turn:
+                in_level = [x for x in mem.samples if x.level == i]
+                if in_level:
+                    uss = [x.uss_bytes for x in in_level if x.uss_bytes is not None]
+                    rows.append(
+                        (
+                            *run_col,
+                            level_names[i],
+                            fmt_mb(max(x.rss_bytes for x in in_level)),
+                            fmt_mb(max(uss) if uss else None),
+                        )
+                    )
+            if not samples:
+                continue
+            lines.append(
+                charts.MemoryLine(
+                    run=line_name,
+                    t_s=tuple(x.t_s - offset for x in samples),
+                    rss_mb=tuple(x.rss_bytes / 1e6 for x in samples),
+                    uss_mb=tuple(None if x.uss_bytes is None else x.uss_bytes / 1e6 for x in samples),
+                    spans=tuple(
+                        (lv.started_at_s - offset, lv.started_at_s - offset + lv.duration_s, span_names[i])
+                        for i, lv in in_turn
+                    ),
                 )
-        lines.append(
-            charts.MemoryLine(
-                run=result.name,
-                t_s=tuple(s.t_s for s in mem.samples),
-                rss_mb=tuple(s.rss_bytes / 1e6 for s in mem.samples),
-                uss_mb=tuple(None if s.uss_bytes is None else s.uss_bytes / 1e6 for s in mem.samples),
-                spans=tuple(
-                    (lv.started_at_s, lv.started_at_s + lv.duration_s, name)
-                    for lv, name in zip(result.levels, span_names, strict=True)
-                ),
             )
-        )
-    paragraphs = tuple(
+    paragraphs = [
         f"{r.name}: process {r.memory.pid}"
         + (" and its children" if r.memory.include_children else "")
         + f", sampled every {r.memory.interval_s * 1000:g} ms ({len(r.memory.samples)} samples)."
         for r in with_memory
         if r.memory is not None
-    )
+    ]
+    if split:
+        paragraphs.append(
+            "The engines ran one after the other in one process, each unloading its models before the next loaded; "
+            "each engine's line starts at its own turn. What an engine leaves behind (a library it imported, memory "
+            "its allocator keeps) still counts in the turns after it."
+        )
     headers = (*(["Run"] if many else []), "Period", "Peak RSS (MB)", "Peak USS (MB)")
     return Section(
         title="Memory",
-        paragraphs=paragraphs,
+        paragraphs=tuple(paragraphs),
         tables=(Table(headers=headers, rows=tuple(rows), caption="Peak memory", numeric=(1 + many, 2 + many)),),
         charts=(
             charts.memory_chart(
@@ -528,7 +614,11 @@ def _memory_section(results: Sequence[BenchResult]) -> Section | None:
                 "Memory over time",
                 lines,
                 caption="RSS counts shared and memory-mapped pages (the model file); USS is memory only this process "
-                "tree holds. Shaded bands are the load levels.",
+                "tree holds. Shaded bands are the load levels"
+                + ("; with several engines each line starts at that engine's turn." if split else "."),
+                xlabel="time since the start of each engine's turn (s)"
+                if split
+                else "time since the start of the run (s)",
             ),
         ),
     )
@@ -544,22 +634,39 @@ def _cold_start_section(results: Sequence[BenchResult], runs: Sequence[Run]) -> 
     if not entries:
         return None
     many = len(results) > 1
+    show_engine = engines_compared(results)
+    labels = [model_label(c.model, c.engine, show_engine) for _, c in entries]
     rows = []
-    for r, c in entries:
+    for (r, c), label in zip(entries, labels, strict=True):
         ratio = c.first_ttft_ms / c.warm_ttft_ms if c.first_ttft_ms and c.warm_ttft_ms else None
         rows.append(
             (
                 *([r.name] if many else []),
-                c.model,
+                label,
                 fmt(c.load_s, 3),
                 fmt(c.first_ttft_ms),
                 fmt(c.warm_ttft_ms),
                 DASH if ratio is None else f"{ratio:.1f}×",
             )
         )
-    headers = (*(["Run"] if many else []), "Model", "Load (s)", "First TTFT (ms)", "Warm TTFT (ms)", "First / warm")
-    run_names = {(id(run.result), run.model): run.name for run in runs}
-    categories = [run_names.get((id(r), c.model), f"{r.name}\n{c.model}") if many else c.model for r, c in entries]
+    headers = (
+        *(["Run"] if many else []),
+        "Model (engine)" if show_engine else "Model",
+        "Load (s)",
+        "First TTFT (ms)",
+        "Warm TTFT (ms)",
+        "First / warm",
+    )
+    run_names = {(id(run.result), run.model, run.engine): run.name for run in runs}
+    categories = [
+        run_names.get((id(r), c.model, c.engine), f"{r.name}\n{label}") if many else label
+        for (r, c), label in zip(entries, labels, strict=True)
+    ]
+    paragraphs = tuple(
+        f"{label}" + (f" ({r.name})" if many else "") + ": " + ", ".join(f"{k} {v}" for k, v in shown.items()) + "."
+        for (r, c), label in zip(entries, labels, strict=True)
+        if (shown := {k: v for k, v in c.load_info.items() if k not in _LOAD_INFO_HIDDEN})
+    )
     chart = charts.bar_chart(
         "cold-start",
         "Cold start",
@@ -575,6 +682,7 @@ def _cold_start_section(results: Sequence[BenchResult], runs: Sequence[Run]) -> 
     )
     return Section(
         title="Cold start",
+        paragraphs=paragraphs,
         tables=(
             Table(
                 headers=headers, rows=tuple(rows), caption="Cold start", numeric=tuple(range(1 + many, len(headers)))
@@ -708,7 +816,8 @@ def _config_rows(r: BenchResult) -> list[tuple[str, str]]:
         ("target", t.kind + (f" ({t.api} API)" if t.api else "")),
         ("URL", t.url or DASH),
         ("server version", t.server_version or DASH),
-        ("models", ", ".join(m.name for m in t.models) or DASH),
+        ("engine", _engines_text(r)),
+        ("models", ", ".join(dict.fromkeys(m.name for m in t.models)) or DASH),
         (
             "workload",
             c.workload
@@ -739,16 +848,30 @@ def _config_rows(r: BenchResult) -> list[tuple[str, str]]:
     ]
 
 
+def _engines_text(r: BenchResult) -> str:
+    """'llamacpp, then transformers (one after the other)' for a run of several engines."""
+    engines = list(
+        dict.fromkeys(e for e in (*(lv.engine for lv in r.levels), *(m.engine for m in r.target.models)) if e)
+    )
+    if not engines:
+        return DASH if r.target.kind == "in-process" else "the server's own"
+    if len(r.engines) > 1:
+        return ", then ".join(turn.engine for turn in r.engines) + " (one after the other, in this process)"
+    return ", ".join(engines)
+
+
 def _config_section(results: Sequence[BenchResult]) -> Section:
     many = len(results) > 1
     per_result = [_config_rows(r) for r in results]
     keys = [k for k, _ in per_result[0]]
     rows = tuple((key, *(dict(rows)[key] for rows in per_result)) for key in keys)
     headers = ("Setting", *([r.name for r in results] if many else ["Value"]))
+    with_engine = any(m.engine for r in results for m in r.target.models)
     model_rows = tuple(
         (
             *([r.name] if many else []),
             m.name,
+            *([m.engine or DASH] if with_engine else []),
             m.digest or DASH,
             fmt_mb(m.size_bytes),
             m.parameter_size or DASH,
@@ -758,12 +881,21 @@ def _config_section(results: Sequence[BenchResult]) -> Section:
         for r in results
         for m in r.target.models
     )
-    model_headers = (*(["Run"] if many else []), "Model", "Digest", "Size (MB)", "Parameters", "Quantization", "Family")
+    model_headers = (
+        *(["Run"] if many else []),
+        "Model",
+        *(["Engine"] if with_engine else []),
+        "Digest",
+        "Size (MB)",
+        "Parameters",
+        "Quantization",
+        "Family",
+    )
     return Section(
         title="Run configuration and environment",
         tables=(
             Table(headers=headers, rows=rows, caption="Configuration"),
-            Table(headers=model_headers, rows=model_rows, caption="Models", numeric=(2 + many,)),
+            Table(headers=model_headers, rows=model_rows, caption="Models", numeric=(2 + many + with_engine,)),
         ),
     )
 
@@ -863,6 +995,7 @@ def summary_json(results: Sequence[BenchResult]) -> list[dict[str, Any]]:
             s = summarize(lv, result.config.slo)
             entry: dict[str, Any] = {
                 "model": lv.model,
+                "engine": lv.engine,
                 "level": lv.label,
                 "mode": lv.mode,
                 "concurrency": lv.concurrency,
@@ -904,6 +1037,7 @@ def summary_json(results: Sequence[BenchResult]) -> list[dict[str, Any]]:
                 "peak_rss_bytes": result.memory.peak_rss_bytes if result.memory else None,
                 "peak_uss_bytes": result.memory.peak_uss_bytes if result.memory else None,
                 "cold_start": [c.model_dump(mode="json") for c in result.cold_start],
+                "engines": [e.model_dump(mode="json") for e in result.engines],
                 "slo_search": None if result.slo_search is None else result.slo_search.model_dump(mode="json"),
                 "warnings": list(result.warnings),
             }

@@ -390,7 +390,14 @@ class MemoryLine:
     color_index: int | None = None
 
 
-def memory_chart(id: str, title: str, lines: Sequence[MemoryLine], *, caption: str = "") -> Chart:
+def memory_chart(
+    id: str,
+    title: str,
+    lines: Sequence[MemoryLine],
+    *,
+    caption: str = "",
+    xlabel: str = "time since the start of the run (s)",
+) -> Chart:
     """RSS (solid) and USS (dashed) of the serving process tree over the run, load levels shaded and named."""
     frozen = tuple(lines)
 
@@ -420,7 +427,7 @@ def memory_chart(id: str, title: str, lines: Sequence[MemoryLine], *, caption: s
                 label = f"{prefix}USS (peak {max(uss):,.0f} MB)"
                 ax.plot(line.t_s, _nan(line.uss_mb), color=color(i), linestyle="--", label=label)
         ax.set_title(title)
-        ax.set_xlabel("time since the start of the run (s)")
+        ax.set_xlabel(xlabel)
         ax.set_ylabel("memory (MB)")
         _from_zero(ax)
         ax.margins(y=0.15)

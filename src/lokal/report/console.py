@@ -10,7 +10,16 @@ import textwrap
 from collections.abc import Sequence
 
 from lokal.bench.result import BenchResult
-from lokal.report.bench import build_runs, derived_warnings, fmt, fmt_mb, fmt_pct, slo_text
+from lokal.report.bench import (
+    build_runs,
+    derived_warnings,
+    engines_compared,
+    fmt,
+    fmt_mb,
+    fmt_pct,
+    model_label,
+    slo_text,
+)
 from lokal.report.document import Document, Section, Table
 
 WIDTH = 100
@@ -35,16 +44,17 @@ def console_summary(results: Sequence[BenchResult]) -> str:
     """What a user needs at a glance after a run: one line per load level, then memory, cold start and warnings."""
     lines: list[str] = []
     runs = build_runs(results)
+    show_engine = engines_compared(results)
     with_slo = any(r.config.slo is not None for r in results)
     for result in results:
         lines.append(f"{result.name} (SLO: {slo_text(result.config.slo)})" if with_slo else result.name)
         rows = []
         for run in (r for r in runs if r.result is result):
-            multi = len(result.target.models) > 1 or len({lv.model for lv in result.levels}) > 1
+            multi = len(result.target.models) > 1 or len({(lv.model, lv.engine) for lv in result.levels}) > 1
             for lv, s in run.levels:
                 rows.append(
                     (
-                        *([run.model] if multi else []),
+                        *([run.label] if multi else []),
                         lv.label,
                         f"{s.completed}/{s.requests} ok",
                         f"{fmt(s.request_throughput, 2)} req/s",
@@ -72,7 +82,8 @@ def console_summary(results: Sequence[BenchResult]) -> str:
         for c in result.cold_start:
             load = "load n/a" if c.load_s is None else f"load {c.load_s:.2f} s"
             lines.append(
-                f"  cold start {c.model}: {load}, first TTFT {fmt(c.first_ttft_ms)} ms, warm {fmt(c.warm_ttft_ms)} ms"
+                f"  cold start {model_label(c.model, c.engine, show_engine)}: {load}, "
+                f"first TTFT {fmt(c.first_ttft_ms)} ms, warm {fmt(c.warm_ttft_ms)} ms"
             )
         if result.slo_search is not None:
             best = "none met it" if result.slo_search.best is None else f"{result.slo_search.best:g}"

@@ -7,6 +7,10 @@ the engine's `Completion` (`token_source` "engine"). The clock is read once per 
 caller receives it, as an HTTP client would receive a chunk. Models are kept loaded for the whole run
 (keep-alive forever) and unloaded at `close()` when this target made the manager.
 
+The engine of each model is decided at `open()` as everywhere else (`lokal.engine.select.engine_for`: the
+`settings.engine` asked for, else the store entry's, else llama.cpp) and recorded in the result; `lokal bench
+--engine a,b` makes one target per engine and runs them one after the other.
+
 Sequences decoded together are capped by `settings.num_parallel`: a batch or concurrency above it queues
 inside the engine (set `num_parallel` to the largest batch size to measure batching).
 """
@@ -25,6 +29,7 @@ from lokal.bench.result import ModelRef, ServerTimings, TargetInfo
 from lokal.bench.target import Outcome, Prompt, RequestParams, TargetError
 from lokal.config import Settings
 from lokal.engine.base import Completion
+from lokal.engine.select import engine_for, require_transformers
 from lokal.errors import LokalError
 
 #: keep_alive for every call: never unload during a run (`inference.keep_alive_seconds(-1)` is "forever").
@@ -49,11 +54,20 @@ def _cancel_orphan(task: asyncio.Future[inference.Run]) -> None:
         task.result().cancel()
 
 
-def _engine_version() -> str:
-    try:
-        return f"lokal {__version__}, llama-cpp-python {metadata.version('llama-cpp-python')}"
-    except metadata.PackageNotFoundError:
-        return f"lokal {__version__}"
+#: The libraries behind each engine, named in the result (read from package metadata: nothing is imported).
+_RUNTIME_PACKAGES = {"llamacpp": ("llama-cpp-python",), "transformers": ("transformers", "torch")}
+
+
+def runtime_versions(engines: list[str]) -> str:
+    """'lokal 0.6.0, llama-cpp-python 0.3.36, transformers 5.2.4, torch 2.13.0' for the engines used."""
+    parts = [f"lokal {__version__}"]
+    for engine in engines:
+        for package in _RUNTIME_PACKAGES.get(engine, ()):
+            try:
+                parts.append(f"{package} {metadata.version(package)}")
+            except metadata.PackageNotFoundError:
+                continue
+    return ", ".join(dict.fromkeys(parts))
 
 
 class InProcessTarget:
@@ -78,17 +92,26 @@ class InProcessTarget:
         self.store = store
         self.manager = manager
         self.warnings: list[str] = []
+        self._engines: dict[str, str] = {}  # model name as given -> the engine that runs it
 
     async def open(self, models: list[str]) -> TargetInfo:
+        """Resolve every model and decide its engine (`settings.engine`, else the store entry's, else llama.cpp),
+        so a wrong name, a checkpoint asked to run on llama.cpp or a missing `hf` extra fails before anything
+        is measured."""
         refs = []
         for name in models:
             try:
                 model = await asyncio.to_thread(self.store.resolve, name)
+                engine = engine_for(model, self.settings.engine)
+                if engine == "transformers":
+                    require_transformers(model.name)
             except LokalError as exc:
                 raise TargetError(str(exc)) from None
+            self._engines[name] = engine
             refs.append(
                 ModelRef(
                     name=name,
+                    engine=engine,
                     digest=model.digest,
                     size_bytes=model.size,
                     parameter_size=model.details.parameter_size or None,
@@ -96,7 +119,22 @@ class InProcessTarget:
                     family=model.details.family or None,
                 )
             )
-        return TargetInfo(kind="in-process", server_version=_engine_version(), models=refs)
+        version = runtime_versions(list(dict.fromkeys(self._engines.values())))
+        return TargetInfo(kind="in-process", server_version=version, models=refs)
+
+    def engine_of(self, model: str) -> str | None:
+        """The engine `open()` chose for `model`."""
+        return self._engines.get(model)
+
+    def load_info(self, model: str) -> dict[str, Any]:
+        """What the loaded engine says about its load (transformers: dtype, device, GGUF conversion), plus its
+        `runtime`; empty when `model` is not loaded."""
+        entry = self.manager.get_loaded(self.store.resolve(model).name)
+        if entry is None:
+            return {}
+        info = getattr(entry.engine, "load_info", None)
+        runtime = getattr(entry.engine, "runtime", None)
+        return {**({"runtime": runtime} if runtime else {}), **(dict(info) if isinstance(info, dict) else {})}
 
     async def request(self, model: str, prompt: Prompt, params: RequestParams) -> Outcome:
         """`params.stream` is ignored: the engine always streams, and chunk times cost nothing here."""
@@ -157,6 +195,17 @@ class InProcessTarget:
             if self.manager.get_loaded(name) is not None and not self.manager.unload(name):
                 return None  # a request is running on it
             load_ns = inference.load(self.manager, name, keep_alive=FOREVER)
+            info = self.load_info(model)
+            if info.get("converted") == "now" and self.manager.unload(name):
+                # transformers converted the GGUF on this load (once, then cached): time a load from the cache,
+                # the cold start every later run pays, and say what the first one cost.
+                took = info.get("conversion_seconds")
+                self.warnings.append(
+                    f"{model} ({info.get('runtime', 'transformers')}): the first load converted the GGUF file"
+                    + (f" ({took} s)" if took is not None else "")
+                    + "; that is done once and cached, so the cold start shown is a second load, from the cache"
+                )
+                load_ns = inference.load(self.manager, name, keep_alive=FOREVER)
             return load_ns / 1e9 if load_ns else None
 
         try:
