@@ -35,6 +35,7 @@ def audit() -> None:
     \b
     lokal audit MODEL [--suite ...]          bias probes with confidence intervals
     lokal audit fairness FILE --label ...    group fairness metrics (fairlearn)
+    lokal audit compare A.json B.json        do two audits agree within their intervals?
 
     \b
     Examples:
@@ -169,6 +170,38 @@ def run_cmd(
         print_json(result.model_dump(mode="json"))
     else:
         click.echo("\n".join(summary_lines(result)))
+
+
+@audit.command("compare")
+@click.argument("first", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("second", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--all", "all_figures", is_flag=True, help="Show every figure, not only overall ones and differences.")
+@click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON.")
+@click.pass_context
+def compare_cmd(ctx: click.Context, first: Path, second: Path, all_figures: bool, as_json: bool) -> None:
+    """Compare two audit results figure by figure (e.g. one model under --engine llamacpp and transformers).
+
+    Two figures agree when each value lies inside the other's 95 % interval. When some differ, the command lists
+    what differs between the two runs, as their results record it: weights, quantization, engine, seed, sample.
+    Exits 1 when any figure differs, so scripts can gate on agreement.
+
+    \b
+    Example:
+      lokal audit smollm2 --suite crows-pairs --data ../shared/data --limit 300 --engine llamacpp -o a.json
+      lokal audit smollm2 --suite crows-pairs --data ../shared/data --limit 300 --engine transformers -o b.json
+      lokal audit compare a.json b.json
+    """
+    from lokal.audit.compare import compare, summary_lines, to_json
+    from lokal.audit.result import load
+
+    a, b = load(first), load(second)
+    comparison = compare(a, b)
+    if as_json:
+        print_json(to_json(comparison))
+    else:
+        click.echo("\n".join(summary_lines(comparison, a, b, all_figures=all_figures)))
+    if comparison.differing:
+        ctx.exit(1)
 
 
 audit.add_command(fairness)
