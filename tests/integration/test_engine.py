@@ -134,6 +134,9 @@ def test_cancel_frees_the_sequence_at_once(smollm2_model):
         story = [{"role": "user", "content": "Tell me a very long story."}]
         long_run = one.chat(story, opts(temperature=0, num_predict=400))
         waiting = one.chat(story, opts(temperature=0, num_predict=5))
+        deadline = time.monotonic() + 30  # the worker admits the first request asynchronously
+        while one.counts() != (1, 1) and time.monotonic() < deadline:
+            time.sleep(0.01)
         assert one.counts() == (1, 1)
         # Cancelled while queued: leaves the queue at once.
         waiting.cancel()

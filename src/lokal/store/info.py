@@ -91,36 +91,43 @@ def details_from_checkpoint(info: CheckpointInfo) -> ModelDetails:
     )
 
 
+def _shared_fields(model: LocalModel, info: GGUFInfo | CheckpointInfo, memory: MemoryEstimate) -> dict[str, Any]:
+    """What `lokal show` reports the same way for a GGUF file and a checkpoint folder."""
+    return {
+        "name": model.name,
+        "digest": model.digest,
+        "size": model.size,
+        "source": model.source,
+        "read_only": model.read_only,
+        "origin": model.origin,
+        "path": model.path,
+        "modified_at": model.modified_at,
+        "architecture": info.architecture,
+        "parameters": info.parameters,
+        "parameter_count": info.parameter_count,
+        "context_length": info.context_length,
+        "embedding_length": info.embedding_length,
+        "block_count": info.block_count,
+        "head_count": info.head_count,
+        "head_count_kv": info.head_count_kv,
+        "vocab_size": info.vocab_size,
+        "chat_template": model.template or info.chat_template,
+        "system": model.system,
+        "params": dict(model.params),
+        "details": model.details,
+        "memory": memory,
+        "engine": model.engine,
+    }
+
+
 def build_checkpoint_model_info(
     model: LocalModel, info: CheckpointInfo, memory: MemoryEstimate, *, memory_engine: str = "transformers"
 ) -> ModelInfo:
     return ModelInfo(
-        name=model.name,
-        digest=model.digest,
-        size=model.size,
-        source=model.source,
-        read_only=model.read_only,
-        origin=model.origin,
-        path=model.path,
-        modified_at=model.modified_at,
-        architecture=info.architecture,
-        parameters=info.parameters,
-        parameter_count=info.parameter_count,
+        **_shared_fields(model, info, memory),
         quantization=info.dtype,
-        context_length=info.context_length,
-        embedding_length=info.embedding_length,
-        block_count=info.block_count,
-        head_count=info.head_count,
-        head_count_kv=info.head_count_kv,
-        vocab_size=info.vocab_size,
-        chat_template=model.template or info.chat_template,
         license=model.license,
-        system=model.system,
-        params=dict(model.params),
-        details=model.details,
         metadata=dict(info.config),
-        memory=memory,
-        engine=model.engine,
         memory_engine=memory_engine,
         capabilities=("embedding",) if info.sentence_transformers else ("completion",),
     )
@@ -130,32 +137,10 @@ def build_model_info(
     model: LocalModel, info: GGUFInfo, memory: MemoryEstimate, *, memory_engine: str = "llamacpp"
 ) -> ModelInfo:
     return ModelInfo(
-        name=model.name,
-        digest=model.digest,
-        size=model.size,
-        source=model.source,
-        read_only=model.read_only,
-        origin=model.origin,
-        path=model.path,
-        modified_at=model.modified_at,
-        architecture=info.architecture,
-        parameters=info.parameters,
-        parameter_count=info.parameter_count,
+        **_shared_fields(model, info, memory),
         quantization=info.quantization,
-        context_length=info.context_length,
-        embedding_length=info.embedding_length,
-        block_count=info.block_count,
-        head_count=info.head_count,
-        head_count_kv=info.head_count_kv,
-        vocab_size=info.vocab_size,
-        chat_template=model.template or info.chat_template,
         license=model.license or info.license,
-        system=model.system,
-        params=dict(model.params),
-        details=model.details,
         metadata=info.metadata,
-        memory=memory,
-        engine=model.engine,
         memory_engine=memory_engine,
     )
 

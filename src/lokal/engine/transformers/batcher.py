@@ -19,29 +19,17 @@ merged this way; for them the batcher runs one sequence at a time (`batchable=Fa
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 import inspect
-import logging
-import threading
 import time
-from collections.abc import Callable
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from lokal.engine.base import Completion, DoneReason
-from lokal.engine.stops import StopMatcher
-from lokal.engine.stream import TokenStream, flush_all
+from lokal.engine.batching import SequenceState, WorkerBatcher
+from lokal.engine.stream import flush_all
 from lokal.engine.transformers.sampling import Sampler
-from lokal.errors import Cancelled, EngineError, QueueFull
-
-log = logging.getLogger(__name__)
-
-
-def _ns(seconds: float) -> int:
-    return int(seconds * 1e9)
 
 
 class Detokenizer:
@@ -74,24 +62,12 @@ class Detokenizer:
         return after[len(before) :]
 
 
-@dataclasses.dataclass(eq=False)
-class Sequence:
-    """One request's state inside the batcher."""
+@dataclasses.dataclass(eq=False, kw_only=True)
+class Sequence(SequenceState):
+    """One request's state inside the batcher: the shared state plus its sampler and detokenizer."""
 
-    prompt: list[int]
     sampler: Sampler
-    max_tokens: int  # < 0: no limit but the context
-    stops: StopMatcher
-    stream: TokenStream
     detokenizer: Detokenizer
-    submitted_at: float = dataclasses.field(default_factory=time.perf_counter)
-    admitted_at: float = 0.0
-    first_token_at: float = 0.0
-    n_past: int = 0  # tokens of this sequence in the KV cache
-    next_token: int | None = None  # sampled, not yet decoded
-    generated: list[int] = dataclasses.field(default_factory=list)
-    text: list[str] = dataclasses.field(default_factory=list)
-    done: bool = False
 
 
 def cache_argument(model: Any) -> str:
@@ -115,7 +91,7 @@ def cache_is_mergeable(cache: Any) -> bool:
     return bool(layers) and all(type(layer) is DynamicLayer for layer in layers)
 
 
-class Batcher:
+class Batcher(WorkerBatcher[Sequence]):
     def __init__(
         self,
         model: Any,
@@ -128,101 +104,56 @@ class Batcher:
         batchable: bool,
         name: str = "lokal-transformers",
     ) -> None:
+        super().__init__(n_ctx_seq=n_ctx_seq, max_queue=max_queue, name=name)
         self.model = model
         self.eos_ids = eos_ids
         self.n_seq = n_seq
-        self.n_ctx_seq = n_ctx_seq
-        self.max_queue = max_queue
         self.device = device
         self.batchable = batchable  # False: one sequence at a time (see the module docstring)
         self._cache_arg = cache_argument(model)
-        self._pending: collections.deque[Sequence] = collections.deque()
         self._rows: list[Sequence] = []  # running sequences, in the order of the batch cache's rows
         self._cache: Any = None
         self._mask: torch.Tensor | None = None  # [rows, columns]: 1 for a real token, 0 for padding
-        self._cond = threading.Condition()
-        self._closing = False
-        self._broken: BaseException | None = None
-        #: Called after every step with (running sequences, waiting requests); the server's metrics hook.
-        self.on_step: Callable[[int, int], None] | None = None
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
-        self._thread.start()
+        self.start()
 
-    # -- caller side -------------------------------------------------------------------------
-    def submit(self, seq: Sequence) -> None:
-        seq.stream._on_cancel = lambda: self._cancel(seq)
-        with self._cond:
-            if self._closing:
-                raise EngineError("the model is being unloaded; retry the request")
-            if self._broken is not None:
-                raise EngineError(f"the engine stopped after an internal error: {self._broken}")
-            if len(self._pending) >= self.max_queue:
-                raise QueueFull("server busy, please try again.  maximum pending requests exceeded")
-            self._pending.append(seq)
-            self._cond.notify()
+    # -- hooks of WorkerBatcher ----------------------------------------------------------------
+    def _running(self) -> list[Sequence]:
+        return [seq for seq in self._rows if not seq.done]
 
-    def _cancel(self, seq: Sequence) -> None:
-        with self._cond:
-            if seq in self._pending:  # still waiting: leave the queue at once
-                self._pending.remove(seq)
-                seq.stream.fail(Cancelled("request cancelled"))
-            self._cond.notify()
+    def _take(self) -> list[Sequence]:
+        room = (self.n_seq if self.batchable else 1) - len(self._rows)
+        return [self._pending.popleft() for _ in range(min(room, len(self._pending)))]
 
-    def counts(self) -> tuple[int, int]:
-        """(running sequences, waiting requests)."""
-        with self._cond:
-            return len(self._rows), len(self._pending)
+    def _step(self, newcomers: list[Sequence]) -> None:
+        with torch.inference_mode():
+            for seq in self._rows:
+                if seq.stream.cancelled and not seq.done:
+                    self._finish(seq, "cancelled")
+            self._compact()
+            if self._rows:
+                self._decode_step()
+            for seq in newcomers:
+                self._prefill(seq)
 
-    def close(self) -> None:
-        with self._cond:
-            self._closing = True
-            self._cond.notify()
-        self._thread.join()
+    def _is_end(self, token: int) -> bool:
+        return token in self.eos_ids
 
-    # -- worker side -------------------------------------------------------------------------
-    def _run(self) -> None:
-        try:
-            with torch.inference_mode():
-                while True:
-                    with self._cond:
-                        while not self._closing and not self._pending and not self._rows:
-                            self._cond.wait()
-                        if self._closing:
-                            break
-                        room = (self.n_seq if self.batchable else 1) - len(self._rows)
-                        newcomers = [self._pending.popleft() for _ in range(min(room, len(self._pending)))]
-                    for seq in self._rows:
-                        if seq.stream.cancelled:
-                            self._finish(seq, "cancelled")
-                    self._compact()
-                    if self._rows:
-                        self._decode_step()
-                    for seq in newcomers:
-                        self._prefill(seq)
-                    if self.on_step is not None:
-                        self.on_step(*self.counts())
-        except BaseException as exc:  # a crash here must not leave callers waiting forever
-            log.exception("transformers engine worker failed")
-            self._broken = exc
-        finally:
-            error = EngineError("the model was unloaded before the request finished")
-            if self._broken is not None:
-                error = EngineError(f"the engine stopped after an internal error: {self._broken}")
-            with self._cond:
-                for seq in [*self._rows, *self._pending]:
-                    if not seq.done:
-                        seq.stream.fail(error)
-                self._rows.clear()
-                self._pending.clear()
-                self._cache = self._mask = None
+    def _piece(self, seq: Sequence, token: int) -> str:
+        return seq.detokenizer.add(token)
+
+    def _flush_text(self, seq: Sequence) -> str:
+        return seq.detokenizer.flush()
+
+    def _stopped(self) -> None:
+        self._rows.clear()
+        self._cache = self._mask = None
 
     def _prefill(self, seq: Sequence) -> None:
         """Evaluate a new prompt alone, sample its first token, and merge its cache into the batch."""
         from transformers import DynamicCache
 
         if seq.stream.cancelled:
-            seq.done = True
-            seq.stream.fail(Cancelled("request cancelled"))
+            self._finish(seq, "cancelled")
             return
         seq.admitted_at = time.perf_counter()
         ids = torch.tensor([seq.prompt], dtype=torch.long, device=self.device)
@@ -296,48 +227,6 @@ class Batcher:
             layer.keys = layer.keys.index_select(0, index)[:, :, start:, :]
             layer.values = layer.values.index_select(0, index)[:, :, start:, :]
         self._mask = mask[:, start:]
-
-    def _accept(self, seq: Sequence, token: int) -> None:
-        if not seq.first_token_at:
-            seq.first_token_at = time.perf_counter()
-        if token in self.eos_ids:
-            self._finish(seq, "stop")
-            return
-        seq.generated.append(token)
-        text = seq.stops.feed(seq.detokenizer.add(token))
-        if text:
-            seq.text.append(text)
-            seq.stream.put_piece(text)
-        if seq.stops.stopped:
-            self._finish(seq, "stop")
-        elif 0 <= seq.max_tokens <= len(seq.generated) or seq.n_past >= self.n_ctx_seq:
-            self._finish(seq, "length")
-        else:
-            seq.next_token = token
-
-    def _finish(self, seq: Sequence, reason: DoneReason) -> None:
-        seq.done = True
-        if reason == "cancelled":
-            seq.stream.fail(Cancelled("request cancelled"))
-            return
-        tail = seq.stops.feed(seq.detokenizer.flush()) + seq.stops.flush()
-        if tail:
-            seq.text.append(tail)
-            seq.stream.put_piece(tail)
-        end = time.perf_counter()
-        first = seq.first_token_at or end
-        seq.stream.finish(
-            Completion(
-                text="".join(seq.text),
-                done_reason=reason,
-                prompt_eval_count=len(seq.prompt),
-                prompt_eval_duration=_ns(first - seq.admitted_at),
-                eval_count=len(seq.generated),
-                eval_duration=_ns(end - first),
-                total_duration=_ns(end - seq.submitted_at),
-                context=(*seq.prompt, *seq.generated),
-            )
-        )
 
 
 def _left_pad(cache: Any, mask: torch.Tensor, columns: int) -> tuple[Any, torch.Tensor]:
