@@ -15,7 +15,7 @@ import pytest
 from fakes import FakeFactory, FakeStore, make_model, make_settings
 
 from lokal.engine.manager import EngineManager
-from lokal.errors import InsufficientMemory
+from lokal.errors import EngineError, InsufficientMemory
 
 A = "alpha:latest"
 B = "beta:latest"
@@ -365,3 +365,32 @@ def test_in_use_models_list_first_with_their_keep_alive_ahead(manager: EngineMan
     assert [e.name for e in entries] == [B, A]
     now = datetime.now(UTC)
     assert now + timedelta(seconds=30) < entries[0].expires_at_wall < now + timedelta(seconds=90)
+
+
+def test_a_closed_manager_loads_nothing_more(manager: EngineManager, factory: FakeFactory) -> None:
+    """A request thread that outlives its caller (Ctrl-C in lokal bench) must not load an engine after close():
+    that engine's worker would still be decoding when the process exits (seen as a segfault at exit)."""
+    manager.close()
+    with pytest.raises(EngineError, match="shutting down"):
+        manager.acquire(A)
+    assert factory.calls == []
+
+
+def test_a_load_under_way_when_the_manager_closes_is_closed_too(tmp_path: Path, store: FakeStore) -> None:
+    slow = FakeFactory(load_seconds=0.3)
+    manager = EngineManager(make_settings(tmp_path), store, factory=slow)
+    errors: list[BaseException] = []
+
+    def load() -> None:
+        try:
+            manager.acquire(A)
+        except EngineError as exc:
+            errors.append(exc)
+
+    loader = threading.Thread(target=load)
+    loader.start()
+    assert wait_until(lambda: len(slow.calls) == 1)  # the factory is running
+    manager.close()
+    loader.join(10)
+    assert len(errors) == 1 and "shutting down" in str(errors[0])
+    assert slow.engines[0].closed and manager.loaded() == []

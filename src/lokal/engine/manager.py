@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from lokal.config import Settings
 from lokal.engine.base import Engine
 from lokal.engine.select import engine_for, require_transformers
+from lokal.errors import EngineError
 from lokal.store.types import LocalModel
 
 log = logging.getLogger(__name__)
@@ -117,6 +118,10 @@ class EngineManager:
             gate = self._loading.setdefault(model.name, threading.Lock())
         with gate:  # one load per model at a time; other requests for it wait here
             with self._lock:
+                if self._stop.is_set():
+                    # A request that started before close() (a thread the caller no longer waits for) must not
+                    # load a new engine: its worker would still be decoding when the process exits.
+                    raise EngineError("lokal is shutting down; the model was not loaded")
                 entry = self._models.get(model.name)
                 # A busy entry is shared whatever its num_ctx or file: it cannot be unloaded under a request.
                 if entry is not None and (
@@ -134,7 +139,12 @@ class EngineManager:
             engine = self._factory(model, want_ctx, self.settings)
             load_ns = int((time.perf_counter() - started) * 1e9)
             with self._lock:
-                self._models[model.name] = LoadedModel(engine, want_ctx, load_ns, alive, in_use=1)  # type: ignore[arg-type]
+                closed = self._stop.is_set()
+                if not closed:
+                    self._models[model.name] = LoadedModel(engine, want_ctx, load_ns, alive, in_use=1)  # type: ignore[arg-type]
+            if closed:  # close() ran while this load was under way
+                engine.close()
+                raise EngineError("lokal is shutting down; the model was not loaded")
             self._start_reaper()
             return engine, load_ns
 
@@ -176,7 +186,8 @@ class EngineManager:
             return self._models.get(name)
 
     def close(self) -> None:
-        self._stop.set()
+        with self._lock:
+            self._stop.set()  # under the lock: no acquire() can pass its check and then load after this
         for name in list(self._models):
             self._unload(name)
 
