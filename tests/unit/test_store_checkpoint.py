@@ -428,11 +428,13 @@ def test_transformers_memory_for_a_folder_and_for_a_gguf(store: ModelStore, tmp_
 
 def test_an_embedding_model_needs_no_kv_cache(store: ModelStore, tmp_path: Path) -> None:
     folder = write_checkpoint(tmp_path / "st", config=BERT_CONFIG, tensors=BERT_TENSORS, sentence_transformers=True)
+    (folder / "sentence_bert_config.json").write_text('{"max_seq_length": 128}')
     model = store.pull(str(folder), name="emb", progress=False)
     mem = store.estimate_memory(model, num_ctx=64, num_parallel=1)
     assert mem.kv_cache == 0 and mem.weights == 30 * 8 * 4 + 512 * 8
     info = store.show("emb")
     assert info.capabilities == ("embedding",)
+    assert info.context_length == 128  # min(max_seq_length 128, max_position_embeddings 512)
     assert info.quantization == "F32"  # the float weights' dtype, though the I64 buffer has more elements
     assert info.parameter_count == 30 * 8 + 512  # every tensor counts, as the hub's parameter count does
 
@@ -570,7 +572,8 @@ def test_bundled_all_minilm_resolves_to_its_package_folder(store: ModelStore) ->
     details = model.details
     assert (details.format, details.family, details.embedding_length) == ("safetensors", "bert", 384)
     assert details.parameter_size == model_weight_count_rounded_notation(count)  # "23M" for 22,713,728
-    assert details.quantization_level == "F32" and details.context_length == 512
+    # The window sentence-transformers embeds (sentence_bert_config.json max_seq_length), not BERT's 512 positions.
+    assert details.quantization_level == "F32" and details.context_length == 256
     assert model.license == "apache-2.0"
     assert [m.name for m in store.list()] == ["all-minilm:22m"]
     assert store.show("all-minilm").capabilities == ("embedding",)

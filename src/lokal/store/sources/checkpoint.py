@@ -303,6 +303,16 @@ def _weights_dtype(by_dtype: Counter[str]) -> str:
     return best[0][0] if best else ""
 
 
+def _sentence_window(folder: Path) -> int | None:
+    """`max_seq_length` from sentence_bert_config.json: the window a sentence-transformers model embeds."""
+    path = folder / "sentence_bert_config.json"
+    if not path.is_file():
+        return None
+    data = _read_json(path, "sentence-transformers config")
+    value = data.get("max_seq_length") if isinstance(data, dict) else None
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+
+
 def read_checkpoint_info(folder: Path) -> CheckpointInfo:
     """Parse config.json and every weight file's safetensors header (headers only: a few KB per file)."""
     folder = Path(folder)
@@ -321,6 +331,11 @@ def read_checkpoint_info(folder: Path) -> CheckpointInfo:
     heads = _config_value(config, _HEAD_KEYS)
     head_dim = _config_value(config, ("head_dim",)) or (hidden // heads if hidden and heads else None)
     architectures = config.get("architectures")
+    context = _config_value(config, _CONTEXT_KEYS)
+    sentence_transformers = is_sentence_transformers(folder)
+    if sentence_transformers:  # sentence-transformers embeds at most max_seq_length tokens (256 for all-MiniLM)
+        window = _sentence_window(folder)
+        context = min(context, window) if context and window else context or window
     return CheckpointInfo(
         architecture=str(config.get("model_type") or ""),
         architectures=tuple(str(a) for a in architectures) if isinstance(architectures, list) else (),
@@ -328,7 +343,7 @@ def read_checkpoint_info(folder: Path) -> CheckpointInfo:
         parameters=format_parameter_count(count) if count else "",
         dtype=_weights_dtype(by_dtype),
         weights_bytes=weights_bytes,
-        context_length=_config_value(config, _CONTEXT_KEYS),
+        context_length=context,
         embedding_length=hidden,
         block_count=_config_value(config, _LAYER_KEYS),
         head_count=heads,
@@ -336,7 +351,7 @@ def read_checkpoint_info(folder: Path) -> CheckpointInfo:
         head_dim=head_dim,
         vocab_size=_config_value(config, ("vocab_size",)),
         chat_template=_chat_template(folder),
-        sentence_transformers=is_sentence_transformers(folder),
+        sentence_transformers=sentence_transformers,
         weight_files=tuple(p.relative_to(folder).as_posix() for p in files),
         config={k: v for k, v in config.items() if isinstance(v, str | int | float | bool) or v is None},
     )
