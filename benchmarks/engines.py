@@ -86,8 +86,10 @@ def worker(engine_name: str, args: argparse.Namespace) -> dict[str, Any]:
         tokens = sum(s.result.eval_count for s in streams)
         batched[n] = {"tokens": tokens, "seconds": round(wall, 3), "tok_s": round(tokens / wall, 2)}
     info = dict(getattr(engine, "load_info", {}))
+    rss_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # before the peers load anything of their own
     peer = _hf_generate_tok_s(engine, PROMPTS[0], args) if engine_name == "transformers" else None
     engine.close()
+    cb_peer = _hf_continuous_batching(info, PROMPTS, args, max(concurrency)) if engine_name == "transformers" else None
     return {
         "engine": engine_name,
         "load_seconds": round(loaded_at, 2),
@@ -98,8 +100,9 @@ def worker(engine_name: str, args: argparse.Namespace) -> dict[str, Any]:
         "ttft_ms_p50": round(statistics.median(ttft), 1),
         "batched": batched,
         "rss_loaded_mb": round(rss_loaded / 2**20, 1),
-        "rss_peak_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "rss_peak_mb": round(rss_peak / 1024, 1),
         "hf_generate_tok_s": peer,
+        "hf_continuous_batching": cb_peer,
     }
 
 
@@ -117,6 +120,32 @@ def _hf_generate_tok_s(engine: Any, prompt: str, args: argparse.Namespace) -> li
             out = engine._hf.generate(x, max_new_tokens=args.tokens, min_new_tokens=args.tokens, do_sample=False)
             rates.append(round((out.shape[1] - len(ids)) / (time.perf_counter() - started), 2))
     return rates
+
+
+def _hf_continuous_batching(info: dict[str, Any], prompts: list[str], args: argparse.Namespace, n: int) -> Any:
+    """The peer for lokal's padded batches: transformers' own continuous batching (`generate_batch`, paged
+    attention) on the same converted checkpoint, the same n prompts and tokens, greedy; None where the installed
+    transformers has none."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
+
+    folder = info.get("cache")
+    if not folder:
+        return None
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, attn_implementation="paged|sdpa")
+    if not hasattr(model, "generate_batch"):
+        return None
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    ids = [
+        list(tokenizer.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True)["input_ids"])
+        for p in (prompts * n)[:n]
+    ]
+    config = GenerationConfig(max_new_tokens=args.tokens, do_sample=False, eos_token_id=-1, pad_token_id=0)
+    started = time.perf_counter()
+    out = model.eval().generate_batch(inputs=ids, generation_config=config, progress_bar=False)
+    seconds = time.perf_counter() - started
+    tokens = sum(len(r.generated_tokens) for r in out.values())
+    return {"requests": n, "tokens": tokens, "seconds": round(seconds, 3), "tok_s": round(tokens / seconds, 2)}
 
 
 def run_child(engine_name: str, args: argparse.Namespace, env: dict[str, str]) -> dict[str, Any]:
@@ -181,6 +210,13 @@ def main() -> None:
         print(f"{label:44} {a:>10} {b:>13} {ratio:>8}")
     peer = statistics.median(tf["hf_generate_tok_s"])
     print(f"\ntransformers peer: model.generate() {peer} tok/s on the same model (whole call, greedy, same prompt)")
+    cb = tf.get("hf_continuous_batching")
+    if cb:
+        n = str(cb["requests"])
+        ours = tf["batched"].get(n, {}).get("tok_s")
+        print(f"transformers peer: generate_batch() (continuous batching), {n} requests: {cb['tok_s']} tok/s")
+        if ours:
+            print(f"lokal's padded batches x{n} / generate_batch(): {ours / cb['tok_s']:.2f}")
     if "1" in tf["batched"]:
         print(f"lokal's transformers loop, batch 1 end-to-end / generate(): {tf['batched']['1']['tok_s'] / peer:.2f}")
     if args.json:
