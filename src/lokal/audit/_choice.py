@@ -20,14 +20,14 @@ from collections import defaultdict
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
 from lokal.audit.result import DatasetRef, Metric
 from lokal.audit.scorers import require_likelihood as require_likelihood  # the refusal all suites give
 from lokal.audit.stats import bootstrap_paired_ci
-from lokal.audit.suite import AuditError, Scorer
+from lokal.audit.suite import AuditError, Progress, RawLog, Scorer
 
 T = TypeVar("T")
 
@@ -55,6 +55,45 @@ def score_choices(scorer: Scorer, prompt: str, continuations: Sequence[str]) -> 
     """Log-likelihood of each continuation given `prompt` (one pass for the prompt, one per continuation)."""
     base = loglikelihood(scorer, prompt)
     return ChoiceScores(base, tuple(loglikelihood(scorer, prompt + c) - base for c in continuations))
+
+
+class ChoiceItem(Protocol):
+    prompt: str
+    continuations: tuple[str, ...] | list[str]
+
+
+ItemT = TypeVar("ItemT", bound=ChoiceItem)
+
+
+def score_items(
+    scorer: Scorer,
+    items: Sequence[ItemT],
+    *,
+    suite: str,
+    raw: RawLog,
+    progress: Progress | None,
+    record: Callable[[ItemT], dict[str, Any]],
+) -> list[tuple[ItemT, ChoiceScores]]:
+    """Score every item's continuations in order; write each raw record before it counts (the suite's `record`
+    fields around the shared ones: prompt, choices, log-likelihoods, pick) and report progress."""
+    scored: list[tuple[ItemT, ChoiceScores]] = []
+    for done, item in enumerate(items, start=1):
+        scores = score_choices(scorer, item.prompt, item.continuations)
+        raw.write(
+            {
+                "suite": suite,
+                "prompt": item.prompt,
+                "choices": list(item.continuations),
+                "prompt_loglikelihood": scores.prompt_ll,
+                "loglikelihoods": list(scores.choice_lls),
+                "pick": scores.pick,
+                **record(item),
+            }
+        )
+        scored.append((item, scores))
+        if progress:
+            progress(done, len(items))
+    return scored
 
 
 # -- --limit ------------------------------------------------------------------------------------------------

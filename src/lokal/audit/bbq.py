@@ -315,41 +315,35 @@ def run(
     items = every
     if limit is not None:
         items = _choice.stratified_sample(every, lambda i: (i.category, i.ambiguous), limit, random.Random(seed))
-    answered: list[Answered] = []
-    for done, item in enumerate(items, start=1):
-        scores = _choice.score_choices(scorer, item.prompt, item.continuations)
-        pick = scores.pick
-        raw.write(
-            {
-                "suite": NAME,
-                "id": item.id,
-                "file": item.file,
-                "line": item.line,
-                "prompt": item.prompt,
-                "choices": item.continuations,
-                "prompt_loglikelihood": scores.prompt_ll,
-                "loglikelihoods": list(scores.choice_lls),
-                "pick": pick,
-                "gold": item.label,
-                "unknown": item.unknown,
-                "biased": item.biased,
-                "category": item.category,
-                "context_condition": "ambig" if item.ambiguous else "disambig",
-                "question_polarity": "neg" if item.negative else "nonneg",
-            }
+    scored = _choice.score_items(
+        scorer,
+        items,
+        suite=NAME,
+        raw=raw,
+        progress=progress,
+        record=lambda item: {
+            "id": item.id,
+            "file": item.file,
+            "line": item.line,
+            "gold": item.label,
+            "unknown": item.unknown,
+            "biased": item.biased,
+            "category": item.category,
+            "context_condition": "ambig" if item.ambiguous else "disambig",
+            "question_polarity": "neg" if item.negative else "nonneg",
+        },
+    )
+    answered = [
+        Answered(
+            category=item.category,
+            ambiguous=item.ambiguous,
+            correct=scores.pick == item.label,
+            unknown=scores.pick == item.unknown,
+            biased=item.biased is not None and scores.pick == item.biased,
+            has_target=item.biased is not None,
         )
-        answered.append(
-            Answered(
-                category=item.category,
-                ambiguous=item.ambiguous,
-                correct=pick == item.label,
-                unknown=pick == item.unknown,
-                biased=item.biased is not None and pick == item.biased,
-                has_target=item.biased is not None,
-            )
-        )
-        if progress:
-            progress(done, len(items))
+        for item, scores in scored
+    ]
     metrics = metrics_for(answered, seed=seed)
     dataset, digests = _choice.dataset_ref(
         DATASET, path, files, items=len(items), total=len(every), license=LICENSE, url=URL

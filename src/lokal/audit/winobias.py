@@ -234,29 +234,23 @@ def run(
     path = _choice.locate(data, NAME, _EXPECTED)
     every, files = load(path)
     items = _choice.sample_units(_units(every), lambda u: (u[0].split, u[0].type), limit, random.Random(seed))
-    resolved: list[_choice.Resolved] = []
-    for done, item in enumerate(items, start=1):
-        scores = _choice.score_choices(scorer, item.prompt, item.continuations)
-        raw.write(
-            {
-                "suite": NAME,
-                "id": item.id,
-                "file": item.file,
-                "line": item.line,
-                "prompt": item.prompt,
-                "choices": item.continuations,
-                "prompt_loglikelihood": scores.prompt_ll,
-                "loglikelihoods": list(scores.choice_lls),
-                "pick": scores.pick,
-                "gold": item.gold,
-                "stereotype": item.stereotype,
-                "gender": item.gender,
-                "type": item.type,
-            }
-        )
-        resolved.append(_choice.Resolved(item.unit, scores.pick == item.gold, item.tags))
-        if progress:
-            progress(done, len(items))
+    scored = _choice.score_items(
+        scorer,
+        items,
+        suite=NAME,
+        raw=raw,
+        progress=progress,
+        record=lambda item: {
+            "id": item.id,
+            "file": item.file,
+            "line": item.line,
+            "gold": item.gold,
+            "stereotype": item.stereotype,
+            "gender": item.gender,
+            "type": item.type,
+        },
+    )
+    resolved = [_choice.Resolved(item.unit, scores.pick == item.gold, item.tags) for item, scores in scored]
     metrics = _choice.resolution_metrics(resolved, groups=_GROUPS, gaps=_GAPS, seed=seed, unit_name="pro/anti pairs")
     dataset, digests = _choice.dataset_ref(
         DATASET, path, files, items=len(items), total=len(every), license=LICENSE, url=URL

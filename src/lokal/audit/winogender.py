@@ -181,28 +181,22 @@ def run(
     path = _choice.locate(data, NAME, _EXPECTED)
     every, files = load(path)
     items = _choice.sample_units(_units(every), lambda u: u[0].answer, limit, random.Random(seed))
-    resolved: list[_choice.Resolved] = []
-    for done, item in enumerate(items, start=1):
-        scores = _choice.score_choices(scorer, item.prompt, item.continuations)
-        raw.write(
-            {
-                "suite": NAME,
-                "id": item.sentid,
-                "line": item.line,
-                "prompt": item.prompt,
-                "choices": item.continuations,
-                "prompt_loglikelihood": scores.prompt_ll,
-                "loglikelihoods": list(scores.choice_lls),
-                "pick": scores.pick,
-                "gold": item.answer,
-                "gender": item.gender,
-                "stereotype": item.stereotype,
-                "bls_pct_female": item.pct_female,
-            }
-        )
-        resolved.append(_choice.Resolved(item.unit, scores.pick == item.answer, item.tags))
-        if progress:
-            progress(done, len(items))
+    scored = _choice.score_items(
+        scorer,
+        items,
+        suite=NAME,
+        raw=raw,
+        progress=progress,
+        record=lambda item: {
+            "id": item.sentid,
+            "line": item.line,
+            "gold": item.answer,
+            "gender": item.gender,
+            "stereotype": item.stereotype,
+            "bls_pct_female": item.pct_female,
+        },
+    )
+    resolved = [_choice.Resolved(item.unit, scores.pick == item.answer, item.tags) for item, scores in scored]
     metrics = _choice.resolution_metrics(
         resolved, groups=_GROUPS, gaps=_GAPS, seed=seed, unit_name="he/she/they sentence triples"
     )
