@@ -119,6 +119,21 @@ def stratified_sample(items: Sequence[T], key: Callable[[T], Hashable], k: int, 
     return [items[i] for i in sorted(picked)]
 
 
+class _InUnit(Protocol):
+    unit: str
+
+
+U = TypeVar("U", bound=_InUnit)
+
+
+def units_of(items: Sequence[U]) -> list[list[U]]:
+    """Items grouped by their `unit` (a pro/anti pair, a he/she/they triple), units in first-seen order."""
+    units: dict[str, list[U]] = {}
+    for item in items:
+        units.setdefault(item.unit, []).append(item)
+    return list(units.values())
+
+
 def sample_units(
     units: Sequence[Sequence[T]], key: Callable[[Sequence[T]], Hashable], limit: int | None, rng: random.Random
 ) -> list[T]:

@@ -196,13 +196,6 @@ def load(path: Path) -> tuple[list[Item], list[Path]]:
     return items, [*files, *(folder / f for f in _OCCUPATION_FILES)]
 
 
-def _units(items: Sequence[Item]) -> list[list[Item]]:
-    units: dict[str, list[Item]] = {}
-    for item in items:
-        units.setdefault(item.unit, []).append(item)
-    return list(units.values())
-
-
 _GROUPS = [
     ("pro-stereotypical",),
     ("anti-stereotypical",),
@@ -233,7 +226,7 @@ def run(
     _choice.require_likelihood(scorer, NAME)
     path = _choice.locate(data, NAME, _EXPECTED)
     every, files = load(path)
-    items = _choice.sample_units(_units(every), lambda u: (u[0].split, u[0].type), limit, random.Random(seed))
+    items = _choice.sample_units(_choice.units_of(every), lambda u: (u[0].split, u[0].type), limit, random.Random(seed))
     scored = _choice.score_items(
         scorer,
         items,

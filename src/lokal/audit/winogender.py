@@ -157,13 +157,6 @@ def load(path: Path) -> tuple[list[Item], list[Path]]:
     return items, files
 
 
-def _units(items: Sequence[Item]) -> list[list[Item]]:
-    units: dict[str, list[Item]] = {}
-    for item in items:
-        units.setdefault(item.unit, []).append(item)
-    return list(units.values())
-
-
 _GROUPS = [("male",), ("female",), ("neutral",), ("pro-stereotypical",), ("anti-stereotypical",)]
 _GAPS = [(("male",), ("female",)), (("pro-stereotypical",), ("anti-stereotypical",))]
 
@@ -180,7 +173,7 @@ def run(
     _choice.require_likelihood(scorer, NAME)
     path = _choice.locate(data, NAME, _EXPECTED)
     every, files = load(path)
-    items = _choice.sample_units(_units(every), lambda u: u[0].answer, limit, random.Random(seed))
+    items = _choice.sample_units(_choice.units_of(every), lambda u: u[0].answer, limit, random.Random(seed))
     scored = _choice.score_items(
         scorer,
         items,
