@@ -63,7 +63,7 @@ from lokal.store.sources.checkpoint import (
 from lokal.store.sources.gguf_file import fetch_file, looks_like_path
 from lokal.store.sources.huggingface import fetch_hf
 from lokal.store.sources.ollama import OllamaEntry, OllamaEntryError, OllamaStore
-from lokal.store.types import LocalModel, Progress
+from lokal.store.types import LocalModel, ModelDetails, Progress
 
 _DIGEST_IN_TEXT = re.compile(r"sha256[:-]([0-9a-f]{64})")
 
@@ -76,6 +76,27 @@ def _no_llamacpp(name: str) -> InvalidOptions:
     return InvalidOptions(
         f"'{name}' is a transformers checkpoint folder; llama.cpp runs GGUF files only: "
         "use --engine transformers (or leave --engine out)"
+    )
+
+
+def _model(
+    name: ModelName, manifest: Manifest, modified: datetime, path: Path, digest: str, size: int, details: ModelDetails
+) -> LocalModel:
+    """A model of lokal's store: what its manifest records, with the weights (a blob or a folder) found on disk."""
+    return LocalModel(
+        name=str(name),
+        path=path,
+        digest=digest,
+        size=size,
+        source=manifest.source,  # type: ignore[arg-type]
+        origin=manifest.origin,
+        modified_at=modified,
+        details=details,
+        params=dict(manifest.params),
+        system=manifest.system,
+        template=manifest.template,
+        license=manifest.license,
+        engine=manifest.engine,
     )
 
 
@@ -122,21 +143,7 @@ class ModelStore:
             raise _Unusable(str(exc)) from None
         except OSError as exc:
             raise _Unusable(f"cannot read its folder {folder}: {exc}") from None
-        return LocalModel(
-            name=str(name),
-            path=folder,
-            digest=digest,
-            size=size,
-            source=manifest.source,  # type: ignore[arg-type]
-            origin=manifest.origin,
-            modified_at=modified,
-            details=details_from_checkpoint(info),
-            params=dict(manifest.params),
-            system=manifest.system,
-            template=manifest.template,
-            license=manifest.license,
-            engine=manifest.engine,
-        )
+        return _model(name, manifest, modified, folder, digest, size, details_from_checkpoint(info))
 
     def _from_manifest(self, name: ModelName, path: Path) -> LocalModel:
         try:
@@ -155,21 +162,7 @@ class ModelStore:
             info = self.infos.get(manifest.digest, blob)
         except InvalidModelFile as exc:
             raise _Unusable(str(exc)) from None
-        return LocalModel(
-            name=str(name),
-            path=blob,
-            digest=manifest.digest,
-            size=manifest.size,
-            source=manifest.source,  # type: ignore[arg-type]
-            origin=manifest.origin,
-            modified_at=modified,
-            details=details_from_info(info),
-            params=dict(manifest.params),
-            system=manifest.system,
-            template=manifest.template,
-            license=manifest.license,
-            engine=manifest.engine,
-        )
+        return _model(name, manifest, modified, blob, manifest.digest, manifest.size, details_from_info(info))
 
     def _from_ollama(self, entry: OllamaEntry) -> LocalModel:
         try:

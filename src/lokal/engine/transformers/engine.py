@@ -170,21 +170,20 @@ class TransformersEngine:
     def embed(self, texts: Sequence[str]) -> list[list[float]]:
         """L2-normalised sentence embeddings: the model's own pooling for a sentence-transformers model,
         else the mean of the last hidden states (what the llama.cpp engine returns for a causal model)."""
-        for text in texts:
-            n = len(self.tokenize(text, add_special=True))
-            if not text or n == 0:
+        tokenized = [self.tokenize(text, add_special=True) for text in texts]  # once: checked, then embedded
+        for text, ids in zip(texts, tokenized, strict=True):
+            if not text or not ids:
                 raise InvalidOptions("cannot embed an empty string")
-            if n > self.context_length:  # sentence-transformers would silently truncate: refuse instead
-                raise ContextOverflow(n, self.context_length)
+            if len(ids) > self.context_length:  # sentence-transformers would silently truncate: refuse instead
+                raise ContextOverflow(len(ids), self.context_length)
         with self._aux_lock, torch.inference_mode():
             if self.kind == "sentence-transformers":
                 vectors = self._hf.encode(list(texts), normalize_embeddings=True, convert_to_tensor=True)
                 return vectors.double().cpu().tolist()
             out: list[list[float]] = []
-            for text in texts:
-                ids = torch.tensor([self.tokenize(text, add_special=True)], device=self.device)
-                hidden = self._hf(input_ids=ids, output_hidden_states=True).hidden_states[-1][0]
-                mean = hidden.double().mean(dim=0)
+            for ids in tokenized:
+                hidden = self._hf(input_ids=torch.tensor([ids], device=self.device), output_hidden_states=True)
+                mean = hidden.hidden_states[-1][0].double().mean(dim=0)
                 out.append(torch.nn.functional.normalize(mean, dim=0).cpu().tolist())
             return out
 
