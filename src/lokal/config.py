@@ -7,6 +7,7 @@ set, so lokal drops into an existing Ollama set-up without new configuration.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -29,18 +30,24 @@ _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
 _UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
+#: The longest duration Go's `time.Duration` holds (int64 nanoseconds, about 292 years). Ollama's keep_alive is
+#: one, so lokal reads anything longer (`1e308`, `"100000000h"`, Infinity) as "forever" instead of overflowing.
+MAX_DURATION_SECONDS = (2**63 - 1) / 1e9
+
+
 def parse_duration(value: str | float | int | None) -> float | None:
     """Parse an Ollama `keep_alive` value into seconds; `None` means "keep forever".
 
     Numbers are seconds; strings are Go durations ("5m", "1h30m", "-1m"); a negative value keeps the
     model loaded forever, as in Ollama. A bare number in a string ("3600") is accepted as seconds too.
+    Anything longer than `MAX_DURATION_SECONDS` (about 292 years) is forever as well; NaN is an error.
     """
     if value is None:
         return None
     if isinstance(value, bool):
         raise InvalidOptions(f"invalid duration {value!r}: expected seconds or a duration like '5m'")
     if isinstance(value, int | float):
-        seconds = float(value)
+        seconds = float(value) if abs(value) <= MAX_DURATION_SECONDS else math.copysign(math.inf, value)
     else:
         text = value.strip()
         sign = -1.0 if text.startswith("-") else 1.0
@@ -54,7 +61,9 @@ def parse_duration(value: str | float | int | None) -> float | None:
                     f"invalid duration {value!r}: expected seconds or a duration like '5m' or '1h30m'"
                 ) from None
             seconds = sign * sum(float(n) * _UNIT_SECONDS[u] for n, u in parts)
-    return None if seconds < 0 else seconds
+    if math.isnan(seconds):
+        raise InvalidOptions(f"invalid duration {value!r}: expected seconds or a duration like '5m'")
+    return None if seconds < 0 or seconds > MAX_DURATION_SECONDS else seconds
 
 
 def _env(environ: Mapping[str, str], name: str) -> str | None:

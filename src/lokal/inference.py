@@ -17,6 +17,7 @@ from lokal.engine.base import Completion, Engine, Format
 from lokal.engine.manager import UNSET, EngineManager
 from lokal.engine.options import Options
 from lokal.engine.stream import TokenStream
+from lokal.engine.tokens import check_token_ids
 from lokal.errors import InvalidOptions, NoChatTemplate
 
 _UNSET: Any = UNSET
@@ -130,7 +131,8 @@ def start_generate(
                 system = system or engine.model.system
                 tokens = f"{system}\n\n{prompt}" if system else prompt
         if context:
-            tokens = [*context, *engine.tokenize(tokens, add_special=False)] if isinstance(tokens, str) else tokens
+            history = check_token_ids(context, engine.vocab_size, what="context")
+            tokens = [*history, *engine.tokenize(tokens, add_special=False)] if isinstance(tokens, str) else tokens
         stream = engine.generate(tokens, opts, format=format)
     except BaseException:
         manager.release(engine, keep_alive=alive)

@@ -17,11 +17,13 @@ from lokal.config import Settings
 from lokal.engine.base import Completion, Format, TokenLogprob
 from lokal.engine.options import Options
 from lokal.engine.stream import TokenStream
+from lokal.engine.tokens import check_token_ids
 from lokal.errors import ModelNotFound, NoChatTemplate
 from lokal.store.memory import MemoryEstimate
 from lokal.store.types import LocalModel, ModelDetails
 
 BOS = 1
+VOCAB_SIZE = 1000  # FakeEngine's token ids are word lengths: well inside this
 
 
 def make_model(
@@ -90,6 +92,8 @@ class FakeEngine:
         self.cancels = 0
         self.closed = False
         self.close_calls = 0
+        self.vocab_size = VOCAB_SIZE
+        self.failed: str | None = None  # set by a test: the engine "crashed" with this message
 
     # -- generation -------------------------------------------------------------------------------
     def _stream(self, prompt_tokens: Sequence[int]) -> TokenStream:
@@ -120,8 +124,7 @@ class FakeEngine:
         self.generate_calls.append({"prompt": prompt, "options": options, "format": format, "add_special": add_special})
         if self.generate_error is not None:
             raise self.generate_error
-        tokens = self.tokenize(prompt, add_special=add_special) if isinstance(prompt, str) else list(prompt)
-        return self._stream(tokens)
+        return self._stream(self.tokenize(prompt, add_special=add_special))
 
     def chat(self, messages: Sequence[dict[str, Any]], options: Options, *, format: Format = None) -> TokenStream:
         self.chat_calls.append({"messages": list(messages), "options": options, "format": format})
@@ -139,7 +142,7 @@ class FakeEngine:
     def tokenize(self, text: str | Sequence[int], *, add_special: bool = True) -> list[int]:
         """One token per space-separated word (its length), after a BOS when `add_special`."""
         if not isinstance(text, str):
-            return list(text)
+            return check_token_ids(text, self.vocab_size)
         return ([BOS] if add_special else []) + [len(word) for word in text.split()]
 
     def detokenize(self, tokens: Sequence[int]) -> str:
@@ -154,6 +157,9 @@ class FakeEngine:
 
     def active_requests(self) -> int:
         return 0
+
+    def failure(self) -> str | None:
+        return self.failed
 
     def close(self) -> None:
         self.closed = True
@@ -205,6 +211,9 @@ class FakeStore:
 
     def list(self) -> list[LocalModel]:
         return [self.models[k] for k in sorted(self.models)]
+
+    def sweep_temp_files(self) -> int:
+        return 0
 
     def estimate_memory(
         self,

@@ -20,13 +20,23 @@ from lokal.errors import InvalidOptions
         (-1, None),
         ("-1m", None),
         (None, None),
+        # Longer than Go's time.Duration holds (~292 years): forever, not an overflow later in /api/ps.
+        (1e15, None),
+        (1e308, None),
+        (float("inf"), None),
+        (float("-inf"), None),
+        (10**400, None),
+        ("Infinity", None),
+        ("100000000h", None),
+        ("9999999999999999999s", None),
+        (9.2e9, 9.2e9),  # just under the limit: kept as it is
     ],
 )
 def test_parse_duration_follows_ollama(value, seconds):
     assert parse_duration(value) == seconds
 
 
-@pytest.mark.parametrize("value", ["soon", "5 minutes", "m5", True, "1h30"])
+@pytest.mark.parametrize("value", ["soon", "5 minutes", "m5", True, "1h30", float("nan"), "nan", "-NaN"])
 def test_parse_duration_rejects_nonsense(value):
     with pytest.raises(InvalidOptions, match="invalid duration"):
         parse_duration(value)

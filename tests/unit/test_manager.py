@@ -394,3 +394,44 @@ def test_a_load_under_way_when_the_manager_closes_is_closed_too(tmp_path: Path, 
     loader.join(10)
     assert len(errors) == 1 and "shutting down" in str(errors[0])
     assert slow.engines[0].closed and manager.loaded() == []
+
+
+# -- engines that fail --------------------------------------------------------------------------------
+
+
+def test_a_failed_engine_is_replaced_at_the_next_request(manager: EngineManager, factory: FakeFactory):
+    first, _ = manager.acquire(A)
+    manager.release(first)
+    first.failed = "llama_decode failed with code -1"
+    assert manager.failed() == [(A, "llama_decode failed with code -1")]
+
+    second, load_ns = manager.acquire(A)
+    assert second is not first and load_ns > 0
+    assert first.closed  # idle when it was retired: closed at once
+    assert manager.failed() == [] and manager.failures[A] == 1
+    manager.release(second)
+    assert [e.engine for e in manager.loaded()] == [second]
+
+
+def test_a_failed_engine_in_use_is_closed_when_its_last_request_ends(manager: EngineManager):
+    first, _ = manager.acquire(A)
+    first.failed = "boom"
+    second, _ = manager.acquire(A)  # a new request does not join the failed engine
+    assert second is not first and not first.closed  # the first request still holds it
+    third, load_ns = manager.acquire(A)
+    assert third is second and load_ns == 0
+    manager.release(first)
+    assert first.closed and first.close_calls == 1
+    manager.release(first)  # a second release of a retired engine is harmless
+    assert first.close_calls == 1
+    for engine in (second, third):
+        manager.release(engine)
+    assert not second.closed and manager.failures[A] == 1
+
+
+def test_close_also_closes_retired_engines(manager: EngineManager):
+    first, _ = manager.acquire(A)
+    first.failed = "boom"
+    second, _ = manager.acquire(A)
+    manager.close()
+    assert first.closed and second.closed

@@ -40,6 +40,18 @@ def test_none_values_do_not_override():
         ({"stop": [1, 2]}, "list of strings"),
         ({"stop": [""]}, "empty strings"),
         ({"num_ctx": 4}, "at least 16"),
+        # NaN passes every comparison it takes part in; infinities are no sampling setting either.
+        ({"temperature": float("nan")}, "'temperature' must be a finite number, got nan"),
+        ({"repeat_penalty": float("inf")}, "'repeat_penalty' must be a finite number"),
+        ({"presence_penalty": float("-inf")}, "'presence_penalty' must be a finite number"),
+        ({"frequency_penalty": float("nan")}, "'frequency_penalty' must be a finite number"),
+        ({"top_p": float("nan")}, "'top_p' must be a finite number"),
+        ({"temperature": 10**400}, r"'temperature' is out of range \(a 1329-bit integer\)"),
+        # These reach llama.cpp as 32-bit ints, where ctypes would silently truncate them.
+        ({"top_k": 2**40}, "'top_k' must be at most 2147483647, got 1099511627776"),
+        ({"repeat_last_n": 2**31}, "'repeat_last_n' must be at most 2147483647"),
+        ({"num_ctx": 10**30}, "'num_ctx' must be at most 2147483647"),
+        ({"top_k": 10**100}, "a 333-bit integer"),
     ],
 )
 def test_bad_values_name_the_option(options, fragment):
@@ -51,3 +63,8 @@ def test_stop_accepts_a_single_string_and_integral_floats_become_ints():
     o = Options.from_mapping({"stop": "END", "num_predict": 10.0})
     assert o.stop == ("END",)
     assert o.num_predict == 10
+
+
+def test_huge_values_inside_the_ranges_are_accepted():
+    o = Options.from_mapping({"seed": 2**70, "num_predict": 10**12, "top_k": 2**31 - 1, "temperature": 1e308})
+    assert (o.seed, o.num_predict, o.top_k, o.temperature) == (2**70, 10**12, 2**31 - 1, 1e308)

@@ -73,6 +73,7 @@ class Engine(Protocol):
     runtime: str  # "llamacpp" or "transformers" (lokal.engine.select.EngineName)
     context_length: int  # tokens available to one sequence
     num_parallel: int  # sequences decoded together
+    vocab_size: int  # valid token ids are 0 to vocab_size - 1 (checked before any id reaches the runtime)
 
     def generate(
         self,
@@ -104,5 +105,10 @@ class Engine(Protocol):
         ...
 
     def active_requests(self) -> int: ...
+
+    def failure(self) -> str | None:
+        """Why this engine stopped serving (its worker crashed), or None while it serves. The manager replaces a
+        failed engine on the next request, and the server's /health reports it until then."""
+        ...
 
     def close(self) -> None: ...

@@ -35,7 +35,7 @@ class SequenceState:
     """One request inside a batcher: what every engine tracks (engines add their own fields)."""
 
     prompt: list[int]
-    max_tokens: int  # < 0: no limit but the context
+    max_tokens: int  # < 0: no limit but the context; 0: evaluate the prompt only
     stops: StopMatcher
     stream: TokenStream
     submitted_at: float = dataclasses.field(default_factory=time.perf_counter)
@@ -109,7 +109,7 @@ class WorkerBatcher(Generic[S]):
             if self._closing:
                 raise EngineError("the model is being unloaded; retry the request")
             if self._broken is not None:
-                raise EngineError(f"the engine stopped after an internal error: {self._broken}")
+                raise EngineError(f"the engine stopped after an internal error: {self.failure}; retry the request")
             if len(self._pending) >= self.max_queue:
                 raise QueueFull("server busy, please try again.  maximum pending requests exceeded")
             self._pending.append(seq)
@@ -123,6 +123,12 @@ class WorkerBatcher(Generic[S]):
                 self._release(seq)
                 seq.stream.fail(Cancelled("request cancelled"))
             self._cond.notify()
+
+    @property
+    def failure(self) -> str | None:
+        """Why the worker stopped after an internal error, or None while it runs (or after a normal close)."""
+        broken = self._broken
+        return None if broken is None else (str(broken) or type(broken).__name__)
 
     def counts(self) -> tuple[int, int]:
         """(running sequences, waiting requests)."""
@@ -156,7 +162,10 @@ class WorkerBatcher(Generic[S]):
         finally:
             error = EngineError("the model was unloaded before the request finished")
             if self._broken is not None:
-                error = EngineError(f"the engine stopped after an internal error: {self._broken}")
+                error = EngineError(
+                    f"the engine stopped after an internal error: {self.failure}; retry the request "
+                    "(the model is loaded again for it)"
+                )
             with self._cond:
                 for seq in [*self._running(), *self._pending]:
                     if not seq.done:
@@ -173,6 +182,9 @@ class WorkerBatcher(Generic[S]):
         """A token was sampled for `seq`: end it (end-of-generation, stop string, length) or queue it for decoding."""
         if not seq.first_token_at:
             seq.first_token_at = time.perf_counter()
+        if seq.max_tokens == 0:  # num_predict 0: the prompt was evaluated (and stays cached), nothing is generated
+            self._finish(seq, "length")
+            return
         if self._is_end(token):
             self._finish(seq, "stop")
             return

@@ -4,10 +4,16 @@ Semantics follow Ollama's scheduler: `keep_alive` None keeps a model forever, 0 
 last request ends, otherwise it expires that many seconds after its last request. When
 `max_loaded_models` is reached, the idle model that expires first makes room. A model is never unloaded
 while a request is running on it.
+
+An engine whose worker failed (`Engine.failure()`) is never handed out again: the next request for its model
+retires it and loads a fresh one, so one bad moment cannot leave a model broken for everyone while traffic keeps
+renewing its keep-alive. A retired engine still in use by requests that were running when it failed is closed
+when the last of them releases it. Until it is replaced, `failed()` lists it (the server's /health reports it).
 """
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import logging
 import threading
@@ -98,6 +104,10 @@ class EngineManager:
         self._lock = threading.Lock()
         self._loading: dict[str, threading.Lock] = {}
         self._models: dict[str, LoadedModel] = {}
+        #: Failed engines taken out of `_models` while requests still held them: closed at their last release.
+        self._retired: dict[int, LoadedModel] = {}
+        #: Engines replaced after a failure, by model name (the server's `lokal_engine_failures_total`).
+        self.failures: collections.Counter[str] = collections.Counter()
         self._reaper: threading.Thread | None = None
         self._stop = threading.Event()
 
@@ -123,6 +133,9 @@ class EngineManager:
                     # load a new engine: its worker would still be decoding when the process exits.
                     raise EngineError("lokal is shutting down; the model was not loaded")
                 entry = self._models.get(model.name)
+                retired = self._retire_if_failed(entry) if entry is not None else None
+                if retired is not None:
+                    entry = None
                 # A busy entry is shared whatever its num_ctx or file: it cannot be unloaded under a request.
                 if entry is not None and (
                     entry.in_use or (entry.num_ctx == want_ctx and entry.engine.model.digest == model.digest)
@@ -131,6 +144,8 @@ class EngineManager:
                     entry.expires_at = None
                     entry.keep_alive = alive  # type: ignore[assignment]
                     return entry.engine, 0
+            if retired is not None and not retired.in_use:
+                self._close(retired)
             if entry is not None:  # idle, but loaded with another num_ctx or an older file
                 self._unload(model.name)
             self._make_room()
@@ -149,21 +164,28 @@ class EngineManager:
             return engine, load_ns
 
     def release(self, engine: Engine, *, keep_alive: float | object | None = _UNSET) -> None:
-        """A request on `engine` ended: start its keep-alive clock (or unload now for keep_alive 0)."""
+        """A request on `engine` ended: start its keep-alive clock (or unload now for keep_alive 0). A retired
+        (failed) engine is closed when its last request releases it."""
         unload_now = False
+        finished: LoadedModel | None = None
         with self._lock:
             entry = self._models.get(engine.model.name)
-            if entry is None or entry.engine is not engine:
-                return
-            if keep_alive is not _UNSET:
-                entry.keep_alive = keep_alive  # type: ignore[assignment]
-            entry.in_use = max(0, entry.in_use - 1)
-            if entry.in_use == 0:
-                if entry.keep_alive is None:
-                    entry.expires_at = None
-                else:
-                    entry.expires_at = time.monotonic() + entry.keep_alive
-                    unload_now = entry.keep_alive <= 0
+            if entry is not None and entry.engine is engine:
+                if keep_alive is not _UNSET:
+                    entry.keep_alive = keep_alive  # type: ignore[assignment]
+                entry.in_use = max(0, entry.in_use - 1)
+                if entry.in_use == 0:
+                    if entry.keep_alive is None:
+                        entry.expires_at = None
+                    else:
+                        entry.expires_at = time.monotonic() + entry.keep_alive
+                        unload_now = entry.keep_alive <= 0
+            elif (retired := self._retired.get(id(engine))) is not None and retired.engine is engine:
+                retired.in_use = max(0, retired.in_use - 1)
+                if retired.in_use == 0:
+                    finished = self._retired.pop(id(engine))
+        if finished is not None:
+            self._close(finished)
         if unload_now:
             self.unload(engine.model.name)
 
@@ -185,13 +207,33 @@ class EngineManager:
         with self._lock:
             return self._models.get(name)
 
+    def failed(self) -> list[tuple[str, str]]:
+        """(model name, what went wrong) for each loaded engine that failed and is not replaced yet."""
+        return [(entry.name, why) for entry in self.loaded() if (why := entry.engine.failure()) is not None]
+
     def close(self) -> None:
         with self._lock:
             self._stop.set()  # under the lock: no acquire() can pass its check and then load after this
         for name in list(self._models):
             self._unload(name)
+        with self._lock:
+            retired, self._retired = list(self._retired.values()), {}
+        for entry in retired:
+            self._close(entry)
 
     # -- internals --------------------------------------------------------------------------------
+    def _retire_if_failed(self, entry: LoadedModel) -> LoadedModel | None:
+        """Under the lock: take a failed engine out of the loaded set; return it (to close once idle), or None."""
+        why = entry.engine.failure()
+        if why is None:
+            return None
+        log.warning("replacing the engine of %s, which failed: %s", entry.name, why)
+        del self._models[entry.name]
+        self.failures[entry.name] += 1
+        if entry.in_use:
+            self._retired[id(entry.engine)] = entry
+        return entry
+
     def _unload(self, name: str) -> None:
         with self._lock:
             entry = self._models.pop(name, None)

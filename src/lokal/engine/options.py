@@ -7,6 +7,7 @@ wrong types and impossible values raise `InvalidOptions` with the key's name.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -45,6 +46,16 @@ class Options:
         return options
 
     def validate(self) -> None:
+        # NaN compares false with everything, so it would pass every range check below.
+        for name in sorted(_FLOAT_FIELDS):
+            value = getattr(self, name)
+            if not math.isfinite(value):
+                raise InvalidOptions(f"option '{name}' must be a finite number, got {value}")
+        for name in _INT32_FIELDS:  # these reach llama.cpp as 32-bit ints: ctypes would silently truncate more
+            value = getattr(self, name)
+            if value is not None and abs(value) > _INT32_MAX:
+                shown = value if value.bit_length() <= 64 else f"a {value.bit_length()}-bit integer"
+                raise InvalidOptions(f"option '{name}' must be at most {_INT32_MAX}, got {shown}")
         if self.temperature < 0:
             raise InvalidOptions(f"option 'temperature' must be >= 0, got {self.temperature}")
         if not 0.0 <= self.top_p <= 1.0:
@@ -72,6 +83,9 @@ class Options:
 
 
 _INT_FIELDS = {"top_k", "repeat_last_n", "seed", "num_predict", "num_ctx"}
+#: Passed to llama.cpp as int32 (seed is reduced modulo 2**32, num_predict only compared in Python).
+_INT32_FIELDS = ("top_k", "repeat_last_n", "num_ctx")
+_INT32_MAX = 2**31 - 1
 _FLOAT_FIELDS = {
     "temperature",
     "top_p",
@@ -100,5 +114,8 @@ def _coerce(name: str, value: Any) -> Any:
     if name in _FLOAT_FIELDS:
         if not isinstance(value, int | float):
             raise InvalidOptions(f"option '{name}' must be a number, got {value!r}")
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:  # an int beyond a double's range
+            raise InvalidOptions(f"option '{name}' is out of range (a {value.bit_length()}-bit integer)") from None
     return value  # pragma: no cover - every field is listed above

@@ -24,6 +24,7 @@ from lokal.engine.llamacpp.sampling import Sampler, grammar_for, resolve_seed
 from lokal.engine.options import Options
 from lokal.engine.stops import StopMatcher
 from lokal.engine.stream import TokenStream
+from lokal.engine.tokens import check_token_ids
 from lokal.errors import ContextOverflow, EngineError, InvalidOptions
 from lokal.store.types import LocalModel
 
@@ -54,6 +55,7 @@ class LlamaCppEngine:
         self._closed = False
         try:
             self.vocab = runtime.Vocab(self._model)
+            self.vocab_size = self.vocab.n_tokens
             self.n_ctx_train = L.llama_model_n_ctx_train(self._model)
             # Like Ollama, never give a sequence more context than the model was trained for.
             per_seq = min(context_length, self.n_ctx_train) if self.n_ctx_train > 0 else context_length
@@ -101,7 +103,7 @@ class LlamaCppEngine:
         format: Format = None,
         add_special: bool = True,
     ) -> TokenStream:
-        tokens = self.tokenize(prompt, add_special=add_special) if isinstance(prompt, str) else list(prompt)
+        tokens = self.tokenize(prompt, add_special=add_special)
         if not tokens:
             if self.vocab.bos < 0:
                 raise InvalidOptions("the prompt is empty")
@@ -138,12 +140,13 @@ class LlamaCppEngine:
 
     # -- tokens ------------------------------------------------------------------------------------
     def tokenize(self, text: str | Sequence[int], *, add_special: bool = True) -> list[int]:
+        """Token ids of `text`; ids given as a sequence are checked against the vocabulary and returned as they are."""
         if not isinstance(text, str):
-            return list(text)
+            return check_token_ids(text, self.vocab_size)
         return self.vocab.tokenize(text, add_special=add_special)
 
     def detokenize(self, tokens: Sequence[int]) -> str:
-        return self.vocab.detokenize(tokens)
+        return self.vocab.detokenize(check_token_ids(tokens, self.vocab_size))
 
     # -- embeddings and scoring --------------------------------------------------------------------
     def embed(self, texts: Sequence[str]) -> list[list[float]]:
@@ -238,6 +241,9 @@ class LlamaCppEngine:
     def active_requests(self) -> int:
         running, waiting = self._batcher.counts()
         return running + waiting
+
+    def failure(self) -> str | None:
+        return self._batcher.failure
 
     def counts(self) -> tuple[int, int]:
         return self._batcher.counts()

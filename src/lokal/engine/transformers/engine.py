@@ -24,6 +24,7 @@ from lokal.engine.messages import normalise_messages
 from lokal.engine.options import Options
 from lokal.engine.stops import StopMatcher
 from lokal.engine.stream import TokenStream
+from lokal.engine.tokens import check_token_ids
 from lokal.engine.transformers import loader
 from lokal.engine.transformers.batcher import Batcher, Detokenizer, cache_argument, cache_is_mergeable, forward
 from lokal.engine.transformers.batcher import Sequence as BatchSequence
@@ -62,7 +63,10 @@ class TransformersEngine:
         if self.kind == "sentence-transformers":
             self.context_length = int(self._hf.max_seq_length)
             self.num_parallel = 1
+            self.vocab_size = len(self.tokenizer)
             return
+        # Ids the model can embed: its input embedding's rows (a tokenizer may list fewer, never more).
+        self.vocab_size = int(self._hf.get_input_embeddings().num_embeddings)
         trained = getattr(self._hf.config, "max_position_embeddings", None) or context_length
         # Like Ollama and the llama.cpp engine, never give a sequence more context than the model was trained for.
         self.context_length = min(context_length, trained)
@@ -115,7 +119,7 @@ class TransformersEngine:
                 "format (JSON or a JSON schema) needs the llama.cpp engine's grammar sampler; "
                 "the transformers engine does not constrain output: drop format or use --engine llamacpp"
             )
-        tokens = self.tokenize(prompt, add_special=add_special) if isinstance(prompt, str) else list(prompt)
+        tokens = self.tokenize(prompt, add_special=add_special)
         if not tokens:
             bos = self.tokenizer.bos_token_id
             if bos is None:
@@ -159,12 +163,14 @@ class TransformersEngine:
 
     # -- tokens ------------------------------------------------------------------------------------
     def tokenize(self, text: str | Sequence[int], *, add_special: bool = True) -> list[int]:
+        """Token ids of `text`; ids given as a sequence are checked against the vocabulary and returned as they are."""
         if not isinstance(text, str):
-            return list(text)
+            return check_token_ids(text, self.vocab_size)
         return list(self.tokenizer(text, add_special_tokens=add_special)["input_ids"])
 
     def detokenize(self, tokens: Sequence[int]) -> str:
-        return self.tokenizer.decode(list(tokens), skip_special_tokens=True, clean_up_tokenization_spaces=False)
+        ids = check_token_ids(tokens, self.vocab_size)
+        return self.tokenizer.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
 
     # -- embeddings and scoring --------------------------------------------------------------------
     def embed(self, texts: Sequence[str]) -> list[list[float]]:
@@ -214,6 +220,9 @@ class TransformersEngine:
 
     def counts(self) -> tuple[int, int]:
         return self._batcher.counts() if self._batcher is not None else (0, 0)
+
+    def failure(self) -> str | None:
+        return self._batcher.failure if self._batcher is not None else None
 
     def close(self) -> None:
         if self._batcher is not None:
