@@ -57,6 +57,40 @@ class DigestMismatch(PullError, ValueError):
     status_code = 500
 
 
+class InvalidBlob(LokalError, ValueError):
+    """An uploaded blob whose bytes do not match the digest it was sent under (or a malformed digest)."""
+
+    status_code = 400
+
+
+class DiskFull(LokalError, OSError):
+    """A write to lokal's store ran out of space. Whatever was half-written has been removed again."""
+
+    status_code = 507  # Insufficient Storage
+
+    def __init__(self, directory: object, needed: int | None, free: int | None, what: str) -> None:
+        self.needed, self.free = needed, free
+        sizes = []
+        if needed is not None:
+            sizes.append(f"it needs {_size(needed)}")
+        if free is not None:
+            sizes.append(f"{_size(free)} is free")
+        detail = f" ({' and '.join(sizes)})" if sizes else ""
+        super().__init__(
+            f"not enough disk space in {directory} for {what}{detail}; nothing was changed. "
+            "Free some space (lokal cache prune lists what can go) and try again"
+        )
+
+
+def _size(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1000 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{value:.1f} GB"  # pragma: no cover
+
+
 class InvalidModelFile(LokalError, ValueError):
     """A file that is not a readable GGUF model."""
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from lokal.config import Settings
-from lokal.errors import DigestMismatch, InvalidModelFile, ModelNotFound
+from lokal.errors import DigestMismatch, DiskFull, InvalidModelFile, ModelNotFound
 from lokal.store import ModelStore, blobs
 from lokal.store.blobs import hash_file, import_file
 from lokal.store.names import parse_name
@@ -139,7 +139,9 @@ def test_interrupted_copy_leaves_no_model(store: ModelStore, make_gguf, monkeypa
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(blobs, "_copy_chunks", failing_copy)
-    with pytest.raises(OSError, match="No space left"):
+    # A full disk is a DiskFull (still an OSError) that says so, with the size the import needed.
+    full = r"not enough disk space in .*blobs for importing half:latest \(it needs 5\.\d KB"
+    with pytest.raises(DiskFull, match=full):
         store.pull(str(path), name="half")
     assert store.list() == []
     assert not store.layout.manifest_path(parse_name("half")).exists()

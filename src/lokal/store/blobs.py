@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from lokal.errors import DigestMismatch
-from lokal.store.fsutil import fsync_dir
+from lokal.store.fsutil import check_free_space, disk_full_is_an_error, fsync_dir
 from lokal.store.layout import StoreLayout, digest_hex, temp_path
 from lokal.store.types import Progress
 
@@ -103,25 +103,28 @@ def import_parts(
     label: str = "copying",
 ) -> tuple[str, int]:
     """Concatenate `parts` into one new blob (copying), verify it, and return `(digest, size)`."""
-    layout.blobs.mkdir(parents=True, exist_ok=True)
-    tmp = temp_path(layout.blobs, "copy")
-    hasher = hashlib.sha256()
-    bar = _progress_bar(sum(p.stat().st_size for p in parts), label, progress)
-    try:
-        with tmp.open("xb") as out:
-            for part in parts:
-                with part.open("rb") as src:
-                    _copy_chunks(src, out, hasher, bar)
-            out.flush()
-            os.fsync(out.fileno())
-        return _place(layout, tmp, f"sha256:{hasher.hexdigest()}", expected, label)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-    finally:
-        if bar is not None:
-            bar.close()  # type: ignore[attr-defined]
+    total = sum(p.stat().st_size for p in parts)
+    with disk_full_is_an_error(layout.blobs, total, label):
+        layout.blobs.mkdir(parents=True, exist_ok=True)
+        check_free_space(layout.blobs, total, label)  # refuse before writing, not half-way through
+        tmp = temp_path(layout.blobs, "copy")
+        hasher = hashlib.sha256()
+        bar = _progress_bar(total, label, progress)
+        try:
+            with tmp.open("xb") as out:
+                for part in parts:
+                    with part.open("rb") as src:
+                        _copy_chunks(src, out, hasher, bar)
+                out.flush()
+                os.fsync(out.fileno())
+            return _place(layout, tmp, f"sha256:{hasher.hexdigest()}", expected, label)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise
+        finally:
+            if bar is not None:
+                bar.close()  # type: ignore[attr-defined]
 
 
 def import_file(

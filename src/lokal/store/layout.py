@@ -8,6 +8,9 @@ lokal's store (under `LOKAL_HOME`)::
     blobs/sha256-<64 hex>                    content-addressed GGUF files, shared between manifests
                                              (a manifest may point at a checkpoint folder outside
                                              the store instead: that folder is never touched)
+    uploads/sha256-<64 hex>                  blobs a client uploaded (POST /api/blobs) that no model
+                                             uses yet: /api/create moves one into blobs/, garbage
+                                             collection deletes the rest
     locks/<key>.lock                         fcntl.flock lock files (never deleted: unlinking a lock is racy)
     cache/gguf-info/sha256-<hex>.json        parsed GGUF metadata, so `lokal list` does not re-parse files
 
@@ -21,6 +24,7 @@ lokal only ever reads it.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import uuid
 from collections.abc import Iterator
@@ -81,6 +85,7 @@ class StoreLayout:
         self.home = Path(home)
         self.manifests = self.home / "manifests"
         self.blobs = self.home / "blobs"
+        self.uploads = self.home / "uploads"
         self.locks = self.home / "locks"
         self.info_cache = self.home / "cache" / "gguf-info"
 
@@ -89,6 +94,9 @@ class StoreLayout:
 
     def blob_path(self, digest: str) -> Path:
         return self.blobs / f"sha256-{digest_hex(digest)}"
+
+    def upload_path(self, digest: str) -> Path:
+        return self.uploads / f"sha256-{digest_hex(digest)}"
 
     def info_path(self, digest: str) -> Path:
         return self.info_cache / f"sha256-{digest_hex(digest)}.json"
@@ -99,31 +107,45 @@ class StoreLayout:
         return self.locks / f"{label}-{hashlib.sha256(key.encode()).hexdigest()[:16]}.lock"
 
     def iter_manifests(self) -> Iterator[tuple[ModelName, Path]]:
-        """Every manifest file with a valid name, skipping temp files and anything out of place."""
-        if not self.manifests.is_dir():
-            return
-        for path in sorted(self.manifests.rglob("*")):
-            rel = path.relative_to(self.manifests).parts
-            if any(part.startswith(".") for part in rel) or not path.is_file():
-                continue
-            name = _name_from_parts(rel)
+        """Every manifest file with a valid name, skipping temp files and anything out of place.
+
+        os.walk, not rglob: a listing that runs while `remove` deletes a name's now-empty folders must skip
+        them, not fail (rglob raised FileNotFoundError there)."""
+        found: list[Path] = []
+        for folder, dirs, files in os.walk(self.manifests):
+            dirs[:] = [d for d in dirs if not d.startswith(".")]
+            found.extend(Path(folder) / f for f in files if not f.startswith("."))
+        for path in sorted(found):
+            name = _name_from_parts(path.relative_to(self.manifests).parts)
             if name is not None:
                 yield name, path
 
     def iter_blobs(self) -> Iterator[tuple[str, Path]]:
         """(digest, path) for every finished blob; temp files are skipped."""
-        if not self.blobs.is_dir():
-            return
-        for path in self.blobs.iterdir():
-            match = re.fullmatch(r"sha256-([0-9a-f]{64})", path.name)
-            if match and path.is_file():
-                yield f"sha256:{match.group(1)}", path
+        return _content_addressed(self.blobs)
+
+    def iter_uploads(self) -> Iterator[tuple[str, Path]]:
+        """(digest, path) for every finished upload no model has taken yet."""
+        return _content_addressed(self.uploads)
 
     def iter_temp_files(self) -> Iterator[Path]:
         """Leftovers of interrupted writes (only safe to delete while holding the store lock exclusively)."""
-        for top in (self.blobs, self.manifests, self.info_cache):
-            if top.is_dir():
-                yield from (p for p in top.rglob(f"{TEMP_PREFIX}*") if p.is_file())
+        for top in (self.blobs, self.uploads, self.manifests, self.info_cache):
+            for folder, _dirs, files in os.walk(top):  # os.walk, unlike rglob, shrugs off folders removed meanwhile
+                for name in files:
+                    if name.startswith(TEMP_PREFIX):
+                        yield Path(folder) / name
+
+
+def _content_addressed(folder: Path) -> Iterator[tuple[str, Path]]:
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:  # no such folder yet
+        return
+    for entry in entries:
+        match = re.fullmatch(r"sha256-([0-9a-f]{64})", entry.name)
+        if match and entry.is_file():
+            yield f"sha256:{match.group(1)}", Path(entry.path)
 
 
 class OllamaLayout:

@@ -26,7 +26,7 @@ from lokal.store.layout import digest_hex
 SCHEMA_VERSION = 1  # a GGUF blob manifest
 FOLDER_SCHEMA_VERSION = 2  # a manifest that points at an external checkpoint folder
 READABLE_VERSIONS = (SCHEMA_VERSION, FOLDER_SCHEMA_VERSION)
-SOURCES = ("bundled", "file", "huggingface", "ollama")
+SOURCES = ("bundled", "file", "huggingface", "ollama", "upload")
 FORMATS = ("gguf", "safetensors")
 
 

@@ -20,15 +20,16 @@ from __future__ import annotations
 
 import builtins
 import contextlib
-import re
-from collections.abc import Iterator
+import dataclasses
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from lokal.config import Settings
 from lokal.engine.select import EngineName, engine_for, is_checkpoint, parse_engine
 from lokal.errors import InvalidModelFile, InvalidModelName, InvalidOptions, ModelNotFound, ReadOnlyModel
-from lokal.store import catalogue
+from lokal.store import catalogue, gc
 from lokal.store.blobs import import_file, import_parts
 from lokal.store.fsutil import file_lock, fsync_dir, remove_empty_parents
 from lokal.store.gguf_info import check_gguf_magic, read_gguf_info
@@ -60,12 +61,40 @@ from lokal.store.sources.checkpoint import (
     read_checkpoint_info,
     readme_license,
 )
-from lokal.store.sources.gguf_file import fetch_file, looks_like_path
+from lokal.store.sources.gguf_file import fetch_file, looks_like_path, looks_like_path_text
 from lokal.store.sources.huggingface import fetch_hf
 from lokal.store.sources.ollama import OllamaEntry, OllamaEntryError, OllamaStore
 from lokal.store.types import LocalModel, ModelDetails, Progress
+from lokal.store.uploads import parse_digest
 
-_DIGEST_IN_TEXT = re.compile(r"sha256[:-]([0-9a-f]{64})")
+
+@dataclasses.dataclass(frozen=True)
+class Layers:
+    """What a created model may set over its weights (Ollama's system, params and license layers); None keeps
+    the source's own."""
+
+    system: str | None = None
+    params: Mapping[str, Any] | None = None
+    license: str | None = None
+
+    @property
+    def empty(self) -> bool:
+        return self.system is None and self.params is None and self.license is None
+
+
+def check_name_only(ref: str) -> None:
+    """Refuse a pull reference that is not a model name (the server's rule), before any disk access: a path is
+    an `InvalidModelName` that says how to import a file instead, and so is a malformed name."""
+    if looks_like_path_text(ref):
+        raise InvalidModelName(
+            f"{ref.strip()[:60]!r} looks like a file path: the server imports no files by path. Upload the "
+            "file (POST /api/blobs/sha256:<digest>, then /api/create with files), or on the server "
+            "machine run: lokal pull ./file.gguf --name NAME"
+        )
+    if is_hf_ref(ref):
+        parse_hf_ref(ref)
+    else:
+        parse_name(ref)
 
 
 class _Unusable(Exception):
@@ -305,7 +334,7 @@ class ModelStore:
             )
             path = self.layout.manifest_path(target)
             write_manifest(path, manifest)
-        return self._from_manifest(target, path)
+            return self._from_manifest(target, path)  # inside the lock: a removal cannot slip in between
 
     def _import(
         self, target: ModelName, fetched: Fetched, *, progress: Progress, engine: EngineName | None = None
@@ -318,6 +347,7 @@ class ModelStore:
         check_gguf_magic(fetched.parts[0])
         parsed = read_gguf_info(fetched.parts[0]) if len(fetched.parts) == 1 else None
         label = f"importing {target}"
+        gc.sweep_temp_files(self.layout)  # what an earlier, interrupted import left (it may be gigabytes)
         with self._writing(target):
             if parsed is not None:
                 digest, size = import_file(
@@ -340,7 +370,7 @@ class ModelStore:
                 try:
                     self.infos.get(digest, self.layout.blob_path(digest))
                 except InvalidModelFile:
-                    if digest not in self._referenced_digests():
+                    if digest not in gc.referenced_digests(self.layout):
                         self.layout.blob_path(digest).unlink(missing_ok=True)
                     raise
             manifest = Manifest(
@@ -355,10 +385,16 @@ class ModelStore:
             )
             path = self.layout.manifest_path(target)
             write_manifest(path, manifest)
-        return self._from_manifest(target, path)
+            return self._from_manifest(target, path)  # inside the lock: a removal cannot slip in between
 
     def pull(
-        self, ref: str, *, name: str | None = None, progress: Progress = True, engine: str | None = None
+        self,
+        ref: str,
+        *,
+        name: str | None = None,
+        progress: Progress = True,
+        engine: str | None = None,
+        local_paths: bool = True,
     ) -> LocalModel:
         """Make a model available locally from a bundled package, a GGUF path, a checkpoint folder, hf.co/...
         or the catalogue.
@@ -367,6 +403,9 @@ class ModelStore:
         base name). `engine` ("llamacpp" | "transformers") is remembered by the entry; a checkpoint folder always
         remembers transformers. A name that is already in Ollama's store is returned as is (it is usable
         without pulling), or copied into lokal's store when `name` or `engine` asks for an entry of its own.
+
+        `local_paths=False` (the server's `/api/pull`) takes names only: a reference that looks like a path is
+        refused before anything on disk is looked at, so a client can neither import nor probe the server's files.
         """
         if not isinstance(ref, str) or not ref.strip():
             raise InvalidModelName(
@@ -378,6 +417,9 @@ class ModelStore:
             hf = parse_hf_ref(ref)
             fetched_hf = fetch_hf(hf.repo_id, hf.quant, progress=progress)
             return self._add(dest or hf.name, fetched_hf, progress=progress, engine=wanted)
+        if not local_paths:
+            check_name_only(ref)
+            return self._pull_name(ref, dest, wanted, progress)
         candidate = Path(ref.strip()).expanduser()
         if looks_like_checkpoint(candidate) or (looks_like_path(ref) and candidate.is_dir()):
             folder, default = fetch_folder(ref)
@@ -385,6 +427,10 @@ class ModelStore:
         if looks_like_path(ref):
             fetched, default = fetch_file(ref)
             return self._add(dest or parse_name(default), fetched, progress=progress, engine=wanted)
+        return self._pull_name(ref, dest, wanted, progress)
+
+    def _pull_name(self, ref: str, dest: ModelName | None, wanted: EngineName | None, progress: Progress) -> LocalModel:
+        """`pull` of a name (not a path): bundled, the catalogue, lokal's store, then Ollama's."""
         target = parse_name(ref)
         bundled = BUNDLED.get(str(target))
         if bundled is not None:
@@ -407,18 +453,24 @@ class ModelStore:
             pass
         raise ModelNotFound(ref.strip(), hint=self._hint(target, pulling=True))
 
-    def copy(self, source: str, destination: str, engine: str | None = None) -> LocalModel:
+    def copy(
+        self, source: str, destination: str, engine: str | None = None, *, layers: Layers | None = None
+    ) -> LocalModel:
         """Copy a model to a new name (blobs are shared; a checkpoint folder stays where it is). Copying an
         Ollama model imports its blob. `engine` sets the engine the new entry remembers (default: the source's);
-        copying a model onto its own name with a different `engine` just changes what it remembers."""
+        copying a model onto its own name with a different `engine` just changes what it remembers. `layers`
+        replaces the source's system prompt, default options or licence (what `/api/create` with `from` sets)."""
         src = self.resolve(source)
         dst = parse_name(destination)
         new_engine = parse_engine(engine) if engine is not None else src.engine
         folder = src.path if is_checkpoint(src) else None
         if folder is not None and new_engine == "llamacpp":
             raise _no_llamacpp(src.name)
-        if str(dst) == src.name and not src.read_only and new_engine == src.engine:
+        layers = layers or Layers()
+        if str(dst) == src.name and not src.read_only and new_engine == src.engine and layers.empty:
             return src
+        if src.read_only:  # an import: sweep first (under the name lock below, the sweep would find it taken)
+            gc.sweep_temp_files(self.layout)
         with self._writing(dst):
             if folder is not None:
                 if not folder.is_dir():  # moved or deleted since we resolved it
@@ -438,17 +490,68 @@ class ModelStore:
                 source=src.source,
                 origin=origin,
                 created_at=now(),
-                params=dict(src.params),
-                system=src.system,
+                params=dict(src.params if layers.params is None else layers.params),
+                system=src.system if layers.system is None else layers.system,
                 template=src.template,
-                license=src.license,
+                license=src.license if layers.license is None else layers.license,
                 path=folder,
                 format="gguf" if folder is None else src.details.format,
                 engine=new_engine,
             )
             path = self.layout.manifest_path(dst)
             write_manifest(path, manifest)
-        return self._from_manifest(dst, path)
+            return self._from_manifest(dst, path)  # inside the lock: a removal cannot slip in between
+
+    def create_from_blob(self, name: str, filename: str, digest: str, *, layers: Layers | None = None) -> LocalModel:
+        """A model from a GGUF a client uploaded (`/api/create` with `files`), or a blob already in the store.
+
+        The digest names the blob; nothing else is read, so no client-given path is ever opened. An upload is
+        checked (GGUF magic and header) before it moves into `blobs/`; one that is not a GGUF is deleted."""
+        target = parse_name(name)
+        layers = layers or Layers()
+        digest = parse_digest(digest)
+        blob, upload = self.layout.blob_path(digest), self.layout.upload_path(digest)
+        with self._writing(target):
+            if not blob.is_file():
+                if not upload.is_file():
+                    raise InvalidOptions(
+                        f"files: no blob {digest[:19]}… for {filename!r}: upload it first with POST /api/blobs/{digest}"
+                    )
+                try:
+                    check_gguf_magic(upload)
+                    self.infos.put(digest, read_gguf_info(upload))
+                except InvalidModelFile:
+                    upload.unlink(missing_ok=True)
+                    raise InvalidModelFile(
+                        f"files: {filename!r} is not a GGUF model (lokal runs GGUF files: convert with "
+                        "llama.cpp's convert_hf_to_gguf.py, then upload the .gguf); the upload was deleted"
+                    ) from None
+                self.layout.blobs.mkdir(parents=True, exist_ok=True)
+                upload.replace(blob)  # same file system: a rename, atomic
+                fsync_dir(self.layout.blobs)
+            else:
+                try:
+                    self.infos.get(digest, blob)
+                except InvalidModelFile:
+                    raise InvalidModelFile(f"files: {filename!r} is not a GGUF model") from None
+            manifest = Manifest(
+                name=str(target),
+                digest=digest,
+                size=blob.stat().st_size,
+                source="upload",
+                origin=f"uploaded as {filename}",
+                created_at=now(),
+                params=dict(layers.params or {}),
+                system=layers.system,
+                license=layers.license,
+            )
+            path = self.layout.manifest_path(target)
+            write_manifest(path, manifest)
+            return self._from_manifest(target, path)
+
+    def sweep_temp_files(self) -> int:
+        """Delete what interrupted writes left, unless a write is under way (see `gc.sweep_temp_files`)."""
+        return gc.sweep_temp_files(self.layout)
 
     def remove(self, name: str) -> None:
         """Delete a model name; its blob goes too unless another manifest still uses it. For a checkpoint
@@ -473,33 +576,9 @@ class ModelStore:
             )
         raise ModelNotFound(name.strip(), hint="nothing to remove (see lokal list)")
 
-    def _referenced_digests(self) -> set[str]:
-        """Digests used by any manifest. One this lokal cannot parse (a newer schema) still protects
-        every digest that appears in its text."""
-        referenced: set[str] = set()
-        for _, path in self.layout.iter_manifests():
-            try:
-                referenced.add(read_manifest(path).digest)
-            except ManifestError:
-                with contextlib.suppress(OSError):
-                    text = path.read_text(errors="replace")
-                    referenced |= {f"sha256:{h}" for h in _DIGEST_IN_TEXT.findall(text)}
-        return referenced
-
     def _collect_garbage(self) -> None:
-        """Delete blobs no manifest references, and temp files left by crashed writers.
-
-        The caller holds the store lock exclusively, so no pull is between its blob and its manifest. Only
-        `blobs/`, `manifests/` and the info cache are looked at: a checkpoint folder a manifest points at is
-        outside all three, so nothing here can delete it.
-        """
-        referenced = self._referenced_digests()
-        for digest, blob in self.layout.iter_blobs():
-            if digest not in referenced:
-                blob.unlink(missing_ok=True)
-                self.infos.forget(digest)
-        for tmp in self.layout.iter_temp_files():
-            tmp.unlink(missing_ok=True)
+        """Unreferenced blobs, leftover uploads and temp files (the caller holds the store lock exclusively)."""
+        gc.collect_garbage(self.layout, self.infos)
 
     # -- hints ---------------------------------------------------------------------------------
 

@@ -8,7 +8,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
-Source = Literal["bundled", "file", "huggingface", "ollama"]
+Source = Literal["bundled", "file", "huggingface", "ollama", "upload"]
 
 #: How a pull reports progress: True draws a progress bar on stderr, False is silent, and a callable is
 #: called with (bytes done, bytes in total) as the copy or download advances (the server streams these).

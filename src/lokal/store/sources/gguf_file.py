@@ -13,14 +13,16 @@ from lokal.store.names import sanitise
 from lokal.store.sources import Fetched
 
 
-def looks_like_path(ref: str) -> bool:
-    """True for references that should be read as a file path rather than a model name."""
+def looks_like_path_text(ref: str) -> bool:
+    """True for references whose text reads as a file path (no disk access: safe on a client's input)."""
     text = ref.strip()
-    return (
-        text.lower().endswith(".gguf")
-        or text.startswith(("/", "./", "../", "~", "\\"))
-        or (Path(text).expanduser().is_file())
-    )
+    return text.lower().endswith(".gguf") or text.startswith(("/", "./", "../", "~", "\\"))
+
+
+def looks_like_path(ref: str) -> bool:
+    """True for references that should be read as a file path rather than a model name (the CLI's rule: it
+    also asks the disk whether a file of that name exists)."""
+    return looks_like_path_text(ref) or Path(ref.strip()).expanduser().is_file()
 
 
 def default_name(path: Path) -> str:

@@ -1,0 +1,110 @@
+"""Blobs a client uploads over HTTP (`POST /api/blobs/sha256:<hex>`, how Ollama's clients import a local GGUF).
+
+Why a folder of their own (`uploads/`): an upload is not a model yet. Kept apart from `blobs/`, it can never be
+mistaken for a model's weights, and garbage collection can tell an upload no model took from a blob a manifest
+still needs. `/api/create` with `files` moves the upload into `blobs/` (a rename, same file system) when it
+writes the manifest.
+
+The bytes go to a temp file in `uploads/` while they are hashed and, only if they match the digest they were
+sent under, are renamed to `uploads/sha256-<hex>`: a half-sent or wrong upload never appears under a digest.
+The store lock is held shared while the upload is written, so garbage collection (exclusive) cannot delete the
+temp file under it; a server killed mid-upload leaves a `.tmp-` file that the next sweep removes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+from typing import BinaryIO
+
+from lokal.errors import InvalidBlob
+from lokal.store.fsutil import check_free_space, disk_full_is_an_error, file_lock, fsync_dir
+from lokal.store.layout import StoreLayout, digest_hex, temp_path
+
+
+def parse_digest(text: str) -> str:
+    """`sha256:<hex>` (or Ollama's `sha256-<hex>`) as `sha256:<hex>`; `InvalidBlob` otherwise."""
+    try:
+        return f"sha256:{digest_hex(text)}"
+    except ValueError:
+        raise InvalidBlob(f"invalid digest {text[:80]!r}: expected sha256:<64 hex digits>") from None
+
+
+class BlobUpload:
+    """One upload on its way into `uploads/`: `write()` chunks, then `commit()`, or `abort()` to drop it.
+
+    Blocking file I/O: call it from a worker thread, never on the event loop."""
+
+    def __init__(self, layout: StoreLayout, digest: str, *, expected_size: int | None = None) -> None:
+        self.layout = layout
+        self.digest = parse_digest(digest)
+        self.size = 0
+        self._what = f"uploading {self.digest[:19]}…"
+        self._hasher = hashlib.sha256()
+        self._locks = contextlib.ExitStack()
+        self._file: BinaryIO | None = None
+        self._locks.enter_context(file_lock(layout.lock_path("store"), shared=True))
+        try:
+            with disk_full_is_an_error(layout.uploads, expected_size, self._what):
+                layout.uploads.mkdir(parents=True, exist_ok=True)
+                if expected_size is not None:
+                    check_free_space(layout.uploads, expected_size, self._what)
+                self._tmp = temp_path(layout.uploads, "upload")
+                self._file = self._tmp.open("xb")
+        except BaseException:
+            self._locks.close()
+            raise
+
+    def write(self, chunk: bytes) -> None:
+        assert self._file is not None, "write() after commit() or abort()"
+        try:
+            with disk_full_is_an_error(self.layout.uploads, None, self._what):
+                self._file.write(chunk)
+        except BaseException:
+            self.abort()
+            raise
+        self._hasher.update(chunk)
+        self.size += len(chunk)
+
+    def commit(self) -> bool:
+        """Verify and keep the upload; True when it was new, False when the store already had this blob."""
+        assert self._file is not None, "commit() after commit() or abort()"
+        try:
+            with disk_full_is_an_error(self.layout.uploads, self.size, self._what):
+                self._file.flush()
+                os.fsync(self._file.fileno())
+                self._file.close()
+                self._file = None
+            actual = f"sha256:{self._hasher.hexdigest()}"
+            if actual != self.digest:
+                raise InvalidBlob(
+                    f"the uploaded bytes do not match their digest: they hash to {actual[:19]}…, the URL says "
+                    f"{self.digest[:19]}…; nothing was stored (send the file again, unchanged)"
+                )
+            if self.layout.blob_path(self.digest).is_file() or self.layout.upload_path(self.digest).is_file():
+                self._tmp.unlink()
+                return False
+            self._tmp.replace(self.layout.upload_path(self.digest))
+            fsync_dir(self.layout.uploads)
+            return True
+        except BaseException:
+            self.abort()
+            raise
+        finally:
+            self._locks.close()
+
+    def abort(self) -> None:
+        """Drop what was written (a client that left, a failed write). Safe to call more than once."""
+        if self._file is not None:
+            with contextlib.suppress(OSError):
+                self._file.close()
+            self._file = None
+        with contextlib.suppress(OSError):
+            self._tmp.unlink()
+        self._locks.close()
+
+
+def has_blob(layout: StoreLayout, digest: str) -> bool:
+    """Whether the store holds this blob, as a model's weights or as an upload waiting for /api/create."""
+    return layout.blob_path(digest).is_file() or layout.upload_path(digest).is_file()
