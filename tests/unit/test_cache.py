@@ -396,3 +396,20 @@ def test_a_manifest_without_its_blob_is_a_warning(stores: Stores) -> None:
     report = scan_caches(stores.settings).report
     assert "lokal: ghost:latest has no blob (sha256-000000" in " ".join(report.warnings)
     assert all(e.name != "ghost:latest" for e in report.entries)
+
+
+def test_an_upload_no_model_took_is_listed_and_pruned(stores: Stores) -> None:
+    from lokal.store.uploads import BlobUpload
+
+    data = b"x" * 33
+    up = BlobUpload(stores.store.layout, "sha256:" + hashlib.sha256(data).hexdigest())
+    up.write(data)
+    up.commit()
+    scan = scan_caches(stores.settings)
+    entry = next(e for e in scan.report.entries if e.name.startswith("upload sha256:"))
+    assert (entry.source, entry.kind, entry.size_bytes) == ("lokal", "unreferenced", 33)
+    assert "no model was created from it" in entry.detail
+    plan = plan_prune(scan, PruneCriteria(incomplete=True))
+    assert entry.name in {i.name for i in plan.delete}
+    execute_prune(plan, scan, stores.store)
+    assert list(stores.store.layout.iter_uploads()) == []

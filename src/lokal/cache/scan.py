@@ -214,6 +214,22 @@ def _scan_lokal(layout: StoreLayout, warnings: list[str]) -> tuple[list[_Raw], s
                     digest=digest,
                 )
             )
+    for digest, upload in layout.iter_uploads():
+        with contextlib.suppress(OSError):
+            ref = stat_file(upload)
+            raws.append(
+                _Raw(
+                    "lokal",
+                    "unreferenced",
+                    f"upload {digest[:19]}…",
+                    [ref],
+                    ref.path,
+                    ref.atime,
+                    ref.mtime,
+                    detail="uploaded (POST /api/blobs) but no model was created from it",
+                    digest=digest,
+                )
+            )
     for tmp in layout.iter_temp_files():
         with contextlib.suppress(OSError):
             ref = stat_file(tmp)
