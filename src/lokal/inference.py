@@ -81,6 +81,20 @@ def _num_ctx(manager: EngineManager, model: str, options: Mapping[str, Any] | Op
     return Options.from_mapping({"num_ctx": default}).num_ctx if default is not None else None
 
 
+def model_params(parameters: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """Default options a created model records (`/api/create` `parameters`, a Modelfile's PARAMETER lines):
+    each must be an option lokal implements, with a valid value. An unknown one is an error naming it, so a
+    model is never created with a setting it would silently not use."""
+    if parameters is None:
+        return None
+    known = sorted(field.name for field in dataclasses.fields(Options))
+    unknown = sorted(set(parameters) - set(known))
+    if unknown:
+        raise InvalidOptions(f"parameters: lokal has no parameter {unknown[0]!r}; it supports {', '.join(known)}")
+    Options.from_mapping(parameters)  # types and ranges, with the option's name in the message
+    return dict(parameters)
+
+
 def load(manager: EngineManager, model: str, *, options: Any = None, keep_alive: Any = None) -> int:
     """Load a model without generating (Ollama's empty prompt); returns the load time in ns."""
     alive = keep_alive_seconds(keep_alive)

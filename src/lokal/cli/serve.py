@@ -51,6 +51,7 @@ def serve_cmd(state: Any, host: str | None, port: int | None, preload: tuple[str
     import uvicorn
 
     from lokal.server.app import create_app
+    from lokal.server.security import exposure_warning
 
     overrides.pop("engine", None)  # already applied to state.settings by the option
     changes: dict[str, Any] = {}
@@ -76,6 +77,9 @@ def serve_cmd(state: Any, host: str | None, port: int | None, preload: tuple[str
     if port is not None:
         bind_port = port
     app = create_app(settings, preload=preload)
+    warning = exposure_warning(bind_host, bind_port, settings.api_key)
+    if warning:
+        click.secho(warning, err=True, fg="yellow")
     engine = f"; engine: {settings.engine}" if settings.engine else ""
     click.echo(
         f"lokal {app.version} serving Ollama's API on http://{bind_host}:{bind_port} (OpenAI's at /v1){engine}; "

@@ -1,7 +1,11 @@
 """`create_app(settings, manager)`: the FastAPI application behind `lokal serve`.
 
-State lives on `app.state` (settings, store, manager, metrics); the lifespan preloads models when asked and
-unloads everything on shut-down. Nothing here is a module-level global, so tests run several apps at once.
+State lives on `app.state` (settings, store, manager, metrics); the lifespan sweeps what interrupted writes left
+in the store, preloads models when asked and unloads everything on shut-down. Nothing here is a module-level
+global, so tests run several apps at once.
+
+Layers, outermost first: the error boundary (request ids; any unexpected exception becomes a JSON 500), metrics,
+the guards (Host check, API key, body limit), CORS, then FastAPI's own exception handlers and the routes.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import os
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
+import anyio
 from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
@@ -28,6 +33,9 @@ log = logging.getLogger(__name__)
 
 #: Response header of `/health` carrying the server's process id (a header, so the JSON body stays as it was).
 PID_HEADER = "X-Lokal-Pid"
+#: Worker threads store writes (pulls, copies, creates, deletes, uploads) may hold at once. The rest of anyio's
+#: pool (40) stays free, so slow or stuck store work cannot starve /api/tags or generation.
+STORE_IO_THREADS = 4
 
 #: Browsers on these origins may call the API (Ollama's defaults); OLLAMA_ORIGINS adds more.
 LOCAL_ORIGIN_REGEX = (
@@ -49,6 +57,10 @@ def create_app(settings: Settings, manager: Any = None, *, store: Any = None, pr
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.ready = not preload
+        app.state.store_io = anyio.CapacityLimiter(STORE_IO_THREADS)
+        swept = await in_thread(store.sweep_temp_files)
+        if swept:
+            log.info("removed %d temp files left by interrupted imports", swept)
         try:
             for name in preload:
                 from lokal import inference
@@ -80,13 +92,18 @@ def create_app(settings: Settings, manager: Any = None, *, store: Any = None, pr
 
     @app.get("/health")
     async def health(request: Request) -> JSONResponse:
-        """200 when ready to serve; 503 while models named at start-up are still loading.
+        """200 when ready to serve; 503 while models named at start-up are still loading, or while a loaded
+        model's engine has failed (it is reloaded at the next request for it).
 
         The `X-Lokal-Pid` header names the serving process, so `lokal bench --url` can sample its memory."""
         loaded = [e.name for e in manager.loaded()]
         pid = {PID_HEADER: str(os.getpid())}
         if not request.app.state.ready:
             return JSONResponse({"status": "loading", "loaded": loaded}, status_code=503, headers=pid)
+        failed = [{"model": name, "error": why} for name, why in manager.failed()]
+        if failed:  # replaced at the next request for the model; until then, say so
+            body = {"status": "degraded", "loaded": loaded, "failed": failed}
+            return JSONResponse(body, status_code=503, headers=pid)
         return JSONResponse({"status": "ok", "loaded": loaded}, headers=pid)
 
     @app.get("/metrics")
@@ -108,4 +125,5 @@ def create_app(settings: Settings, manager: Any = None, *, store: Any = None, pr
         max_body_bytes=settings.max_body_bytes,
     )
     app.add_middleware(MetricsMiddleware, metrics=metrics)
+    app.add_middleware(errors.ErrorBoundaryMiddleware)
     return app

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -36,9 +36,15 @@ class _EngineCollector(Collector):
             queue.add_metric([entry.name], wait)
             running.add_metric([entry.name], run)
             slots.add_metric([entry.name], entry.engine.num_parallel)
+        failures = CounterMetricFamily(
+            "lokal_engine_failures", "Engines replaced after their worker failed", labels=["model"]
+        )
+        for name, count in sorted(self.manager.failures.items()):
+            failures.add_metric([name], count)
         yield queue
         yield running
         yield slots
+        yield failures
         yield GaugeMetricFamily("lokal_loaded_models", "Models loaded in memory", value=len(loaded))
 
 

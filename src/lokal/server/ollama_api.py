@@ -2,7 +2,11 @@
 
 Handlers validate, then hand every blocking step (a model load, tokenising, store I/O) to a worker thread;
 generation streams from the engine's worker through `TokenStream`'s asyncio hand-off, so the event loop
-never waits on llama.cpp.
+never waits on llama.cpp. Store writes (pull, create, copy, delete, blob uploads) run under the app's
+`store_io` limiter, so clients that start many of them cannot take every worker thread.
+
+No route opens a path a client gave: `/api/pull` takes names only, and local files reach the store the way
+Ollama's clients send them, uploaded through `/api/blobs/<digest>` and named by digest in `/api/create`.
 """
 
 from __future__ import annotations
@@ -14,11 +18,14 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from starlette.requests import ClientDisconnect
 
 from lokal import inference, shapes
 from lokal._version import __version__
 from lokal.errors import InvalidOptions, LokalError
 from lokal.server import ollama_schemas as S
+from lokal.server.body import JSONBodyRoute
+from lokal.server.errors import internal_error_message, log_internal_error, request_id
 from lokal.server.streaming import (
     ClientGone,
     DisconnectAwareStreamingResponse,
@@ -26,10 +33,14 @@ from lokal.server.streaming import (
     ndjson_line,
     race_disconnect,
 )
+from lokal.store.sources.gguf_file import looks_like_path_text
+from lokal.store.store import Layers, check_name_only
+from lokal.store.uploads import BlobUpload, has_blob, parse_digest
 
-router = APIRouter()
+router = APIRouter(route_class=JSONBodyRoute)
 NDJSON = "application/x-ndjson"
 PULL_PROGRESS_INTERVAL = 0.1  # seconds between progress lines while a pull copies or downloads
+UPLOAD_WRITE_BYTES = 4 << 20  # an upload's body is written to disk in pieces of about this size
 
 
 @router.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
@@ -93,8 +104,11 @@ async def _answer(request: Request, run: inference.Run, *, chat: bool, stream: b
             metrics.completed(model, completion, first_at - started if first_at else None)
             yield ndjson_line(final(completion))
         except LokalError as exc:  # after the first byte the status is sent: report in the stream
-            finished = True
             yield ndjson_line({"error": str(exc)})
+        except Exception as exc:  # the same, for what nobody expected (logged under the request id)
+            rid = request_id(request)
+            log_internal_error(rid, request.method, request.url.path, exc)
+            yield ndjson_line({"error": internal_error_message(rid)})
         finally:
             if not finished:
                 run.cancel()
@@ -203,7 +217,8 @@ async def ps(request: Request) -> dict[str, Any]:
 
 @router.post("/api/copy")
 async def copy(body: S.CopyRequest, request: Request) -> Response:
-    await in_thread(request.app.state.store.copy, body.source, body.destination)
+    state = request.app.state
+    await in_thread(state.store.copy, body.source, body.destination, limiter=state.store_io)
     return Response(status_code=200)
 
 
@@ -211,8 +226,8 @@ async def copy(body: S.CopyRequest, request: Request) -> Response:
 async def delete(body: S.ModelRequest, request: Request) -> Response:
     state = request.app.state
     name = (await in_thread(state.store.resolve, body.model)).name
-    state.manager.unload(name)
-    await in_thread(state.store.remove, body.model)
+    await in_thread(state.manager.unload, name)
+    await in_thread(state.store.remove, body.model, limiter=state.store_io)
     return Response(status_code=200)
 
 
@@ -221,10 +236,11 @@ async def pull(body: S.PullRequest, request: Request) -> Response:
     """Pull with Ollama's progress messages: byte counts while a file is copied or downloaded, then the
     digest; a failure after the stream started is an `{"error": ...}` line, as Ollama sends it. A client
     that leaves does not stop the pull (it finishes in its thread and the store stays consistent)."""
-    store = request.app.state.store
+    store, limiter = request.app.state.store, request.app.state.store_io
+    check_name_only(body.model)  # a path or a malformed name: a 400 before any stream starts
 
     if not body.stream:
-        await in_thread(store.pull, body.model, progress=False)
+        await in_thread(store.pull, body.model, progress=False, local_paths=False, limiter=limiter)
         return JSONResponse({"status": "success"})
 
     async def events() -> AsyncIterator[bytes]:
@@ -240,7 +256,9 @@ async def pull(body: S.PullRequest, request: Request) -> Response:
             loop.call_soon_threadsafe(updates.put_nowait, (done, total))
 
         yield ndjson_line({"status": "pulling manifest"})
-        task = asyncio.ensure_future(in_thread(store.pull, body.model, progress=report))
+        task = asyncio.ensure_future(
+            in_thread(store.pull, body.model, progress=report, local_paths=False, limiter=limiter)
+        )
         while not task.done():
             getter = asyncio.ensure_future(updates.get())
             finished, _ = await asyncio.wait({task, getter}, return_when=asyncio.FIRST_COMPLETED)
@@ -265,27 +283,97 @@ async def pull(body: S.PullRequest, request: Request) -> Response:
     return DisconnectAwareStreamingResponse(events(), media_type=NDJSON)
 
 
+#: `/api/create` fields lokal recognises and does not implement: each is a 400 naming it, never dropped.
+_CREATE_UNSUPPORTED = {
+    "template": "a chat template override (Ollama's Go template language) is not supported yet",
+    "messages": "seeding a model with messages is not supported yet",
+    "adapters": "LoRA adapters are not supported",
+    "quantize": "quantizing while creating is not supported: quantize with llama.cpp's llama-quantize first",
+}
+
+
 @router.post("/api/create")
 async def create(body: S.CreateRequest, request: Request) -> Response:
-    """Create `model` from a model already in the store (`from`) or a GGUF file path on this machine."""
-    store = request.app.state.store
-    source = body.from_
-    if not source:
-        raise InvalidOptions("create needs 'from': an existing model name or a GGUF file path on the server")
-    if store_has := await in_thread(_resolvable, store, source):
-        await in_thread(store.copy, store_has, body.model)
+    """Create `model` from a model in the store (`from`) or from an uploaded GGUF (`files`: name -> digest), with
+    an optional system prompt, default parameters and licence. Never from a path: see `/api/blobs`."""
+    state = request.app.state
+    for field, why in _CREATE_UNSUPPORTED.items():
+        if getattr(body, field):
+            raise InvalidOptions(f"create: '{field}' is not supported: {why}")
+    if bool(body.from_) == bool(body.files):
+        raise InvalidOptions(
+            "create needs exactly one of 'from' (a model name) or 'files' (a GGUF uploaded with "
+            'POST /api/blobs/<digest>, as {"model.gguf": "sha256:..."})'
+        )
+    layers = Layers(
+        system=body.system,
+        params=inference.model_params(body.parameters),
+        license="\n\n".join(body.license) if isinstance(body.license, list) else body.license,
+    )
+    lines = [{"status": "parsing GGUF"}]
+    if body.files:
+        if len(body.files) != 1 or not next(iter(body.files)).lower().endswith(".gguf"):
+            raise InvalidOptions(
+                f"create: 'files' must name one .gguf file, got {sorted(body.files)[:4]}; lokal creates models "
+                "from GGUF files (convert safetensors with llama.cpp's convert_hf_to_gguf.py first)"
+            )
+        filename, digest = next(iter(body.files.items()))
+        await in_thread(
+            state.store.create_from_blob, body.model, filename, digest, layers=layers, limiter=state.store_io
+        )
+        lines.append({"status": f"using existing layer {digest}"})
     else:
-        await in_thread(store.pull, source, name=body.model, progress=False)
+        if looks_like_path_text(body.from_):
+            raise InvalidOptions(
+                f"create: 'from' must be a model name, not a path ({body.from_[:60]!r}): the server opens no "
+                "files by path; upload the GGUF with POST /api/blobs/<digest> and use 'files'"
+            )
+        await in_thread(state.store.copy, body.from_, body.model, layers=layers, limiter=state.store_io)
+    lines += [{"status": "writing manifest"}, {"status": "success"}]
     if body.stream:
-        lines = [{"status": "parsing GGUF"}, {"status": "writing manifest"}, {"status": "success"}]
         return Response(b"".join(ndjson_line(x) for x in lines), media_type=NDJSON)
     return JSONResponse({"status": "success"})
 
 
-def _resolvable(store: Any, name: str) -> str | None:
-    from lokal.errors import InvalidModelName, ModelNotFound
+# -- blobs ----------------------------------------------------------------------------------------
 
+
+@router.head("/api/blobs/{digest}")
+async def blob_exists(digest: str, request: Request) -> Response:
+    """200 when the store has this blob (a model's weights, or an upload waiting for /api/create), else 404."""
+    parsed = parse_digest(digest)
+    if await in_thread(has_blob, request.app.state.store.layout, parsed):
+        return Response(status_code=200)
+    return JSONResponse({"error": f'blob "{parsed}" not found'}, status_code=404)
+
+
+@router.post("/api/blobs/{digest}", status_code=201)
+async def upload_blob(digest: str, request: Request) -> Response:
+    """Receive a file's raw bytes under their sha256: 201 when stored, 200 when the store already had them, 400
+    when the bytes do not match the digest (nothing is kept). Not subject to the JSON body limit (a GGUF is
+    gigabytes); the free disk space is checked against Content-Length first."""
+    state = request.app.state
+    layout = state.store.layout
+    parsed = parse_digest(digest)
+    if await in_thread(has_blob, layout, parsed):
+        return Response(status_code=200)
+    length = request.headers.get("content-length", "")
+    expected = int(length) if length.isdigit() else None
+    upload = await in_thread(BlobUpload, layout, parsed, expected_size=expected, limiter=state.store_io)
     try:
-        return store.resolve(name).name
-    except (ModelNotFound, InvalidModelName):
-        return None
+        pending = bytearray()
+        async for chunk in request.stream():
+            pending += chunk
+            if len(pending) >= UPLOAD_WRITE_BYTES:
+                await in_thread(upload.write, bytes(pending), limiter=state.store_io)
+                pending.clear()
+        if pending:
+            await in_thread(upload.write, bytes(pending), limiter=state.store_io)
+        created = await in_thread(upload.commit, limiter=state.store_io)
+    except ClientDisconnect:
+        upload.abort()
+        return Response(status_code=499)
+    except BaseException:
+        upload.abort()  # a temp file's close and unlink: quick, and it must happen even when cancelled
+        raise
+    return Response(status_code=201 if created else 200)

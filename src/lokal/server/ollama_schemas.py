@@ -90,6 +90,14 @@ class CopyRequest(_Request):
 class CreateRequest(_ModelRequest):
     from_: str | None = None
     files: dict[str, str] | None = None
+    system: str | None = None
+    parameters: dict[str, Any] | None = None
+    license: str | list[str] | None = None
+    # Recognised, not implemented: each is refused with a 400 that names it, never silently dropped.
+    template: str | None = None
+    messages: list[dict[str, Any]] | None = None
+    adapters: dict[str, str] | None = None
+    quantize: str | None = None
     stream: bool = True
     model_config = ConfigDict(extra="ignore", strict=True, populate_by_name=True)
 

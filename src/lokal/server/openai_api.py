@@ -24,6 +24,8 @@ from pydantic import BaseModel, ConfigDict
 
 from lokal import inference
 from lokal.errors import InvalidOptions, LokalError, ModelNotFound
+from lokal.server.body import JSONBodyRoute
+from lokal.server.errors import internal_error_message, log_internal_error, request_id
 from lokal.server.streaming import (
     SSE_DONE,
     ClientGone,
@@ -33,7 +35,7 @@ from lokal.server.streaming import (
     sse_event,
 )
 
-router = APIRouter(prefix="/v1")
+router = APIRouter(prefix="/v1", route_class=JSONBodyRoute)
 
 
 class _Body(BaseModel):
@@ -241,9 +243,13 @@ async def _respond(request: Request, run: inference.Run, body: _Sampling, *, cha
                     }
                 )
             yield SSE_DONE
-        except LokalError as exc:
-            finished = True
+        except LokalError as exc:  # after the first byte the status is sent: report in the stream
             yield sse_event({"error": {"message": str(exc), "type": "api_error", "param": None, "code": None}})
+        except Exception as exc:  # the same, for what nobody expected (logged under the request id)
+            rid = request_id(request)
+            log_internal_error(rid, request.method, request.url.path, exc)
+            message = internal_error_message(rid)
+            yield sse_event({"error": {"message": message, "type": "api_error", "param": None, "code": None}})
         finally:
             if not finished:
                 run.cancel()

@@ -4,7 +4,9 @@
   header names anything but this machine is refused with 403 — a web page on another origin cannot reach
   the local API through a rebound DNS name.
 - An optional API key (`LOKAL_API_KEY`): every route but `/` and `/health` needs `Authorization: Bearer`.
-- A body-size limit, checked against `Content-Length` and while the body streams in.
+- A body-size limit, checked against `Content-Length` and while the body streams in (a chunked body over the
+  limit is a 413 too). Blob uploads (`/api/blobs/`, gigabytes of GGUF) are exempt: their size is checked
+  against the free disk space instead.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 OPEN_PATHS = frozenset({"/", "/health"})
+UNLIMITED_BODY_PREFIX = "/api/blobs/"
 
 
 def is_loopback_host(host: str) -> bool:
@@ -30,6 +33,18 @@ def is_loopback_host(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return host == "localhost"
+
+
+def exposure_warning(host: str, port: int, api_key: str | None) -> str | None:
+    """What `lokal serve` prints when it listens beyond loopback without an API key (the Host check is off
+    then, since other machines are meant to reach it): anyone on the network can use and manage its models."""
+    if is_loopback_host(host) or api_key:
+        return None
+    return (
+        f"warning: lokal is listening on {host}:{port} without an API key: anyone who can reach this machine "
+        "can run, pull, create and delete its models. Set LOKAL_API_KEY=<secret> to require "
+        "'Authorization: Bearer <secret>', or bind to 127.0.0.1"
+    )
 
 
 def host_is_local(header: str) -> bool:
@@ -90,6 +105,9 @@ class GuardMiddleware:
                     [(b"www-authenticate", b"Bearer")],
                 )
                 return
+        if scope["path"].startswith(UNLIMITED_BODY_PREFIX):
+            await self.app(scope, receive, send)
+            return
         length = headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > self.max_body_bytes:
             await _reject(send, scope, 413, f"request body too large: limit is {self.max_body_bytes} bytes")

@@ -88,9 +88,14 @@ class ClientGone(Exception):
     """The client disconnected before its answer was ready."""
 
 
-async def in_thread(func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """Run a blocking call (a model load, tokenising a long prompt) off the event loop."""
-    return await anyio.to_thread.run_sync(partial(func, *args, **kwargs))
+async def in_thread(
+    func: Callable[..., T], *args: Any, limiter: anyio.CapacityLimiter | None = None, **kwargs: Any
+) -> T:
+    """Run a blocking call (a model load, tokenising a long prompt) off the event loop.
+
+    `limiter` bounds how many threads one kind of work may hold: store writes (pulls, copies, uploads) run under
+    the app's `store_io` limiter, so however many of them clients start, threads stay free for everything else."""
+    return await anyio.to_thread.run_sync(partial(func, *args, **kwargs), limiter=limiter)
 
 
 async def aiter_pieces(stream: Any) -> AsyncIterator[str]:
