@@ -47,7 +47,8 @@ def parse_duration(value: str | float | int | None) -> float | None:
     if isinstance(value, bool):
         raise InvalidOptions(f"invalid duration {value!r}: expected seconds or a duration like '5m'")
     if isinstance(value, int | float):
-        seconds = float(value) if abs(value) <= MAX_DURATION_SECONDS else math.copysign(math.inf, value)
+        # Compared before converting: float() of a huge int overflows, and NaN fails every comparison.
+        seconds = float(value) if not abs(value) > MAX_DURATION_SECONDS else (math.inf if value > 0 else -math.inf)
     else:
         text = value.strip()
         sign = -1.0 if text.startswith("-") else 1.0
