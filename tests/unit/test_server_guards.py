@@ -129,3 +129,47 @@ def test_an_engine_error_while_collecting_is_a_json_500(client: TestClient, monk
     assert response.status_code == 500
     assert response.json() == {"error": "decode failed"}
     assert client.get("/api/tags").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("host", "key", "warns"),
+    [
+        ("0.0.0.0", None, True),
+        ("::", None, True),
+        ("192.168.1.5", None, True),
+        ("0.0.0.0", "s3cret", False),
+        ("127.0.0.1", None, False),
+        ("::1", None, False),
+        ("localhost", None, False),
+    ],
+)
+def test_listening_beyond_loopback_without_a_key_is_warned_about(host, key, warns):
+    from lokal.server.security import exposure_warning
+
+    warning = exposure_warning(host, 11434, key)
+    assert (warning is not None) == warns
+    if warns:
+        assert f"listening on {host}:11434 without an API key" in warning and "LOKAL_API_KEY" in warning
+
+
+def test_openai_options_extension_values_are_not_replaced_by_the_defaults():
+    from lokal.server.openai_api import ChatCompletionRequest
+
+    def options(**body):
+        return ChatCompletionRequest(model="m", messages=[], **body).ollama_options()
+
+    assert options()["temperature"] == options()["top_p"] == 1.0  # Ollama's OpenAI-layer defaults
+    assert options(options={"temperature": 0, "top_p": 0.5})["temperature"] == 0
+    assert options(options={"temperature": 0, "top_p": 0.5})["top_p"] == 0.5
+    assert options(temperature=0.3, options={"temperature": 0})["temperature"] == 0.3  # the OpenAI field wins
+
+
+def test_a_request_that_raises_unexpectedly_is_a_json_500_naming_its_id(tmp_path: Path, monkeypatch):
+    with _client(tmp_path) as c:
+        monkeypatch.setattr(c.app.state.store, "list", lambda: 1 / 0)
+        response = c.get("/api/tags")
+        assert response.status_code == 500
+        rid = response.headers["x-request-id"]
+        assert response.json() == {
+            "error": f"internal server error (request id {rid}); the server log has the details under that id"
+        }

@@ -72,9 +72,13 @@ class _Sampling(_Body):
         if self.n not in (None, 1):
             raise InvalidOptions("n > 1 is not supported; send several requests (they are batched together)")
         options: dict[str, Any] = dict(self.options or {})
-        # Ollama's OpenAI layer uses 1.0 for an omitted temperature / top_p, not its native defaults.
-        options["temperature"] = 1.0 if self.temperature is None else self.temperature
-        options["top_p"] = 1.0 if self.top_p is None else self.top_p
+        # Ollama's OpenAI layer uses 1.0 for an omitted temperature / top_p, not its native defaults. A value in
+        # the `options` extension counts as given: it must not be silently replaced by that default.
+        for key in ("temperature", "top_p"):
+            if getattr(self, key) is not None:
+                options[key] = getattr(self, key)
+            elif options.get(key) is None:
+                options[key] = 1.0
         limit = self.max_completion_tokens if self.max_completion_tokens is not None else self.max_tokens
         if limit is not None:
             if limit < 1:
