@@ -166,3 +166,15 @@ def test_an_import_sweeps_what_an_interrupted_one_left(store: ModelStore, make_g
     (store.layout.blobs / ".tmp-copy-dead").write_bytes(b"x" * 1000)
     store.pull(str(make_gguf()), name="a", progress=False)
     assert list(store.layout.iter_temp_files()) == []
+
+
+def test_an_upload_in_progress_holds_no_store_lock_and_survives_sweeps_and_garbage_collection(store, make_gguf):
+    up = BlobUpload(store.layout, sha(b"abcdef"))
+    up.write(b"abc")
+    with file_lock(store.layout.lock_path("store"), wait=False) as free:
+        assert free  # `lokal rm` is not held up by a slow upload
+    assert store.sweep_temp_files() == 0
+    store.pull(str(make_gguf()), name="a", progress=False)
+    store.remove("a")  # garbage collection
+    up.write(b"def")
+    assert up.commit() is True and has_blob(store.layout, sha(b"abcdef"))

@@ -9,7 +9,10 @@ points at (outside all of them) can never be deleted here. The callers hold the 
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import os
 import re
+from pathlib import Path
 
 from lokal.store.fsutil import file_lock
 from lokal.store.info import InfoCache
@@ -44,7 +47,25 @@ def collect_garbage(layout: StoreLayout, infos: InfoCache) -> None:
     for _digest, upload in layout.iter_uploads():
         upload.unlink(missing_ok=True)
     for tmp in layout.iter_temp_files():
-        tmp.unlink(missing_ok=True)
+        unlink_if_unused(tmp)
+
+
+def unlink_if_unused(path: Path) -> bool:
+    """Delete a temp file unless a writer holds an flock on it (an upload in progress, which does not hold the
+    store lock: see `uploads`). True when it was deleted."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    else:
+        path.unlink(missing_ok=True)
+        return True
+    finally:
+        os.close(fd)
 
 
 def sweep_temp_files(layout: StoreLayout) -> int:
@@ -53,12 +74,7 @@ def sweep_temp_files(layout: StoreLayout) -> int:
 
     Called where a server starts and before each import, so a crash's leftovers (up to a whole GGUF) do not wait
     for the next `lokal rm`. Non-blocking: a sweep never waits for another process's pull to finish."""
-    deleted = 0
     with file_lock(layout.lock_path("store"), wait=False) as free:
         if not free:
             return 0
-        for tmp in layout.iter_temp_files():
-            with contextlib.suppress(OSError):
-                tmp.unlink()
-                deleted += 1
-    return deleted
+        return sum(unlink_if_unused(tmp) for tmp in layout.iter_temp_files())

@@ -7,19 +7,21 @@ writes the manifest.
 
 The bytes go to a temp file in `uploads/` while they are hashed and, only if they match the digest they were
 sent under, are renamed to `uploads/sha256-<hex>`: a half-sent or wrong upload never appears under a digest.
-The store lock is held shared while the upload is written, so garbage collection (exclusive) cannot delete the
-temp file under it; a server killed mid-upload leaves a `.tmp-` file that the next sweep removes.
+The upload holds an flock on its own temp file, not the store lock: a slow client streaming gigabytes must not
+hold up `lokal rm` for minutes, and garbage collection skips temp files that are locked (`gc.unlink_if_unused`).
+A server killed mid-upload leaves a `.tmp-` file whose lock died with it, which the next sweep removes.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import os
 from typing import BinaryIO
 
 from lokal.errors import InvalidBlob
-from lokal.store.fsutil import check_free_space, disk_full_is_an_error, file_lock, fsync_dir
+from lokal.store.fsutil import check_free_space, disk_full_is_an_error, fsync_dir
 from lokal.store.layout import StoreLayout, digest_hex, temp_path
 
 
@@ -42,19 +44,14 @@ class BlobUpload:
         self.size = 0
         self._what = f"uploading {self.digest[:19]}…"
         self._hasher = hashlib.sha256()
-        self._locks = contextlib.ExitStack()
         self._file: BinaryIO | None = None
-        self._locks.enter_context(file_lock(layout.lock_path("store"), shared=True))
-        try:
-            with disk_full_is_an_error(layout.uploads, expected_size, self._what):
-                layout.uploads.mkdir(parents=True, exist_ok=True)
-                if expected_size is not None:
-                    check_free_space(layout.uploads, expected_size, self._what)
-                self._tmp = temp_path(layout.uploads, "upload")
-                self._file = self._tmp.open("xb")
-        except BaseException:
-            self._locks.close()
-            raise
+        with disk_full_is_an_error(layout.uploads, expected_size, self._what):
+            layout.uploads.mkdir(parents=True, exist_ok=True)
+            if expected_size is not None:
+                check_free_space(layout.uploads, expected_size, self._what)
+            self._tmp = temp_path(layout.uploads, "upload")
+            self._file = self._tmp.open("xb")
+        fcntl.flock(self._file.fileno(), fcntl.LOCK_EX)  # "in use": sweeps and garbage collection leave it alone
 
     def write(self, chunk: bytes) -> None:
         assert self._file is not None, "write() after commit() or abort()"
@@ -74,25 +71,24 @@ class BlobUpload:
             with disk_full_is_an_error(self.layout.uploads, self.size, self._what):
                 self._file.flush()
                 os.fsync(self._file.fileno())
-                self._file.close()
-                self._file = None
+            # Renamed while still open and locked: no sweep can take the temp file between the check and the rename.
             actual = f"sha256:{self._hasher.hexdigest()}"
             if actual != self.digest:
                 raise InvalidBlob(
                     f"the uploaded bytes do not match their digest: they hash to {actual[:19]}…, the URL says "
                     f"{self.digest[:19]}…; nothing was stored (send the file again, unchanged)"
                 )
-            if self.layout.blob_path(self.digest).is_file() or self.layout.upload_path(self.digest).is_file():
-                self._tmp.unlink()
+            if has_blob(self.layout, self.digest):
+                self.abort()
                 return False
             self._tmp.replace(self.layout.upload_path(self.digest))
             fsync_dir(self.layout.uploads)
+            self._file.close()
+            self._file = None
             return True
         except BaseException:
             self.abort()
             raise
-        finally:
-            self._locks.close()
 
     def abort(self) -> None:
         """Drop what was written (a client that left, a failed write). Safe to call more than once."""
@@ -102,7 +98,6 @@ class BlobUpload:
             self._file = None
         with contextlib.suppress(OSError):
             self._tmp.unlink()
-        self._locks.close()
 
 
 def has_blob(layout: StoreLayout, digest: str) -> bool:
