@@ -399,6 +399,7 @@ def test_a_manifest_without_its_blob_is_a_warning(stores: Stores) -> None:
 
 
 def test_an_upload_no_model_took_is_listed_and_pruned(stores: Stores) -> None:
+    from lokal.store.gc import STALE_UPLOAD_SECONDS
     from lokal.store.uploads import BlobUpload
 
     data = b"x" * 33
@@ -409,6 +410,13 @@ def test_an_upload_no_model_took_is_listed_and_pruned(stores: Stores) -> None:
     entry = next(e for e in scan.report.entries if e.name.startswith("upload sha256:"))
     assert (entry.source, entry.kind, entry.size_bytes) == ("lokal", "unreferenced", 33)
     assert "no model was created from it" in entry.detail
+    fresh = plan_prune(scan, PruneCriteria(incomplete=True))  # it may be waiting for its /api/create
+    assert entry.name not in {i.name for i in fresh.delete}
+    assert any(i.name == entry.name and "waiting for /api/create" in i.reason for i in fresh.keep)
+
+    stale = time.time() - STALE_UPLOAD_SECONDS - 1
+    os.utime(stores.store.layout.upload_path(up.digest), (stale, stale))
+    scan = scan_caches(stores.settings)
     plan = plan_prune(scan, PruneCriteria(incomplete=True))
     assert entry.name in {i.name for i in plan.delete}
     execute_prune(plan, scan, stores.store)

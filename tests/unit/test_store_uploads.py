@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import os
+import time
 from pathlib import Path
 
 import pytest
@@ -12,6 +14,7 @@ from lokal.config import Settings
 from lokal.errors import DiskFull, InvalidBlob, InvalidModelFile, InvalidModelName, InvalidOptions, ModelNotFound
 from lokal.store import ModelStore
 from lokal.store.fsutil import file_lock
+from lokal.store.gc import STALE_UPLOAD_SECONDS
 from lokal.store.store import Layers
 from lokal.store.uploads import BlobUpload, has_blob, parse_digest
 
@@ -128,11 +131,14 @@ def test_copy_with_layers_replaces_only_what_is_given(store: ModelStore, make_gg
     assert made.system == "first" and dict(made.params) == {"top_k": 5}
 
 
-def test_garbage_collection_removes_uploads_no_model_took(store: ModelStore, make_gguf):
+def test_garbage_collection_removes_uploads_no_model_took_once_they_are_stale(store: ModelStore, make_gguf):
     upload(store, b"orphan")
+    upload(store, b"waiting for its create")
+    stale = time.time() - STALE_UPLOAD_SECONDS - 1
+    os.utime(store.layout.upload_path(sha(b"orphan")), (stale, stale))
     store.pull(str(make_gguf()), name="a", progress=False)
     store.remove("a")
-    assert leftovers(store.layout.uploads) == []
+    assert leftovers(store.layout.uploads) == [f"sha256-{hashlib.sha256(b'waiting for its create').hexdigest()}"]
 
 
 @pytest.mark.parametrize("ref", ["/etc/passwd", "./model.gguf", "~/secret", "../up", "model.gguf", "\\\\host\\x"])

@@ -203,7 +203,9 @@ def plan_prune(scan: CacheScan, criteria: PruneCriteria, *, now: float | None = 
     lokal_gc = bool(lokal_selected) or (criteria.incomplete and "lokal" in sources)
     for item in scan.items:
         e = item.entry
-        if e.kind == "unreferenced" and lokal_gc:
+        if e.kind == "unreferenced" and lokal_gc and item.pending_upload:
+            keep.append(_item(item, "uploaded less than an hour ago: it may be waiting for /api/create"))
+        elif e.kind == "unreferenced" and lokal_gc:
             reason = "no manifest uses it; lokal's garbage collection deletes it"
             delete.append((item, _item(item, reason), [f.path for f in item.files]))
         elif e.kind == "incomplete" and criteria.incomplete and e.source in sources:

@@ -29,6 +29,7 @@ from typing import Any
 from lokal._version import __version__
 from lokal.cache.model import SOURCES, CacheEntry, CacheReport, EntryKind, SourceTotal
 from lokal.config import Settings
+from lokal.store.gc import is_stale_upload
 from lokal.store.layout import OllamaLayout, StoreLayout, digest_hex
 from lokal.store.manifest import Manifest, ManifestError, read_manifest
 
@@ -70,6 +71,7 @@ class ScannedEntry:
     revisions: tuple[str, ...] = ()  # hf: commit hashes of its cached revisions
     manifest_path: Path | None = None  # lokal: the manifest that names it
     external: bool = False  # lokal: a checkpoint folder outside the store, which lokal never deletes
+    pending_upload: bool = False  # lokal: a recent upload that may still be waiting for /api/create
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,6 +102,7 @@ class _Raw:
     revisions: tuple[str, ...] = ()
     manifest_path: Path | None = None
     external: bool = False
+    pending_upload: bool = False
 
 
 def _when(ts: float | None) -> datetime | None:
@@ -228,6 +231,7 @@ def _scan_lokal(layout: StoreLayout, warnings: list[str]) -> tuple[list[_Raw], s
                     ref.mtime,
                     detail="uploaded (POST /api/blobs) but no model was created from it",
                     digest=digest,
+                    pending_upload=not is_stale_upload(upload),
                 )
             )
     for tmp in layout.iter_temp_files():
@@ -486,6 +490,7 @@ def scan_caches(settings: Settings, *, hf_cache_dir: Path | None = None) -> Cach
             revisions=r.revisions,
             manifest_path=r.manifest_path,
             external=r.external,
+            pending_upload=r.pending_upload,
         )
         for e, r in zip(entries, raws, strict=True)
     )

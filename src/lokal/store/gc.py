@@ -12,6 +12,7 @@ import contextlib
 import fcntl
 import os
 import re
+import time
 from pathlib import Path
 
 from lokal.store.fsutil import file_lock
@@ -20,6 +21,17 @@ from lokal.store.layout import StoreLayout
 from lokal.store.manifest import ManifestError, read_manifest
 
 _DIGEST_IN_TEXT = re.compile(r"sha256[:-]([0-9a-f]{64})")
+#: An upload no model was created from is kept this long: Ollama's clients upload, then create, and another
+#: client's `lokal rm` in between must not take the blob from under them.
+STALE_UPLOAD_SECONDS = 3600.0
+
+
+def is_stale_upload(path: Path, now: float | None = None) -> bool:
+    try:
+        modified = path.stat().st_mtime
+    except OSError:
+        return False
+    return (time.time() if now is None else now) - modified >= STALE_UPLOAD_SECONDS
 
 
 def referenced_digests(layout: StoreLayout) -> set[str]:
@@ -37,15 +49,16 @@ def referenced_digests(layout: StoreLayout) -> set[str]:
 
 
 def collect_garbage(layout: StoreLayout, infos: InfoCache) -> None:
-    """Delete unreferenced blobs (and their cached GGUF info), uploads no /api/create took, and temp files.
-    The caller holds the store lock exclusively."""
+    """Delete unreferenced blobs (and their cached GGUF info), uploads no /api/create took within
+    `STALE_UPLOAD_SECONDS`, and temp files no writer holds. The caller holds the store lock exclusively."""
     referenced = referenced_digests(layout)
     for digest, blob in layout.iter_blobs():
         if digest not in referenced:
             blob.unlink(missing_ok=True)
             infos.forget(digest)
     for _digest, upload in layout.iter_uploads():
-        upload.unlink(missing_ok=True)
+        if is_stale_upload(upload):
+            upload.unlink(missing_ok=True)
     for tmp in layout.iter_temp_files():
         unlink_if_unused(tmp)
 

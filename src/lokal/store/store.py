@@ -152,6 +152,14 @@ class ModelStore:
         ):
             yield
 
+    def _write_manifest(self, path: Path, manifest: Manifest) -> None:
+        """Write a manifest; if that fails (a full disk), the folders made for it go too: nothing was changed."""
+        try:
+            write_manifest(path, manifest)
+        except BaseException:
+            remove_empty_parents(path, self.layout.manifests)
+            raise
+
     # -- reading -------------------------------------------------------------------------------
 
     def _checkpoint_info(self, folder: Path, digest: str) -> CheckpointInfo:
@@ -333,7 +341,7 @@ class ModelStore:
                 engine="transformers",
             )
             path = self.layout.manifest_path(target)
-            write_manifest(path, manifest)
+            self._write_manifest(path, manifest)
             return self._from_manifest(target, path)  # inside the lock: a removal cannot slip in between
 
     def _import(
@@ -384,7 +392,7 @@ class ModelStore:
                 engine=engine,
             )
             path = self.layout.manifest_path(target)
-            write_manifest(path, manifest)
+            self._write_manifest(path, manifest)
             return self._from_manifest(target, path)  # inside the lock: a removal cannot slip in between
 
     def pull(
@@ -499,7 +507,7 @@ class ModelStore:
                 engine=new_engine,
             )
             path = self.layout.manifest_path(dst)
-            write_manifest(path, manifest)
+            self._write_manifest(path, manifest)
             return self._from_manifest(dst, path)  # inside the lock: a removal cannot slip in between
 
     def create_from_blob(self, name: str, filename: str, digest: str, *, layers: Layers | None = None) -> LocalModel:
@@ -546,7 +554,7 @@ class ModelStore:
                 license=layers.license,
             )
             path = self.layout.manifest_path(target)
-            write_manifest(path, manifest)
+            self._write_manifest(path, manifest)
             return self._from_manifest(target, path)
 
     def sweep_temp_files(self) -> int:

@@ -21,7 +21,7 @@ import os
 from typing import BinaryIO
 
 from lokal.errors import InvalidBlob
-from lokal.store.fsutil import check_free_space, disk_full_is_an_error, fsync_dir
+from lokal.store.fsutil import check_free_space, disk_full_is_an_error, file_lock, fsync_dir
 from lokal.store.layout import StoreLayout, digest_hex, temp_path
 
 
@@ -49,9 +49,12 @@ class BlobUpload:
             layout.uploads.mkdir(parents=True, exist_ok=True)
             if expected_size is not None:
                 check_free_space(layout.uploads, expected_size, self._what)
-            self._tmp = temp_path(layout.uploads, "upload")
-            self._file = self._tmp.open("xb")
-        fcntl.flock(self._file.fileno(), fcntl.LOCK_EX)  # "in use": sweeps and garbage collection leave it alone
+            # Created and locked under the store lock (shared, for a moment): a sweep (exclusive) cannot take the
+            # file between its creation and its flock. Then the flock alone says "in use".
+            with file_lock(layout.lock_path("store"), shared=True):
+                self._tmp = temp_path(layout.uploads, "upload")
+                self._file = self._tmp.open("xb")
+                fcntl.flock(self._file.fileno(), fcntl.LOCK_EX)
 
     def write(self, chunk: bytes) -> None:
         assert self._file is not None, "write() after commit() or abort()"
