@@ -199,39 +199,29 @@ def _scan_lokal(layout: StoreLayout, warnings: list[str]) -> tuple[list[_Raw], s
                 manifest_path=mpath,
             )
         )
-    for digest, blob in layout.iter_blobs():
-        if digest in referenced or digest in protected:
-            continue
+    loose = [
+        (digest, path, f"{digest[:19]}…", "blob no manifest uses", False)
+        for digest, path in layout.iter_blobs()
+        if digest not in referenced and digest not in protected
+    ] + [
+        (digest, path, f"upload {digest[:19]}…", "uploaded (POST /api/blobs) but no model was created from it", True)
+        for digest, path in layout.iter_uploads()
+    ]
+    for digest, path, name, detail, is_upload in loose:
         with contextlib.suppress(OSError):
-            ref = stat_file(blob)
+            ref = stat_file(path)
             raws.append(
                 _Raw(
                     "lokal",
                     "unreferenced",
-                    f"{digest[:19]}…",
+                    name,
                     [ref],
                     ref.path,
                     ref.atime,
                     ref.mtime,
-                    detail="blob no manifest uses",
+                    detail=detail,
                     digest=digest,
-                )
-            )
-    for digest, upload in layout.iter_uploads():
-        with contextlib.suppress(OSError):
-            ref = stat_file(upload)
-            raws.append(
-                _Raw(
-                    "lokal",
-                    "unreferenced",
-                    f"upload {digest[:19]}…",
-                    [ref],
-                    ref.path,
-                    ref.atime,
-                    ref.mtime,
-                    detail="uploaded (POST /api/blobs) but no model was created from it",
-                    digest=digest,
-                    pending_upload=not is_stale_upload(upload),
+                    pending_upload=is_upload and not is_stale_upload(path),
                 )
             )
     for tmp in layout.iter_temp_files():
