@@ -207,6 +207,35 @@ def test_context_ids_outside_the_vocabulary_are_a_400_and_the_engine_keeps_servi
     assert http.get("/health").json()["status"] == "ok"
 
 
+COUNTING = ", ".join(str(i) for i in range(1, 31))
+
+
+@pytest.mark.parametrize("num_ctx", [16, 17, 64])
+def test_a_tiny_num_ctx_with_a_long_prompt_is_refused_not_a_crash(http, num_ctx):
+    """Found by the fuzzer: llama.cpp clamps a context's batch to its size and aborted the whole process
+    (GGML_ASSERT n_tokens_all <= n_batch) when lokal sent its usual 512-token prefill chunk."""
+    body = {"model": MODEL, "prompt": COUNTING, "raw": True, "stream": False, "options": {"num_ctx": num_ctx}}
+    response = post(http, "/api/generate", {**body, "options": {"num_ctx": num_ctx, "num_predict": 1}})
+    assert response.status_code in (200, 400), response.text
+    if response.status_code == 400:
+        assert "context window" in error_of(response)
+    chat = {"model": MODEL, "messages": [{"role": "user", "content": COUNTING}], "options": {"num_ctx": num_ctx}}
+    assert post(http, "/v1/chat/completions", {**chat, "max_tokens": 1}).status_code in (200, 400)
+    assert post(http, "/api/generate", GENERATE).status_code == 200  # the server is still there
+
+
+@pytest.mark.parametrize("text", [{}, 5, None, ["a"]])
+def test_a_content_part_whose_text_is_not_a_string_is_a_400(http, text):
+    messages = [{"role": "user", "content": [{"type": "text", "text": text}]}]
+    refused(post(http, "/v1/chat/completions", {"model": MODEL, "messages": messages}), 400, "must be a string")
+
+
+@pytest.mark.parametrize("dimensions", [0, -1, -570])
+def test_embedding_dimensions_below_one_are_a_400(http, dimensions):
+    body = {"model": MODEL, "input": "Hi", "dimensions": dimensions}
+    refused(post(http, "/v1/embeddings", body), 400, "dimensions must be at least 1")
+
+
 def test_a_valid_context_is_used(http):
     first = post(http, "/api/generate", GENERATE).json()
     follow = post(http, "/api/generate", {**GENERATE, "prompt": "And?", "context": first["context"]})

@@ -137,7 +137,10 @@ def _text(content: str | list[dict[str, Any]] | None) -> str:
     for part in content:
         if part.get("type") != "text":
             raise InvalidOptions(f"message content of type {part.get('type')!r} is not supported (text only)")
-        parts.append(part.get("text", ""))
+        text = part.get("text", "")
+        if not isinstance(text, str):
+            raise InvalidOptions(f"a text content part's 'text' must be a string, got {type(text).__name__}")
+        parts.append(text)
     return "".join(parts)
 
 
@@ -363,6 +366,8 @@ async def _prompt_only(request: Request, body: CompletionRequest, prompt: str) -
 async def embeddings(body: EmbeddingRequest, request: Request) -> dict[str, Any]:
     if body.encoding_format not in ("float", "base64"):
         raise InvalidOptions(f"encoding_format must be 'float' or 'base64', got {body.encoding_format!r}")
+    if body.dimensions is not None and body.dimensions < 1:
+        raise InvalidOptions(f"dimensions must be at least 1, got {body.dimensions}")
     texts = [body.input] if isinstance(body.input, str) else list(body.input)
     out = await in_thread(inference.embed, request.app.state.manager, body.model, texts)
     vectors = out["embeddings"]

@@ -59,7 +59,9 @@ class LlamaCppEngine:
             self.n_ctx_train = L.llama_model_n_ctx_train(self._model)
             # Like Ollama, never give a sequence more context than the model was trained for.
             per_seq = min(context_length, self.n_ctx_train) if self.n_ctx_train > 0 else context_length
-            self.n_batch = n_batch
+            # llama.cpp clamps a context's batch to its size and aborts the process (GGML_ASSERT) on a bigger
+            # batch: with num_ctx 16 and 4 sequences, a 512-token prefill chunk killed the server. Clamp first.
+            self.n_batch = n_batch = min(n_batch, per_seq * num_parallel)
             self._ctx = runtime.new_context(
                 self._model,
                 runtime.context_params(
@@ -93,6 +95,7 @@ class LlamaCppEngine:
         self._aux_lock = threading.Lock()
         self._embed_ctx: Any = None
         self._score_ctx: Any = None
+        self._score_batch = min(self.n_batch, self.context_length)  # the scoring context holds one sequence
 
     # -- generation ----------------------------------------------------------------------------
     def generate(
@@ -193,7 +196,7 @@ class LlamaCppEngine:
                     self._model,
                     runtime.context_params(
                         n_ctx=self.context_length,
-                        n_batch=self.n_batch,
+                        n_batch=self._score_batch,
                         n_seq_max=1,
                         threads=self.threads,
                         flash_attn=False,
@@ -201,8 +204,8 @@ class LlamaCppEngine:
                 )
             ctx = self._score_ctx
             L.llama_memory_clear(L.llama_get_memory(ctx), True)
-            for start in range(0, len(tokens) - 1, self.n_batch):
-                chunk = tokens[start : start + self.n_batch]
+            for start in range(0, len(tokens) - 1, self._score_batch):
+                chunk = tokens[start : start + self._score_batch]
                 self._decode_all(ctx, chunk, logits=True, pos0=start)
                 for j in range(len(chunk)):
                     nxt = start + j + 1
