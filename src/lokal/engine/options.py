@@ -47,15 +47,15 @@ class Options:
 
     def validate(self) -> None:
         # NaN compares false with everything, so it would pass every range check below.
-        for name in sorted(_FLOAT_FIELDS):
+        for name in sorted(FLOAT_FIELDS):
             value = getattr(self, name)
             if not math.isfinite(value):
                 raise InvalidOptions(f"option '{name}' must be a finite number, got {value}")
-        for name in _INT32_FIELDS:  # these reach llama.cpp as 32-bit ints: ctypes would silently truncate more
+        for name in INT32_FIELDS:  # these reach llama.cpp as 32-bit ints: ctypes would silently truncate more
             value = getattr(self, name)
-            if value is not None and abs(value) > _INT32_MAX:
+            if value is not None and abs(value) > INT32_MAX:
                 shown = value if value.bit_length() <= 64 else f"a {value.bit_length()}-bit integer"
-                raise InvalidOptions(f"option '{name}' must be at most {_INT32_MAX}, got {shown}")
+                raise InvalidOptions(f"option '{name}' must be at most {INT32_MAX}, got {shown}")
         if self.temperature < 0:
             raise InvalidOptions(f"option 'temperature' must be >= 0, got {self.temperature}")
         if not 0.0 <= self.top_p <= 1.0:
@@ -82,11 +82,11 @@ class Options:
         return self.temperature <= 0.0
 
 
-_INT_FIELDS = {"top_k", "repeat_last_n", "seed", "num_predict", "num_ctx"}
+INT_FIELDS = {"top_k", "repeat_last_n", "seed", "num_predict", "num_ctx"}
 #: Passed to llama.cpp as int32 (seed is reduced modulo 2**32, num_predict only compared in Python).
-_INT32_FIELDS = ("top_k", "repeat_last_n", "num_ctx")
-_INT32_MAX = 2**31 - 1
-_FLOAT_FIELDS = {
+INT32_FIELDS = ("top_k", "repeat_last_n", "num_ctx")
+INT32_MAX = 2**31 - 1
+FLOAT_FIELDS = {
     "temperature",
     "top_p",
     "min_p",
@@ -105,13 +105,13 @@ def _coerce(name: str, value: Any) -> Any:
         raise InvalidOptions(f"option 'stop' must be a string or a list of strings, got {value!r}")
     if isinstance(value, bool):
         raise InvalidOptions(f"option '{name}' must be a number, got {value!r}")
-    if name in _INT_FIELDS:
+    if name in INT_FIELDS:
         if isinstance(value, float) and value.is_integer():
             return int(value)
         if not isinstance(value, int):
             raise InvalidOptions(f"option '{name}' must be an integer, got {value!r}")
         return value
-    if name in _FLOAT_FIELDS:
+    if name in FLOAT_FIELDS:
         if not isinstance(value, int | float):
             raise InvalidOptions(f"option '{name}' must be a number, got {value!r}")
         try:

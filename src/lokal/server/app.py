@@ -24,7 +24,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from lokal._version import __version__
 from lokal.config import Settings
-from lokal.server import errors
+from lokal.server import errors, openapi
 from lokal.server.metrics import Metrics, MetricsMiddleware
 from lokal.server.security import BodyTooLarge, GuardMiddleware, is_loopback_host
 from lokal.server.streaming import in_thread
@@ -79,6 +79,7 @@ def create_app(settings: Settings, manager: Any = None, *, store: Any = None, pr
     app.state.ready = False
 
     errors.install(app)
+    openapi.install(app)  # the documented spec at /openapi.json (statuses, response schemas)
 
     @app.exception_handler(BodyTooLarge)
     async def _too_large(request: Request, exc: BodyTooLarge) -> JSONResponse:

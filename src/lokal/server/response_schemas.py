@@ -1,0 +1,385 @@
+"""The response bodies `lokal serve` sends, as TypedDicts: documentation for its OpenAPI spec (`openapi.py`).
+
+One per shape `lokal.shapes` and the routes build. Nothing validates or serialises a response against them at
+run time (no `response_model=`), so they cost nothing per request; tests/unit/test_server_openapi.py checks them
+against real answers so they stay true.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal, NotRequired
+
+from pydantic import Field
+from typing_extensions import TypedDict  # pydantic needs typing_extensions' TypedDict before Python 3.12
+
+from lokal.engine.base import DoneReason
+
+# -- response shapes: Ollama ------------------------------------------------------------------------------------
+
+
+class OllamaError(TypedDict):
+    """An Ollama route's error, also a stream's last line when it fails after the first byte."""
+
+    error: str
+
+
+class VersionResponse(TypedDict):
+    version: str
+
+
+class Timings(TypedDict):
+    """Ollama's counters, durations in nanoseconds."""
+
+    total_duration: int
+    load_duration: int
+    prompt_eval_count: int
+    prompt_eval_duration: int
+    eval_count: int
+    eval_duration: int
+
+
+class GenerateChunk(TypedDict):
+    model: str
+    created_at: datetime
+    response: str
+    done: Literal[False]
+
+
+class GenerateFinal(Timings):
+    """The whole answer (`stream: false`) or a stream's last line. `context` unless `raw`."""
+
+    model: str
+    created_at: datetime
+    response: str
+    done: Literal[True]
+    done_reason: DoneReason
+    context: NotRequired[list[int]]
+
+
+class GenerateLoaded(TypedDict):
+    """The answer to an empty prompt: the model was loaded (or, with `keep_alive: 0`, unloaded)."""
+
+    model: str
+    created_at: datetime
+    done: Literal[True]
+    done_reason: Literal["load", "unload"]
+    response: Literal[""]
+
+
+class AssistantMessage(TypedDict):
+    role: Literal["assistant"]
+    content: str
+
+
+class ChatChunk(TypedDict):
+    model: str
+    created_at: datetime
+    message: AssistantMessage
+    done: Literal[False]
+
+
+class ChatFinal(Timings):
+    model: str
+    created_at: datetime
+    message: AssistantMessage
+    done: Literal[True]
+    done_reason: DoneReason
+
+
+class ChatLoaded(TypedDict):
+    """The answer to an empty `messages`: the model was loaded (or, with `keep_alive: 0`, unloaded)."""
+
+    model: str
+    created_at: datetime
+    done: Literal[True]
+    done_reason: Literal["load", "unload"]
+    message: AssistantMessage
+
+
+class EmbedResponse(TypedDict):
+    model: str
+    embeddings: list[list[float]]
+    total_duration: int
+    load_duration: int
+    prompt_eval_count: int
+
+
+class EmbeddingsResponse(TypedDict):
+    """The legacy route: one vector (empty for an empty prompt, which only loads the model)."""
+
+    embedding: list[float]
+
+
+class ModelDetails(TypedDict):
+    parent_model: str
+    format: str
+    family: str
+    families: list[str] | None
+    parameter_size: str
+    quantization_level: str
+
+
+class ModelEntry(TypedDict):
+    name: str
+    model: str
+    modified_at: datetime
+    size: int
+    digest: str
+    details: ModelDetails
+
+
+class TagsResponse(TypedDict):
+    models: list[ModelEntry]
+
+
+class RunningModel(ModelEntry):
+    expires_at: datetime
+    size_vram: int
+    context_length: int
+    engine: Literal["llamacpp", "transformers"]  # lokal's addition to Ollama's entry
+
+
+class PsResponse(TypedDict):
+    models: list[RunningModel]
+
+
+class MemoryEstimate(TypedDict):
+    """Bytes the model needs loaded with `num_parallel` sequences of `num_ctx` tokens."""
+
+    weights: int
+    kv_cache: int
+    compute: int
+    num_ctx: int
+    num_parallel: int
+    total: int
+
+
+class ShowLokal(TypedDict):
+    source: str
+    read_only: bool
+    digest: str
+    size: int
+    context_length: int | None
+    memory: MemoryEstimate
+
+
+class ShowResponse(TypedDict):
+    license: str
+    modelfile: str
+    parameters: str
+    template: str
+    system: str
+    details: ModelDetails
+    model_info: dict[str, str | int | float | bool | None]  # GGUF metadata (config.json for a checkpoint)
+    capabilities: list[str]
+    modified_at: datetime
+    lokal: ShowLokal  # lokal's addition: where the model comes from and the memory it needs
+
+
+class StatusResponse(TypedDict):
+    status: Literal["success"]
+
+
+class ProgressLine(TypedDict):
+    """One line of a pull's or a create's stream; a failure is an `{"error": ...}` line instead."""
+
+    status: str
+    digest: NotRequired[str]
+    total: NotRequired[int]
+    completed: NotRequired[int]
+
+
+# -- response shapes: OpenAI ------------------------------------------------------------------------------------
+
+FinishReason = Literal["stop", "length"]
+
+
+class OpenAIErrorDetail(TypedDict):
+    message: str
+    type: str | None
+    param: str | None
+    code: str | None
+
+
+class OpenAIError(TypedDict):
+    """An OpenAI route's error, also a stream's last event when it fails after the first byte."""
+
+    error: OpenAIErrorDetail
+
+
+class Usage(TypedDict):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class ChatCompletionMessage(TypedDict):
+    role: Literal["assistant"]
+    content: str
+
+
+class ChatCompletionChoice(TypedDict):
+    index: int
+    finish_reason: FinishReason
+    logprobs: None
+    message: ChatCompletionMessage
+
+
+class ChatCompletion(TypedDict):
+    id: str
+    object: Literal["chat.completion"]
+    created: int
+    model: str
+    system_fingerprint: str
+    choices: list[ChatCompletionChoice]
+    usage: Usage
+
+
+class ChunkDelta(TypedDict):
+    role: NotRequired[Literal["assistant"]]
+    content: NotRequired[str]
+
+
+class ChatCompletionChunkChoice(TypedDict):
+    index: int
+    delta: ChunkDelta
+    finish_reason: FinishReason | None
+    logprobs: None
+
+
+class ChatCompletionChunk(TypedDict):
+    id: str
+    object: Literal["chat.completion.chunk"]
+    created: int
+    model: str
+    system_fingerprint: str
+    choices: list[ChatCompletionChunkChoice]
+
+
+class UsageChunk(TypedDict):
+    """The last event before `[DONE]` when `stream_options.include_usage` is true."""
+
+    id: str
+    object: Literal["chat.completion.chunk", "text_completion"]
+    created: int
+    model: str
+    choices: Annotated[list[Any], Field(max_length=0)]
+    usage: Usage
+
+
+class LegacyLogprobs(TypedDict):
+    """Prompt log-probabilities (`echo: true, logprobs: 1, max_tokens: 0`); the first token's is null."""
+
+    tokens: list[str]
+    token_logprobs: list[float | None]
+    top_logprobs: list[dict[str, float] | None]
+    text_offset: list[int]
+
+
+class TextCompletionChoice(TypedDict):
+    index: int
+    text: str
+    finish_reason: FinishReason
+    logprobs: LegacyLogprobs | None
+
+
+class TextCompletion(TypedDict):
+    id: str
+    object: Literal["text_completion"]
+    created: int
+    model: str
+    system_fingerprint: str
+    choices: list[TextCompletionChoice]
+    usage: Usage
+
+
+class TextCompletionChunkChoice(TypedDict):
+    index: int
+    text: str
+    finish_reason: FinishReason | None
+    logprobs: None
+
+
+class TextCompletionChunk(TypedDict):
+    id: str
+    object: Literal["text_completion"]
+    created: int
+    model: str
+    system_fingerprint: str
+    choices: list[TextCompletionChunkChoice]
+
+
+class Embedding(TypedDict):
+    object: Literal["embedding"]
+    embedding: list[float] | str  # a string with encoding_format "base64" (little-endian float32)
+    index: int
+
+
+class EmbeddingUsage(TypedDict):
+    prompt_tokens: int
+    total_tokens: int
+
+
+class EmbeddingList(TypedDict):
+    object: Literal["list"]
+    data: list[Embedding]
+    model: str
+    usage: EmbeddingUsage
+
+
+class ModelObject(TypedDict):
+    id: str
+    object: Literal["model"]
+    created: int
+    owned_by: str
+
+
+class ModelList(TypedDict):
+    object: Literal["list"]
+    data: list[ModelObject]
+
+
+# -- response shapes: operations --------------------------------------------------------------------------------
+
+
+class HealthFailure(TypedDict):
+    model: str
+    error: str
+
+
+class Health(TypedDict):
+    """200 `ok`; 503 `loading` (models named at start-up still loading) or `degraded` (an engine failed)."""
+
+    status: Literal["ok", "loading", "degraded"]
+    loaded: list[str]
+    failed: NotRequired[list[HealthFailure]]
+
+
+SHAPES: tuple[type, ...] = (
+    OllamaError,
+    VersionResponse,
+    GenerateChunk,
+    GenerateFinal,
+    GenerateLoaded,
+    ChatChunk,
+    ChatFinal,
+    ChatLoaded,
+    EmbedResponse,
+    EmbeddingsResponse,
+    TagsResponse,
+    PsResponse,
+    ShowResponse,
+    StatusResponse,
+    ProgressLine,
+    OpenAIError,
+    ChatCompletion,
+    ChatCompletionChunk,
+    UsageChunk,
+    TextCompletion,
+    TextCompletionChunk,
+    EmbeddingList,
+    ModelObject,
+    ModelList,
+    Health,
+)
