@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib.util
+import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -41,3 +43,18 @@ def peer_binary(name: str) -> Path | None:
         print(f"{PEER_SCRIPT} failed:\n{done.stderr[-2000:]}", file=sys.stderr)
         return None
     return Path(lines[-1]) / "bin" / name
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nobody listens on right now (the OS picks it; a server started next binds it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def child_env(extra: dict[str, str]) -> dict[str, str]:
+    """This process's environment without any LOKAL_* / OLLAMA_* setting, plus `extra`: a server started
+    with it sees only the settings the benchmark chose."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LOKAL_", "OLLAMA_"))}
+    env.update(extra)
+    return env

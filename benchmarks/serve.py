@@ -71,7 +71,6 @@ import platform
 import random
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -84,7 +83,7 @@ from typing import Any
 import httpx
 import numpy as np
 import psutil
-from _common import PEER_SCRIPT, PROMPTS, bundled_model_path, peer_binary
+from _common import PEER_SCRIPT, PROMPTS, bundled_model_path, child_env, free_port, peer_binary
 
 HOST = "127.0.0.1"
 LOKAL, LLAMA_SERVER, LLAMA_CPP_PYTHON = "lokal", "llama-server", "llama-cpp-python"
@@ -104,12 +103,6 @@ STOP_TIMEOUT_S = 10.0
 
 def find_llama_server(explicit: str | None) -> Path | None:
     return Path(explicit) if explicit else peer_binary("llama-server")
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
 
 
 @dataclass
@@ -231,12 +224,6 @@ class LoadMeter:
             "other_cpu_cores": max(0.0, (after[1] - before[1]) - (after[2] - before[2])) / wall,
             "steal_cpu_cores": (after[3] - before[3]) / wall,
         }
-
-
-def child_env(extra: dict[str, str]) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("LOKAL_", "OLLAMA_"))}
-    env.update(extra)
-    return env
 
 
 def make_servers(args: argparse.Namespace, model: Path, workdir: Path) -> tuple[list[Server], list[str]]:
