@@ -58,3 +58,20 @@ def child_env(extra: dict[str, str]) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LOKAL_", "OLLAMA_"))}
     env.update(extra)
     return env
+
+
+def start_logged(command: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """Start a server with stdout and stderr in `log`, in its own session: its own process group (so stopping
+    it reaches its children too), and a Ctrl-C on the terminal reaches the benchmark, which then stops it."""
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            command, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+        )
+
+
+def log_tail(log: Path, lines: int = 20) -> str:
+    """The last `lines` lines of a server's log ("" if it cannot be read), for an error message."""
+    try:
+        return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""

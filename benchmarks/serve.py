@@ -83,7 +83,16 @@ from typing import Any
 import httpx
 import numpy as np
 import psutil
-from _common import PEER_SCRIPT, PROMPTS, bundled_model_path, child_env, free_port, peer_binary
+from _common import (
+    PEER_SCRIPT,
+    PROMPTS,
+    bundled_model_path,
+    child_env,
+    free_port,
+    log_tail,
+    peer_binary,
+    start_logged,
+)
 
 HOST = "127.0.0.1"
 LOKAL, LLAMA_SERVER, LLAMA_CPP_PYTHON = "lokal", "llama-server", "llama-cpp-python"
@@ -124,21 +133,10 @@ class Server:
         return f"http://{HOST}:{self.port}"
 
     def start(self) -> None:
-        with self.log.open("wb") as out:
-            self.proc = subprocess.Popen(
-                self.command,
-                env=self.env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,  # its own process group, so stop() reaches any children too
-            )
+        self.proc = start_logged(self.command, self.env, self.log)
 
     def log_tail(self, lines: int = 15) -> str:
-        try:
-            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
+        return log_tail(self.log, lines)
 
     def wait_ready(self, started: float, timeout: float = READY_TIMEOUT_S) -> None:
         """Poll the readiness route until it answers 200; raise RuntimeError on exit or timeout."""

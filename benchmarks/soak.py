@@ -111,7 +111,16 @@ from typing import Any
 import httpx
 import numpy as np
 import psutil
-from _common import PEER_SCRIPT, PROMPTS, bundled_model_path, child_env, free_port, peer_binary
+from _common import (
+    PEER_SCRIPT,
+    PROMPTS,
+    bundled_model_path,
+    child_env,
+    free_port,
+    log_tail,
+    peer_binary,
+    start_logged,
+)
 from prometheus_client.parser import text_string_to_metric_families
 
 HOST = "127.0.0.1"
@@ -217,21 +226,10 @@ class ServerProcess:
         return KINDS if self.name == "lokal" else tuple(k for k in KINDS if k.api == "openai")
 
     def start(self) -> None:
-        with self.log.open("wb") as out:
-            self.proc = subprocess.Popen(
-                self.command,
-                env=self.env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
+        self.proc = start_logged(self.command, self.env, self.log)
 
     def log_tail(self, lines: int = 20) -> str:
-        try:
-            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
+        return log_tail(self.log, lines)
 
     def wait_ready(self, timeout: float = READY_TIMEOUT_S) -> None:
         """Poll GET /health until it answers 200 (lokal: the preloaded model is in); raise RuntimeError if the

@@ -53,6 +53,7 @@ def _chromium() -> str:
 def test_html_report_loads_cleanly_in_chromium(tmp_path: Path, results, charts: int) -> None:
     executable = _chromium()
     from playwright import sync_api
+
     page_path = write_html(bench_document(results()), tmp_path / "report.html")
     url = page_path.resolve().as_uri()
 
