@@ -383,3 +383,33 @@ def test_engine_fields_survive_a_save_and_older_files_read_without_them(tmp_path
     (tmp_path / "old.json").write_text(json.dumps(raw))
     old = result_io.load(tmp_path / "old.json")
     assert old.schema_version == 1 and {lv.engine for lv in old.levels} == {None} and old.engines == []
+
+
+def test_a_prompts_file_goes_out_as_written_and_only_what_the_run_sends_again_is_tagged(
+    fake_engines, tmp_path: Path
+) -> None:
+    """Issue 16: measured requests send the file's prompts as written, each once until the set is used up;
+    warm-ups and cold-start probes send tagged copies, and so do re-sends, which the workload line counts."""
+    factory, _ = fake_engines
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text("".join(json.dumps({"prompt": f"Tell me about the number {i}."}) + "\n" for i in range(5)))
+
+    def sent(requests: int) -> tuple[list[str], BenchResult]:
+        factory.engines.clear()
+        plan = _plan(tmp_path, engines=(), requests=requests, warmup=1, prompts_file=str(prompts))
+        result = asyncio.run(run_bench(plan))
+        texts = [m["content"] for e in factory.engines for call in e.chat_calls for m in call["messages"]]
+        return texts, result
+
+    texts, result = sent(requests=2)  # cold start 4 probes, then 2 levels of 1 warm-up + 2 measured
+    plain = [t for t in texts if not t.startswith("[")]
+    assert len(plain) == 4 and len(set(plain)) == 4  # the 4 measured requests: 4 of the file's prompts, as written
+    tagged = [t for t in texts if t.startswith("[")]
+    assert len(tagged) == 6 and sum(t.startswith("[cold") for t in tagged) == 4
+    assert all(t.split("] ", 1)[1].startswith("Tell me about the number") for t in tagged)
+    assert "re-sent" not in result.config.workload_description
+
+    texts, result = sent(requests=4)  # 8 measured requests from 5 prompts: 3 re-sends
+    measured = [t for t in texts if not t.startswith(("[cold", "[w"))]
+    assert len(measured) == 8 and sum(not t.startswith("[") for t in measured) == 5
+    assert "3 of 8 requests re-sent a prompt with a unique tag" in result.config.workload_description

@@ -119,6 +119,7 @@ def simulate(
     *,
     prompts: list[Prompt] = PROMPTS,
     cpu_share: float = 0.0,
+    process_share: float | None = None,
     **kwargs: Any,
 ) -> tuple[LoadLevel, FakeTarget]:
     """Run one level on a fresh virtual loop. `cpu_share`: the fake client CPU time as a share of (virtual)
@@ -135,6 +136,7 @@ def simulate(
                 spec,
                 clock=loop.time,
                 cpu_clock=lambda: cpu_share * loop.time(),
+                process_cpu_clock=None if process_share is None else (lambda: process_share * loop.time()),
                 **kwargs,
             )
         )
@@ -374,6 +376,16 @@ def test_client_saturation_from_cpu() -> None:
     assert busy.client is not None and idle.client is not None
     assert busy.client.cpu_percent == pytest.approx(95.0) and busy.client.saturated
     assert idle.client.cpu_percent == pytest.approx(50.0) and not idle.client.saturated
+
+
+def test_the_whole_client_processs_cpu_share_is_recorded_when_asked() -> None:
+    """Another share than the event loop's (the memory sampler's thread counts too), and None when not asked
+    (an in-process target, whose engine shares the process)."""
+    level, _ = simulate(LoadSpec(mode="sync", requests=3), always(Step()), cpu_share=0.02, process_share=0.03)
+    assert level.client is not None and level.client.process_cpu_percent == pytest.approx(3.0)
+    assert level.client.cpu_percent == pytest.approx(2.0)
+    plain, _ = simulate(LoadSpec(mode="sync", requests=3), always(Step()))
+    assert plain.client is not None and plain.client.process_cpu_percent is None
 
 
 def test_client_saturation_from_send_lag() -> None:

@@ -38,7 +38,7 @@ def child() -> Iterator[subprocess.Popen[bytes]]:
 
 
 def test_samples_this_process_and_tags_levels() -> None:
-    sampler = MemorySampler(os.getpid(), interval_s=0.005)
+    sampler = MemorySampler(os.getpid(), interval_s=0.005, uss_interval_s=1e-9)  # USS in every sample
     t0 = time.perf_counter()
     sampler.start(t0)
     sampler.mark_level(0)
@@ -109,8 +109,31 @@ def test_rss_only_where_uss_is_not_allowed(monkeypatch: pytest.MonkeyPatch) -> N
 
 
 def test_bad_interval() -> None:
-    with pytest.raises(ValueError, match="interval_s must be > 0"):
+    with pytest.raises(ValueError, match="intervals must be > 0"):
         MemorySampler(os.getpid(), interval_s=0)
+    with pytest.raises(ValueError, match="intervals must be > 0"):
+        MemorySampler(os.getpid(), uss_interval_s=-1)
+
+
+def test_uss_and_children_are_read_at_their_own_slower_rate(monkeypatch: pytest.MonkeyPatch) -> None:
+    """RSS every sample; USS and the (costly) children list only when `uss_interval_s` has passed."""
+    calls = {"memory_full_info": 0, "children": 0}
+    for name in calls:
+        original = getattr(psutil.Process, name)
+
+        def counted(self: psutil.Process, *args: object, _name: str = name, _original=original, **kw: object):
+            calls[_name] += 1
+            return _original(self, *args, **kw)
+
+        monkeypatch.setattr(psutil.Process, name, counted)
+    sampler = MemorySampler(os.getpid(), interval_s=0.005, uss_interval_s=3600).start()
+    wait_until(lambda: len(sampler.samples) >= 6, "6 samples")
+    timeline = sampler.stop()
+    assert timeline.uss_interval_s == 3600
+    assert timeline.samples[0].uss_bytes is not None  # the first sample reads everything
+    assert all(s.uss_bytes is None and s.rss_bytes > 0 for s in timeline.samples[1:])
+    assert calls == {"memory_full_info": 1, "children": 1}
+    assert timeline.peak_uss_bytes == timeline.samples[0].uss_bytes
 
 
 # -- platform --------------------------------------------------------------------------------------------------------

@@ -42,19 +42,42 @@ def test_same_seed_same_prompts_other_seed_other_order() -> None:
     assert [p.messages for p in a] == [p.messages for p in make_workload(24, seed=1)]
     b = make_workload(24, seed=2)
     assert [p.messages for p in a] != [p.messages for p in b]
-    # One full pass of the 24 questions either way: the same questions, in another order with other tags.
+    # One full pass of the 24 questions either way: the same questions, in another order.
     assert Counter(p.id.split("#")[0] for p in a) == Counter(p.id.split("#")[0] for p in b)
 
 
-def test_unique_tags_leave_no_shared_prefix() -> None:
-    """Every prompt differs from every other within its leading tag, so no prefix cache can reuse one."""
-    wl = make_workload(60, workload="long", seed=5)
+def test_the_first_pass_sends_the_prompts_as_written() -> None:
+    """No tag while every prompt goes out for the first time: the workload's own shared prefixes stay shared."""
+    wl = make_workload(8, workload="long", seed=5)
     texts = [content(p) for p in wl]
-    tag_len = min(t.index("]") + 1 for t in texts)
-    for i, a in enumerate(texts):
-        for b in texts[i + 1 :]:
+    assert all(t.startswith("Read the text below") for t in texts)
+    assert len(set(texts)) == 8 and wl.resent == 0
+
+
+def test_re_sent_prompts_get_unique_tags_that_leave_no_shared_prefix() -> None:
+    """A later pass re-sends the set: each re-send differs from every other request within its leading tag."""
+    wl = make_workload(20, workload="long", seed=5)  # 8 questions: two more passes, 12 re-sends
+    texts = [content(p) for p in wl]
+    assert wl.resent == 12 and len(set(texts)) == 20
+    again = texts[8:]
+    assert all(t.startswith("[") for t in again) and not any(t.startswith("[") for t in texts[:8])
+    tag_len = min(t.index("]") + 1 for t in again)
+    for i, a in enumerate(again):
+        for b in texts[: i + 8]:
             assert shared_prefix(a, b) < tag_len
-    assert all("Harrowmere" in t for t in texts)  # the passage is there, after the tag
+    assert all("Harrowmere" in t for t in texts)  # the passage is there, after any tag
+
+
+def test_start_continues_the_runs_order_across_workloads() -> None:
+    """Two workloads of one run (start = what the first took) send what one workload of both sizes would."""
+    whole = make_workload(30, workload="chat", seed=4)
+    first = make_workload(20, workload="chat", seed=4)
+    rest = make_workload(10, workload="chat", seed=4, start=20)
+    assert [p.messages for p in (*first, *rest)] == [p.messages for p in whole]
+    assert [p.id for p in rest] == [p.id for p in whole][20:]
+    assert (first.resent, rest.resent) == (0, 6)  # 24 questions: positions 24-29 are re-sends
+    with pytest.raises(WorkloadError, match="start must be 0 or more"):
+        make_workload(1, start=-1)
 
 
 def test_repeat_prefix_sends_the_set_as_is() -> None:
@@ -188,12 +211,14 @@ def test_bad_files_are_clear_errors(tmp_path: Path) -> None:
         load_prompts_jsonl(write(tmp_path, b'{"prompt": "ok"}\n{"prompt": "\xff"}\n'))
 
 
-def test_workload_from_a_file_keeps_its_lengths_and_tags_each_request(tmp_path: Path) -> None:
+def test_workload_from_a_file_keeps_its_lengths_and_tags_only_re_sends(tmp_path: Path) -> None:
     path = write(tmp_path, '{"prompt": "one", "max_tokens": 3}\n{"prompt": "two"}\n')
     wl = make_workload(5, prompts_file=path, seed=0)
     assert wl.name == "file" and wl.source == str(path) and wl.max_tokens is None
-    assert len({content(p) for p in wl}) == 5  # the 2 texts, each request tagged differently
-    assert sorted({content(p).split("] ", 1)[1] for p in wl}) == ["one", "two"]
+    texts = [content(p) for p in wl]
+    assert sorted(texts[:2]) == ["one", "two"]  # the file's prompts, as written
+    assert len(set(texts)) == 5 and wl.resent == 3  # then each re-send tagged differently
+    assert sorted({t.split("] ", 1)[-1] for t in texts}) == ["one", "two"]
     assert {p.max_tokens for p in wl if content(p).endswith("one")} == {3}
 
 
@@ -210,3 +235,16 @@ def test_workload_from_a_file_keeps_its_lengths_and_tags_each_request(tmp_path: 
 def test_bad_workload_settings(kwargs: dict[str, object], message: str) -> None:
     with pytest.raises(WorkloadError, match=message):
         make_workload(**kwargs)  # type: ignore[arg-type]
+
+
+def test_probes_take_tagged_copies_of_the_next_prompts() -> None:
+    """Warm-ups and cold-start probes send the prompts that come next, tagged, so the measured requests that
+    then send them as written share no more than the template with anything sent before."""
+    measured = make_workload(6, workload="chat", seed=2, start=3)
+    warm = make_workload(2, workload="chat", seed=2, start=3, probe="w")
+    cold = make_workload(2, workload="chat", seed=2, start=3, probe="cold")
+    assert [content(p).split("] ", 1)[1] for p in warm] == [content(p) for p in measured][:2]
+    assert [content(p)[:4] for p in warm] == ["[w3-", "[w4-"] and content(cold[0]).startswith("[cold3-")
+    assert warm.resent == 0 and content(warm[0]) != content(cold[0]).replace("[cold", "[w")
+    synthetic = make_workload(2, prompt_tokens=40, seed=1)
+    assert content(make_workload(2, prompt_tokens=40, seed=1, probe="w")[0]) != content(synthetic[0])

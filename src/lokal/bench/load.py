@@ -150,6 +150,7 @@ async def run_level(
     clock: Clock = time.perf_counter,
     sleep: Sleep = asyncio.sleep,
     cpu_clock: Clock = time.thread_time,
+    process_cpu_clock: Clock | None = None,
 ) -> LoadLevel:
     """Run one load level against `target` and return every measured request as a `LoadLevel`.
 
@@ -157,23 +158,28 @@ async def run_level(
     warmup + requests prompts to keep every request's text unique. `run_start` is a `clock()` reading taken
     at the start of the whole run (for `LoadLevel.started_at_s`). `clock` must be the clock the target stamps
     its `Outcome`s with (`time.perf_counter` for the real targets). `on_progress(done, total)` is called as
-    measured requests finish; total is None when only a duration bounds the level.
+    measured requests finish; total is None when only a duration bounds the level. `process_cpu_clock`
+    (`time.process_time`, for a target in another process) also records the whole client process's CPU share:
+    what the benchmark itself took from the machine it measures.
     """
     if not prompts:
         raise LoadError("no prompts to send")
     runner = _Runner(target, model, prompts, params, spec, on_progress, clock, sleep)
     await runner.warmup()
     cpu0 = cpu_clock()
+    process0 = process_cpu_clock() if process_cpu_clock is not None else None
     t0 = clock()
     await runner.measure(t0)
     t_end = clock()
     cpu = cpu_clock() - cpu0
+    process_cpu = process_cpu_clock() - process0 if process_cpu_clock is not None and process0 is not None else None
     samples = sorted(runner.samples, key=lambda s: s.index)
     wall = t_end - t0
     cpu_percent = 100.0 * cpu / wall if wall > 0 else 0.0
     lag_p99 = metrics.stats(runner.lags_ms).p99 or 0.0
     client = ClientStats(
         cpu_percent=cpu_percent,
+        process_cpu_percent=100.0 * process_cpu / wall if process_cpu is not None and wall > 0 else None,
         max_send_lag_ms=max(runner.lags_ms, default=0.0),
         saturated=cpu_percent > SATURATED_CPU_PERCENT or lag_p99 > SATURATED_SEND_LAG_MS,
     )

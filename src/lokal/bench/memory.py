@@ -10,6 +10,13 @@ because servers put the model in them (Ollama's runner, vLLM's engine core).
 Every sample carries the index of the load level running at the time (`mark_level`), and its time in seconds
 from a `time.perf_counter()` reading `t0` shared with the load runner, so the timeline lines up with the load.
 A thread (not a process) is enough at the default 0.1 s: psutil's reads release the GIL for their I/O.
+
+Two rates, because sampling costs the machine it measures. RSS (`/proc/PID/statm`, about 0.01 ms) is read every
+`interval_s`; USS and the list of children are read every `uss_interval_s` (1 s), samples in between carry
+`uss_bytes=None`. USS means walking the server's page tables (`/proc/PID/smaps_rollup`, 1.5 ms for the bundled
+model's server) and the children list means reading every process's `/proc/PID/stat` (0.5 ms); done every
+0.1 s, the two slowed the server's decoding by about 6 % on a 2-core machine (issue 16, docs/measure.md),
+because each wake-up takes a core from one of llama.cpp's threads, which wait for each other at every step.
 """
 
 from __future__ import annotations
@@ -30,9 +37,11 @@ class ProcessNotFound(LokalError, LookupError):
 class MemorySampler:
     """`sampler = MemorySampler(pid).start(t0)`, `sampler.mark_level(i)` as levels begin, `sampler.stop()`."""
 
-    def __init__(self, pid: int, interval_s: float = 0.1, include_children: bool = True) -> None:
-        if interval_s <= 0:
-            raise ValueError(f"interval_s must be > 0, got {interval_s}")
+    def __init__(
+        self, pid: int, interval_s: float = 0.1, include_children: bool = True, uss_interval_s: float = 1.0
+    ) -> None:
+        if interval_s <= 0 or uss_interval_s <= 0:
+            raise ValueError(f"intervals must be > 0, got {interval_s} and {uss_interval_s}")
         try:
             self._process = psutil.Process(pid)
         except psutil.NoSuchProcess:
@@ -42,6 +51,9 @@ class MemorySampler:
         self.pid = pid
         self.interval_s = interval_s
         self.include_children = include_children
+        self.uss_interval_s = uss_interval_s
+        self._slow_due = 0.0  # perf_counter time of the next USS and children read
+        self._children: list[psutil.Process] = []
         self.t0: float | None = None
         #: Why sampling ended before `stop()` (the process exited), else None.
         self.ended: str | None = None
@@ -77,6 +89,7 @@ class MemorySampler:
             pid=self.pid,
             include_children=self.include_children,
             interval_s=self.interval_s,
+            uss_interval_s=self.uss_interval_s if self._uss_allowed else None,
             samples=list(self._samples),
         )
 
@@ -93,23 +106,27 @@ class MemorySampler:
 
     # -- sampling ---------------------------------------------------------------------------------
     def sample(self) -> MemorySample | None:
-        """One reading of the process tree now; None when the process is gone."""
-        try:
-            processes = [self._process]
-            if self.include_children:
-                processes += self._process.children(recursive=True)
-        except psutil.NoSuchProcess:
-            return None
+        """One reading of the process tree now (USS and a fresh list of children only when they are due);
+        None when the process is gone."""
         now = time.perf_counter()
+        slow = now >= self._slow_due
+        if slow:
+            self._slow_due = now + self.uss_interval_s
+            if self.include_children:
+                try:
+                    self._children = self._process.children(recursive=True)
+                except psutil.NoSuchProcess:
+                    return None
+        processes = [self._process, *self._children]
         rss = 0
-        uss: int | None = 0 if self._uss_allowed else None
+        uss: int | None = 0 if self._uss_allowed and slow else None
         for process in processes:
             try:
                 # A killed process is a zombie until reaped, and its /proc memory figures then read as 0 (or
                 # shrink while the kernel frees them) without an error: that is an exit, not a reading.
                 if process.status() in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD):
                     raise psutil.ZombieProcess(process.pid)
-                r, u = self._read(process)
+                r, u = self._read(process, with_uss=uss is not None)
                 if r == 0:  # its memory already released: exiting, not yet a zombie
                     raise psutil.ZombieProcess(process.pid)
             except psutil.NoSuchProcess:  # ZombieProcess included
@@ -123,8 +140,8 @@ class MemorySampler:
         t0 = self.t0 if self.t0 is not None else now
         return MemorySample(t_s=now - t0, rss_bytes=rss, uss_bytes=uss, level=self._level)
 
-    def _read(self, process: psutil.Process) -> tuple[int, int | None]:
-        if self._uss_allowed:
+    def _read(self, process: psutil.Process, *, with_uss: bool) -> tuple[int, int | None]:
+        if with_uss and self._uss_allowed:
             try:
                 info = process.memory_full_info()
                 return info.rss, info.uss

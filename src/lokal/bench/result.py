@@ -96,6 +96,9 @@ class MemoryTimeline(_Model):
     pid: int
     include_children: bool = True
     interval_s: float
+    uss_interval_s: float | None = Field(
+        None, description="USS is read every this many seconds (samples in between carry RSS only); None: never"
+    )
     samples: list[MemorySample] = Field(default_factory=list)
 
     @property
@@ -111,6 +114,12 @@ class ClientStats(_Model):
     """Whether the load generator kept up: its own CPU use and how late it sent requests."""
 
     cpu_percent: float = Field(description="this client's CPU time / wall time, % of one core")
+    process_cpu_percent: float | None = Field(
+        None,
+        description="the whole lokal bench process (every thread: requests, memory sampler, progress bar) CPU "
+        "time / wall time, % of one core: what the benchmark took from the machine; None for an in-process "
+        "target, whose engine runs in the same process",
+    )
     max_send_lag_ms: float = Field(0.0, description="largest (actual - intended) send time")
     saturated: bool = False
 

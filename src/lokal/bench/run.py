@@ -3,9 +3,10 @@ memory sampler watches the serving process, and return the `BenchResult` (the ca
 renders it).
 
 The order is fixed so runs are comparable: per model, cold start first (nothing warm yet), then the levels in
-the order given (concurrency sweep, rates, batch sizes), then the SLO search. Each level gets its own
-workload slice, seeded from the run's seed and the level's index, so a level's prompts do not depend on
-which levels ran before it.
+the order given (concurrency sweep, rates, batch sizes), then the SLO search. Each level takes the next slice
+of one seeded order of the prompt set (per model), so no prompt is sent twice until the whole set has gone
+out, and a re-sent one carries a unique tag (workload.py says why only those); synthetic prompts are made
+per level, seeded from the run's seed and the level's index.
 
 With several in-process engines (`lokal bench smollm2 --engine llamacpp,transformers`) the whole plan runs once
 per engine, one engine after the other and never together (they would share the cores and the memory being
@@ -19,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import functools
+import os
 import statistics
 import time
 from collections.abc import Callable
@@ -44,6 +46,7 @@ from lokal.bench.result import (
 )
 from lokal.bench.target import RequestParams, Target
 from lokal.bench.targets import Api, open_target
+from lokal.bench.targets._http import is_loopback
 from lokal.bench.tokenizer import local_token_counter
 from lokal.bench.workload import WORKLOADS, Workload, make_workload
 from lokal.config import Settings
@@ -56,6 +59,9 @@ DEFAULT_CONCURRENCY = (1, 2, 4)
 DEFAULT_REQUESTS = 8
 #: Requests after the cold load whose median TTFT is the "warm" figure.
 WARM_PROBES = 3
+#: lokal bench's own CPU share above which a run on the server's machine gets a warning (% of one core).
+OWN_CPU_PERCENT = 5.0
+IN_PROCESS = "in-process"
 
 #: Called when a level starts: (model, label, total measured requests or None); returns the progress callback.
 LevelHook = Callable[[str, str, int | None], Callable[[int, int | None], None] | None]
@@ -165,6 +171,10 @@ class _Run:
     warnings: list[str] = field(default_factory=list)
     sampler: MemorySampler | None = None
     level_counter: int = 0
+    #: Requests taken so far from the prompt set, per model (reset per engine, so each engine gets the same).
+    sent: dict[str, int] = field(default_factory=dict)
+    requests: int = 0  # requests made from workloads so far (warm-ups and cold-start probes included)
+    resent: int = 0  # of which re-sent a prompt the run had sent before, with a unique tag
     first_workload: Workload | None = None  # what the result describes (every level's is built the same way)
     engine_of: Callable[[str], str | None] = lambda _model: None  # the current target's engine per model
 
@@ -172,18 +182,31 @@ class _Run:
         max_tokens = self.plan.max_tokens or workload.max_tokens or WORKLOADS["chat"].max_tokens
         return RequestParams(max_tokens=max_tokens, temperature=self.plan.temperature, seed=self.plan.seed)
 
-    async def workload(self, model: str, n: int, salt: int) -> Workload:
+    async def workload(self, model: str, n: int, salt: int, probe: str = "") -> Workload:
+        """The next `n` prompts for `model`. A file or built-in set goes out in one seeded order over the
+        model's whole turn (cold start, levels, search), so a prompt is re-sent (with a tag) only once all have
+        gone out; synthetic prompts are made afresh per level, seeded by its index (`salt`). A `probe`
+        workload (warm-ups, cold-start probes) takes tagged copies of the next prompts without using them up."""
         count = getattr(self.target, "count_tokens", None)
         counter = functools.partial(count, model) if callable(count) else None
+        synthetic = self.plan.prompt_tokens is not None
+        start = 0 if synthetic else self.sent.get(model, 0)
         workload = await asyncio.to_thread(
             make_workload,
             n,
             workload=self.plan.workload,
-            seed=self.plan.seed * 1000 + salt,
+            seed=self.plan.seed * 1000 + salt if synthetic else self.plan.seed,
             prompt_tokens=self.plan.prompt_tokens,
             prompts_file=self.plan.prompts_file,
             count_tokens=counter,
+            start=start,
+            probe=probe,
         )
+        if probe:
+            return workload
+        self.sent[model] = start + n
+        self.requests += n
+        self.resent += workload.resent
         if self.first_workload is None:
             self.first_workload = workload
         return workload
@@ -192,8 +215,11 @@ class _Run:
         index = self.level_counter
         self.level_counter += 1
         # Enough prompts that no request repeats another's text; a duration-bound level cycles through them.
-        n = spec.warmup + (spec.requests or max(64, 4 * spec.width))
+        n = spec.requests or max(64, 4 * spec.width)
+        warm = await self.workload(model, spec.warmup, salt=index, probe="w") if spec.warmup else None
         workload = await self.workload(model, n, salt=index)
+        if warm is not None:  # run_level sends the first `warmup` prompts unmeasured, then the rest
+            workload = dataclasses.replace(workload, prompts=warm.prompts + workload.prompts)
         label = _label(spec)
         total = spec.requests if spec.duration_s is None else None
         engine = self.engine_of(model) if self.plan.engines else None
@@ -203,7 +229,14 @@ class _Run:
             self.sampler.mark_level(len(self.levels))
         spec = dataclasses.replace(spec, seed=self.plan.seed + index)
         level = await load_runner.run_level(
-            self.target, model, workload, self.params(workload), spec, on_progress=progress, run_start=self.t0
+            self.target,
+            model,
+            workload,
+            self.params(workload),
+            spec,
+            on_progress=progress,
+            run_start=self.t0,
+            process_cpu_clock=None if self.info.kind == IN_PROCESS else time.process_time,
         )
         if self.sampler is not None:
             self.sampler.mark_level(None)
@@ -213,6 +246,12 @@ class _Run:
             self.warnings.append(
                 f"{model}, {level.label}: the load generator itself was busy (CPU {level.client.cpu_percent:.0f}% of "
                 f"a core, send lag up to {level.client.max_send_lag_ms:.0f} ms): figures may measure the client"
+            )
+        own = level.client.process_cpu_percent if level.client is not None else None
+        if own is not None and own > OWN_CPU_PERCENT and (self.info.url is None or is_loopback(self.info.url)):
+            self.warnings.append(
+                f"{model}, {level.label}: lokal bench itself used {own:.0f}% of a core on the machine it measures "
+                f"({os.cpu_count() or '?'} cores); the server may have run slower for it"
             )
         if level.samples and all(not s.ok for s in level.samples):
             self.warnings.append(f"{model}, {level.label}: every request failed ({level.samples[0].error})")
@@ -224,7 +263,7 @@ class _Run:
         except LokalError as exc:
             self.warnings.append(f"{model}: cold start not measured: {exc}")
             load_s = None
-        workload = await self.workload(model, 1 + WARM_PROBES, salt=10_000)
+        workload = await self.workload(model, 1 + WARM_PROBES, salt=10_000, probe="cold")
         params = self.params(workload)
         ttfts: list[float | None] = []
         for prompt in workload:
@@ -363,7 +402,8 @@ async def run_bench(plan: BenchPlan, *, on_level: LevelHook | None = None) -> Be
             else:
                 run.sampler = MemorySampler(pid).start(t0=run.t0)
         for turn in passes:
-            run.target, run.level_counter = turn.target, 0  # the same level index, so the same prompts per engine
+            # The same level indices and the same place in the prompt set, so the same prompts per engine.
+            run.target, run.level_counter, run.sent = turn.target, 0, {}
             engine_of = getattr(turn.target, "engine_of", None)
             run.engine_of = engine_of if callable(engine_of) else (lambda _model: None)
             turn.started_s = time.perf_counter() - run.t0
@@ -411,7 +451,8 @@ async def run_bench(plan: BenchPlan, *, on_level: LevelHook | None = None) -> Be
         max_tokens=run.params(workload).max_tokens,
         prompts_file=plan.prompts_file,
         workload=plan.workload if plan.prompts_file is None else "file",
-        workload_description=workload.describe(),
+        workload_description=workload.describe()
+        + (f"; {run.resent} of {run.requests} requests re-sent a prompt with a unique tag" if run.resent else ""),
         seed=plan.seed,
         warmup=plan.warmup,
         temperature=plan.temperature,

@@ -1,12 +1,20 @@
 """What `lokal bench` asks: built-in prompt sets, synthetic prompts of a given length, or a JSONL file; seeded.
 
 A workload is fixed before the load starts (pre-built prompts keep tokenising and string work off the hot
-path, as vLLM and llmperf do). Every prompt starts with a tag unique to its request, so a server's prefix or KV
-cache (llama-server `cache_prompt`, Ollama's context reuse, vLLM's APC) cannot answer a repeated prompt
-from memory and make it look fast (pitfall 7 in benchmarking.md); `repeat_prefix=True` drops the tag to
-measure exactly that effect. The tag comes from the seed, so the same seed gives the same prompts; a server
-that keeps many prefixes between runs (vLLM's APC) could match a second run with the same seed, so change
-the seed (or restart the server) when comparing repeated runs on such a server.
+path, as vLLM and llmperf do). Prompts go out as written: a workload is what a user wants measured, and the
+prefixes its prompts share (a system prompt, the chat template, "Tell me about the number ") are what a server's
+prompt cache would reuse in real traffic too. What a cache must not do is answer a prompt the benchmark itself
+sends again (pitfall 7 in benchmarking.md: llama-server `cache_prompt`, Ollama's context reuse, vLLM's APC would
+make a re-sent prompt look fast). So a run sends its set in one seeded order across all its workloads
+(`start`), and only a request that re-sends a prompt the run already sent (the set is smaller than the run)
+starts with a tag unique to it; `Workload.resent` counts those. `repeat_prefix=True` drops the tag to measure
+exactly the cached case. The tags come from the seed, so the same seed gives the same prompts; a server that
+keeps many prefixes between runs (vLLM's APC) could match a second run with the same seed, so change the seed
+(or restart the server) when comparing repeated runs on such a server.
+
+Why not tag every prompt, as lokal bench once did: the tag (about 12 tokens) made each prompt longer and cut its
+shared prefix, so the server had more to prefill than the user's workload asks; measured against an independent
+client on the same prompts file, TTFT read 2.4x and throughput 10 % lower (issue 16, docs/measure.md).
 
 Token counts here are of the prompt text only: the chat template adds a few tokens the server will count
 (pitfall 3). They are exact when the caller passes `count_tokens` (the in-process engine can tokenise) and an
@@ -173,6 +181,8 @@ class Workload(Sequence[Prompt]):
     source: str | None = None  # the prompts file, if any
     repeat_prefix: bool = False
     notes: tuple[str, ...] = field(default_factory=tuple)
+    #: Requests that re-send a prompt the run already sent (a later pass over a set smaller than the run).
+    resent: int = 0
 
     @property
     def approximate(self) -> bool:
@@ -227,7 +237,7 @@ def estimate_tokens(text: str) -> int:
 # --- building prompts -----------------------------------------------------------------------------------------
 
 
-def _tag(rng: random.Random, index: int) -> str:
+def _tag(rng: random.Random, index: int | str) -> str:
     """A prefix unique to request `index` (and reproducible from the seed) so no prefix cache can match."""
     return f"[{index}-{rng.getrandbits(32):08x}] "
 
@@ -320,18 +330,27 @@ def make_workload(
     prompts_file: str | os.PathLike[str] | None = None,
     count_tokens: TokenCounter | None = None,
     repeat_prefix: bool = False,
+    start: int = 0,
+    probe: str = "",
 ) -> Workload:
     """The prompts for `requests` requests (warm-up included: ask for warmup + measured), in a seeded order.
 
     `prompts_file` (JSONL) wins over `prompt_tokens` (synthetic filler of about that many tokens), which wins
-    over the built-in set named by `workload`. A set shorter than `requests` is cycled, reshuffled each pass;
-    with the default unique tags, no two requests send the same text even then.
+    over the built-in set named by `workload`. A file or built-in set goes out in one seeded order over the
+    whole run, reshuffled for each further pass: `start` is how many requests the run already took from it
+    (with the same seed), so this workload continues where the last one ended. Requests of the first pass send
+    their prompt as written; later passes re-send prompts, each with a tag unique to it (unless
+    `repeat_prefix`), so no two requests of a run send the same text. Synthetic prompts are unique anyway.
+
+    `probe` (a short label such as "w" or "cold") makes unmeasured requests: warm-ups and cold-start probes take
+    the prompts that come next, each tagged `[<probe><position>-<hex>]`, so the measured requests that then send
+    those prompts as written find no cached copy of them. A probe workload is not counted in `resent`.
     """
     if requests < 1:
         raise WorkloadError(f"a workload needs at least one request, got {requests}")
     if prompts_file is not None and prompt_tokens is not None:
         raise WorkloadError("give either a prompts file or --prompt-tokens, not both")
-    rng = random.Random(seed)
+    rng = random.Random(f"{probe}:{seed}") if probe and prompt_tokens is not None else random.Random(seed)
     count: TokenCounter = count_tokens or estimate_tokens
     token_count: TokenCount = "tokenizer" if count_tokens is not None else "estimate"
 
@@ -365,17 +384,23 @@ def make_workload(
         base = [(pid, msgs, None) for pid, msgs in _base_items(workload)]
         name, max_tokens, source = workload, WORKLOADS[workload].max_tokens, None
 
+    if start < 0:
+        raise WorkloadError(f"start must be 0 or more, got {start}")
     prompts, lengths, counted = [], [], set()
-    for i, b in enumerate(_cycle(len(base), requests, rng)):
+    resent = 0
+    for i, b in enumerate(_cycle(len(base), start + requests, rng)[start:], start=start):
         pid, messages, own_max = base[b]
-        tagged = messages if repeat_prefix else _with_tag(messages, _tag(rng, i))
-        prompts.append(Prompt(id=f"{pid}#{i}", messages=tagged, max_tokens=own_max))
-        if b not in counted:  # each distinct text once: further passes differ only in the tag
-            counted.add(b)
-            lengths.append(count(_text_of(tagged)))
+        again = i >= len(base) and not probe  # a later pass: this text already went out earlier in the run
+        resent += again
+        tagged = (again or bool(probe)) and not repeat_prefix
+        sent = _with_tag(messages, _tag(random.Random(f"{probe}:{seed}:{i}"), f"{probe}{i}")) if tagged else messages
+        prompts.append(Prompt(id=f"{pid}#{i}", messages=sent, max_tokens=own_max))
+        if (b, again) not in counted:  # each distinct text once, as written and as re-sent (tags differ only)
+            counted.add((b, again))
+            lengths.append(count(_text_of(sent)))
     notes: tuple[str, ...] = ()
-    if len(base) < requests and repeat_prefix:
-        notes = (f"{len(base)} distinct prompts repeated over {requests} requests, without unique tags",)
+    if resent and repeat_prefix:
+        notes = (f"{len(base)} distinct prompts repeated over {start + requests} requests, without unique tags",)
     return _finish(
         name,
         prompts,
@@ -386,6 +411,7 @@ def make_workload(
         source=source,
         repeat_prefix=repeat_prefix,
         notes=notes,
+        resent=resent,
     )
 
 

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from lokal.bench import result as result_module
 from lokal.bench.metrics import PERCENTILES, LevelSummary, Stats, stats, summarize, tpot_ms
-from lokal.bench.result import BenchResult, EngineRun, LoadLevel, ModelRef, Slo
+from lokal.bench.result import BenchResult, EngineRun, LoadLevel, MemoryTimeline, ModelRef, Slo
 from lokal.report.document import Chart, Document, Section, Table
 
 # charts (and so matplotlib, ~0.4 s to import) is imported inside the functions that build charts: the console
@@ -206,6 +206,21 @@ def _throughput_table(runs: Sequence[Run]) -> Table:
     )
 
 
+def _uss_rate(memory: MemoryTimeline) -> str:
+    """ ", USS every 1 s" when USS was read less often than RSS (bench/memory.py says why)."""
+    every = memory.uss_interval_s
+    return f", USS every {every:g} s" if every is not None and every > memory.interval_s else ""
+
+
+def _own_cpu_text(result: BenchResult) -> str:
+    """What lokal bench itself cost the machine (a server target only: in process, the engine shares it)."""
+    own = [(v, lv.label) for lv in result.levels if lv.client and (v := lv.client.process_cpu_percent) is not None]
+    if not own:
+        return ""
+    most, label = max(own)
+    return f" lokal bench's own CPU: at most {most:.1f} % of one core ({label})."
+
+
 def _summary_section(results: Sequence[BenchResult], runs: Sequence[Run]) -> Section:
     paragraphs = []
     for result in results:
@@ -215,6 +230,7 @@ def _summary_section(results: Sequence[BenchResult], runs: Sequence[Run]) -> Sec
         paragraphs.append(
             f"{result.name}: {len(result.levels)} load levels (target: {where}), {n} measured requests "
             f"({failed} failed); SLO: {slo_text(result.config.slo)}; run at {result.created_at.isoformat()}."
+            + _own_cpu_text(result)
         )
     return Section(title="Summary", paragraphs=tuple(paragraphs), tables=(_throughput_table(runs),))
 
@@ -593,7 +609,7 @@ def _memory_section(results: Sequence[BenchResult]) -> Section | None:
     paragraphs = [
         f"{r.name}: process {r.memory.pid}"
         + (" and its children" if r.memory.include_children else "")
-        + f", sampled every {r.memory.interval_s * 1000:g} ms ({len(r.memory.samples)} samples)."
+        + f", sampled every {r.memory.interval_s * 1000:g} ms{_uss_rate(r.memory)} ({len(r.memory.samples)} samples)."
         for r in with_memory
         if r.memory is not None
     ]
@@ -843,7 +859,8 @@ def _config_rows(r: BenchResult) -> list[tuple[str, str]]:
             "memory sampling",
             DASH
             if mem is None
-            else f"pid {mem.pid}{' + children' if mem.include_children else ''}, every {mem.interval_s * 1000:g} ms",
+            else f"pid {mem.pid}{' + children' if mem.include_children else ''}, every {mem.interval_s * 1000:g} ms"
+            + _uss_rate(mem),
         ),
     ]
 

@@ -422,10 +422,11 @@ def memory_chart(
             # The peak goes in the legend: a label beside the line would sit on top of the other lines.
             rss_peak = max(line.rss_mb, default=0.0)
             ax.plot(line.t_s, line.rss_mb, color=color(i), label=f"{prefix}RSS (peak {rss_peak:,.0f} MB)")
-            uss = [v for v in line.uss_mb if v is not None]
+            # USS is read less often than RSS (bench/memory.py): join the samples that have it.
+            uss = [(t, v) for t, v in zip(line.t_s, line.uss_mb, strict=True) if v is not None]
             if uss:
-                label = f"{prefix}USS (peak {max(uss):,.0f} MB)"
-                ax.plot(line.t_s, _nan(line.uss_mb), color=color(i), linestyle="--", label=label)
+                label = f"{prefix}USS (peak {max(v for _, v in uss):,.0f} MB)"
+                ax.plot([t for t, _ in uss], [v for _, v in uss], color=color(i), linestyle="--", label=label)
         ax.set_title(title)
         ax.set_xlabel(xlabel)
         ax.set_ylabel("memory (MB)")
