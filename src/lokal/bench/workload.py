@@ -333,7 +333,7 @@ def make_workload(
     start: int = 0,
     probe: str = "",
 ) -> Workload:
-    """The prompts for `requests` requests (warm-up included: ask for warmup + measured), in a seeded order.
+    """The prompts for `requests` requests, in a seeded order (warm-ups: a separate workload with `probe`).
 
     `prompts_file` (JSONL) wins over `prompt_tokens` (synthetic filler of about that many tokens), which wins
     over the built-in set named by `workload`. A file or built-in set goes out in one seeded order over the
