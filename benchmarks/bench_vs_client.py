@@ -1,6 +1,7 @@
 """Does `lokal bench` read what an independent client reads on the same workload? (issue 16)
 
-One `lokal serve` (the bundled model, its defaults, 127.0.0.1), one workload, two clients in alternating rounds:
+One `lokal serve` (the bundled model, its defaults, 127.0.0.1; started and stopped by benchmarks/soak.py's
+`lokal_server`), one workload, two clients in alternating rounds:
 
 - **the independent client** (this file, about 80 lines that share nothing with lokal's bench code): httpx, N
   asyncio workers taking prompts from one queue, closed loop, streamed `/api/chat` (NDJSON) or
@@ -33,23 +34,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
-import os
-import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import child_env, free_port, log_tail, start_logged
+from _common import child_env
+from soak import ServerProcess, lokal_server
 
 from lokal.bench import metrics
 from lokal.bench.result import load as load_result
@@ -57,7 +56,6 @@ from lokal.bench.result import load as load_result
 HOST = "127.0.0.1"
 MODEL = "smollm2"
 GOAL = 0.05
-READY_TIMEOUT_S = 180.0
 
 
 # --- the independent client ------------------------------------------------------------------------------------
@@ -174,11 +172,10 @@ def lokal_bench_run(
     requests: int,
     max_tokens: int,
     out: Path,
-    extra: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     command = [sys.executable, "-m", "lokal", "bench", "--url", url, "--api", api, "--model", MODEL]
     command += ["--concurrency", str(concurrency), "--requests", str(requests), "--max-tokens", str(max_tokens)]
-    command += ["--prompts", str(prompts_file), "-o", str(out), *extra]
+    command += ["--prompts", str(prompts_file), "-o", str(out)]
     done = subprocess.run(command, capture_output=True, text=True, env=child_env({"HF_HUB_OFFLINE": "1"}))
     if done.returncode != 0:
         sys.exit(f"lokal bench failed ({done.returncode}):\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
@@ -205,44 +202,6 @@ def lokal_bench_run(
     }
 
 
-# --- the server ------------------------------------------------------------------------------------------------
-
-
-@dataclass
-class Server:
-    workdir: Path
-    port: int = field(default_factory=lambda: free_port(HOST))
-    proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://{HOST}:{self.port}"
-
-    def start(self) -> None:
-        home = self.workdir / "lokal-home"
-        home.mkdir(parents=True, exist_ok=True)
-        env = child_env({"LOKAL_HOME": str(home), "OLLAMA_MODELS": str(self.workdir / "ollama"), "HF_HUB_OFFLINE": "1"})
-        command = [sys.executable, "-m", "lokal", "serve", "--host", f"{HOST}:{self.port}", "--model", MODEL]
-        self.proc = start_logged(command, env, self.workdir / "lokal.log")
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                sys.exit(f"lokal serve exited with {self.proc.returncode}:\n{log_tail(self.workdir / 'lokal.log')}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{self.url}/health", timeout=2.0, trust_env=False).status_code == 200:
-                    return
-            time.sleep(0.25)
-        sys.exit(f"lokal serve not ready after {READY_TIMEOUT_S:.0f} s:\n{log_tail(self.workdir / 'lokal.log')}")
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-
-
 # --- the comparison --------------------------------------------------------------------------------------------
 
 
@@ -259,7 +218,7 @@ def _fmt(value: float | None, spec: str = ".1f") -> str:
     return "-" if value is None else format(value, spec)
 
 
-def compare(server: Server, args: argparse.Namespace, workdir: Path) -> list[dict[str, Any]]:
+def compare(server: ServerProcess, args: argparse.Namespace, workdir: Path) -> list[dict[str, Any]]:
     cells = []
     for api in args.apis:
         for concurrency in args.concurrency:
@@ -274,11 +233,11 @@ def compare(server: Server, args: argparse.Namespace, workdir: Path) -> list[dic
                 order = ["independent", "lokal bench"] if round_ % 2 == 0 else ["lokal bench", "independent"]
                 for who in order:
                     if who == "independent":
-                        run = asyncio.run(independent_run(server.url, api, texts, concurrency, args.max_tokens))
+                        run = asyncio.run(independent_run(server.base_url, api, texts, concurrency, args.max_tokens))
                     else:
                         out = workdir / f"bench-{api}-{concurrency}-{round_}.json"
                         run = lokal_bench_run(
-                            server.url, api, prompts_file, concurrency, requests, args.max_tokens, out
+                            server.base_url, api, prompts_file, concurrency, requests, args.max_tokens, out
                         )
                     runs[who].append(run)
                     print(
@@ -337,10 +296,13 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="lokal-bench-vs-client-") as tmp:
         workdir = Path(tmp)
-        server = Server(workdir)
+        server = lokal_server(workdir)  # --parallel 4, lokal's default; the bundled model preloaded
         server.start()
         try:
+            server.wait_ready()
             cells = compare(server, args, workdir)
+        except RuntimeError as exc:  # the server exited or never got ready: wait_ready says why, with its log
+            sys.exit(str(exc))
         finally:
             server.stop()
     met = print_report(cells, args)

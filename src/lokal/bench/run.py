@@ -248,7 +248,7 @@ class _Run:
                 f"a core, send lag up to {level.client.max_send_lag_ms:.0f} ms): figures may measure the client"
             )
         own = level.client.process_cpu_percent if level.client is not None else None
-        if own is not None and own > OWN_CPU_PERCENT and (self.info.url is None or is_loopback(self.info.url)):
+        if own is not None and own > OWN_CPU_PERCENT and self.info.url is not None and is_loopback(self.info.url):
             self.warnings.append(
                 f"{model}, {level.label}: lokal bench itself used {own:.0f}% of a core on the machine it measures "
                 f"({os.cpu_count() or '?'} cores); the server may have run slower for it"

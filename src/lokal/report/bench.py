@@ -212,13 +212,16 @@ def _uss_rate(memory: MemoryTimeline) -> str:
     return f", USS every {every:g} s" if every is not None and every > memory.interval_s else ""
 
 
-def _own_cpu_text(result: BenchResult) -> str:
-    """What lokal bench itself cost the machine (a server target only: in process, the engine shares it)."""
+def own_cpu(result: BenchResult) -> tuple[float, str] | None:
+    """The largest share of a core lokal bench itself used in one level, and that level's label (None for an
+    in-process target, where the engine shares the process and only the event loop's share is known)."""
     own = [(v, lv.label) for lv in result.levels if lv.client and (v := lv.client.process_cpu_percent) is not None]
-    if not own:
-        return ""
-    most, label = max(own)
-    return f" lokal bench's own CPU: at most {most:.1f} % of one core ({label})."
+    return max(own) if own else None
+
+
+def _own_cpu_text(result: BenchResult) -> str:
+    most = own_cpu(result)
+    return f" lokal bench's own CPU: at most {most[0]:.1f} % of one core ({most[1]})." if most else ""
 
 
 def _summary_section(results: Sequence[BenchResult], runs: Sequence[Run]) -> Section:

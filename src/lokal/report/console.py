@@ -18,6 +18,7 @@ from lokal.report.bench import (
     fmt_mb,
     fmt_pct,
     model_label,
+    own_cpu,
     slo_text,
 )
 from lokal.report.document import Document, Section, Table
@@ -74,9 +75,8 @@ def console_summary(results: Sequence[BenchResult]) -> str:
             rows = [tuple(r) + ("",) * (width - len(r)) for r in rows]
             table = text_table([""] * width, rows, numeric=())
             lines += ["  " + row for row in table.splitlines()[1:]]
-        own = [v for lv in result.levels if lv.client is not None and (v := lv.client.process_cpu_percent) is not None]
-        if own:
-            lines.append(f"  lokal bench's own CPU: at most {max(own):.1f}% of one core per level")
+        if (most := own_cpu(result)) is not None:
+            lines.append(f"  lokal bench's own CPU: at most {most[0]:.1f}% of one core ({most[1]})")
         if result.memory is not None and result.memory.samples:
             lines.append(
                 f"  memory: peak RSS {fmt_mb(result.memory.peak_rss_bytes)} MB, "
