@@ -70,6 +70,7 @@ class Timing:
     tokens: int = 0
     eval_ms_per_token: float | None = None  # the server's own decode time per token (Ollama's final chunk)
     prompt_tokens: int | None = None
+    cached_tokens: int | None = None  # of prompt_tokens, supplied by the prompt cache (/v1 usage only)
 
 
 async def _ollama_request(client: httpx.AsyncClient, text: str, max_tokens: int) -> Timing:
@@ -123,6 +124,7 @@ async def _openai_request(client: httpx.AsyncClient, text: str, max_tokens: int)
             if event.get("usage"):
                 t.tokens = event["usage"].get("completion_tokens") or 0
                 t.prompt_tokens = event["usage"].get("prompt_tokens")
+                t.cached_tokens = (event["usage"].get("prompt_tokens_details") or {}).get("cached_tokens")
     t.end = t.last
     return t
 
@@ -149,6 +151,7 @@ async def independent_run(url: str, api: str, texts: list[str], concurrency: int
     tpots = [(t.last - t.first) * 1000 / (t.tokens - 1) for t in timings if t.first and t.last and t.tokens > 1]
     per_token = [t.eval_ms_per_token for t in timings if t.eval_ms_per_token]
     prompts = [t.prompt_tokens for t in timings if t.prompt_tokens is not None]
+    prefilled = [t.prompt_tokens - t.cached_tokens for t in timings if t.prompt_tokens and t.cached_tokens is not None]
     return {
         "throughput": sum(t.tokens for t in timings) / wall,
         "ttft_p50_ms": statistics.median(ttfts),
@@ -157,6 +160,7 @@ async def independent_run(url: str, api: str, texts: list[str], concurrency: int
         "wall_s": wall,
         "server_eval_ms_per_token": statistics.fmean(per_token) if per_token else None,
         "prompt_tokens_mean": statistics.fmean(prompts) if prompts else None,
+        "prefilled_tokens_mean": statistics.fmean(prefilled) if prefilled else None,
         "client_cpu_percent": cpu_percent,
     }
 
@@ -189,6 +193,11 @@ def lokal_bench_run(
         if x.server and x.server.eval_ms and x.server.output_tokens
     ]
     prompts = [x.prompt_tokens for x in ok if x.prompt_tokens is not None]
+    prefilled = [
+        x.prompt_tokens - x.server.cached_prompt_tokens
+        for x in ok
+        if x.prompt_tokens and x.server and x.server.cached_prompt_tokens is not None
+    ]
     return {
         "throughput": s.output_token_throughput,
         "ttft_p50_ms": s.ttft_ms.p50,
@@ -197,6 +206,7 @@ def lokal_bench_run(
         "wall_s": s.duration_s,
         "server_eval_ms_per_token": statistics.fmean(per_token) if per_token else None,
         "prompt_tokens_mean": statistics.fmean(prompts) if prompts else None,
+        "prefilled_tokens_mean": statistics.fmean(prefilled) if prefilled else None,
         "client_cpu_percent": level.client.process_cpu_percent if level.client else None,
         "failed": s.failed,
     }
@@ -244,7 +254,9 @@ def compare(server: ServerProcess, args: argparse.Namespace, workdir: Path) -> l
                         f"  {api:<6} c={concurrency:<2} round {round_ + 1} {who:<11}  {run['throughput']:6.1f} tok/s  "
                         f"TTFT p50 {run['ttft_p50_ms']:6.1f} ms  TPOT {run['tpot_ms']:5.2f} ms  "
                         f"server {_fmt(run['server_eval_ms_per_token'], '.2f')} ms/token  "
-                        f"prompt {_fmt(run['prompt_tokens_mean'])} tokens  {run['output_tokens']} tokens  "
+                        f"prompt {_fmt(run['prompt_tokens_mean'])} tokens "
+                        f"({_fmt(run['prefilled_tokens_mean'])} prefilled)  "
+                        f"{run['output_tokens']} tokens  "
                         f"client CPU {_fmt(run['client_cpu_percent'])}%",
                         flush=True,
                     )

@@ -97,6 +97,11 @@ def metric_value(families: dict[str, list[Any]], family: str, sample_name: str |
     return total
 
 
+def metrics_delta(before: dict[str, list[Any]], after: dict[str, list[Any]], family: str, sample: str, **labels: str):
+    """How much a metric grew between two `LiveServer.metrics()` scrapes."""
+    return metric_value(after, family, sample, **labels) - metric_value(before, family, sample, **labels)
+
+
 def make_settings(base: Path, **overrides: Any) -> Settings:
     values: dict[str, Any] = {
         "home": base / "lokal-home",

@@ -18,7 +18,7 @@ import httpx
 import ollama
 import openai
 import pytest
-from server_fixture import MODEL, MODEL_NAME, LiveServer, metric_value, serve
+from server_fixture import MODEL, MODEL_NAME, LiveServer, metric_value, metrics_delta, serve
 
 from lokal.engine.stream import TokenStream
 
@@ -76,10 +76,6 @@ def running_long_request(live: LiveServer) -> Iterator[None]:
     with streaming(live, "/api/generate", LONG):
         live.wait_for(lambda: live.counts()[0] == 1, what="the long request to run")
         yield
-
-
-def metrics_delta(before: dict[str, list[Any]], after: dict[str, list[Any]], family: str, sample: str, **labels):
-    return metric_value(after, family, sample, **labels) - metric_value(before, family, sample, **labels)
 
 
 # -- health -----------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ import jsonschema
 import ollama
 import openai
 import pytest
-from server_fixture import MODEL, MODEL_NAME, LiveServer
+from server_fixture import MODEL, MODEL_NAME, LiveServer, metrics_delta
 
 pytestmark = pytest.mark.integration
 
@@ -98,6 +98,23 @@ def test_stream_include_usage_sends_a_usage_chunk_without_choices(client):
     assert last.usage.total_tokens == last.usage.prompt_tokens + last.usage.completion_tokens
     assert all(c.usage is None and c.choices for c in chunks[:-1])
     assert chunks[-2].choices[0].finish_reason in ("stop", "length")
+
+
+def test_usage_says_how_many_prompt_tokens_the_prompt_cache_supplied(client, server):
+    """A prompt sent again finds its slot's cached tokens: all but the last (which must be evaluated to sample
+    from), reported as OpenAI does in `usage.prompt_tokens_details.cached_tokens`, and counted in /metrics."""
+    question = [{"role": "user", "content": "Name one colour of the rainbow."}]
+    before = server.metrics()
+    first = chat(client, messages=question).usage
+    again = list(chat(client, messages=question, stream=True, stream_options={"include_usage": True}))[-1].usage
+    after = server.metrics()
+    assert first.prompt_tokens_details is not None and again.prompt_tokens_details is not None
+    assert 0 <= first.prompt_tokens_details.cached_tokens < first.prompt_tokens
+    assert again.prompt_tokens == first.prompt_tokens
+    assert again.prompt_tokens_details.cached_tokens == again.prompt_tokens - 1
+    family = "lokal_prompt_cached_tokens"
+    cached = metrics_delta(before, after, family, f"{family}_total", model=MODEL_NAME)
+    assert cached == first.prompt_tokens_details.cached_tokens + again.prompt_tokens_details.cached_tokens
 
 
 def test_stream_is_sse_ending_in_done(http):

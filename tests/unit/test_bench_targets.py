@@ -475,6 +475,14 @@ def test_openai_llama_server_timings_become_server_timings() -> None:
     assert (out.output_tokens, out.token_source, out.prompt_tokens) == (4, "usage", 13)
 
 
+def test_openai_usage_cached_tokens_are_the_servers_cached_prompt_tokens() -> None:
+    usage = {"choices": [], "usage": {**USAGE["usage"], "prompt_tokens_details": {"cached_tokens": 17}}}
+    body = sse(delta("x"), delta(finish="stop"), usage, "[DONE]")
+    out = run(_request(OpenAITarget(URL, transport=openai_server(body).transport)))
+    assert out.ok and out.server is not None
+    assert (out.prompt_tokens, out.server.cached_prompt_tokens, out.server.prompt_eval_ms) == (21, 17, None)
+
+
 def test_openai_http_error_is_a_failed_sample_with_the_servers_message() -> None:
     error = {"error": {"message": "model 'm' is overloaded", "type": "api_error", "param": None, "code": None}}
     server = openai_server(json.dumps(error).encode(), status=503)

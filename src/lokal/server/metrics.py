@@ -71,7 +71,16 @@ class Metrics:
             registry=self.registry,
         )
         self.prompt_tokens = Counter(
-            "lokal_prompt_tokens", "Prompt tokens evaluated", ["model"], registry=self.registry
+            "lokal_prompt_tokens",
+            "Prompt tokens of completed requests, cached ones included",
+            ["model"],
+            registry=self.registry,
+        )
+        self.cached_prompt_tokens = Counter(
+            "lokal_prompt_cached_tokens",
+            "Prompt tokens taken from the prompt cache instead of being evaluated (part of lokal_prompt_tokens)",
+            ["model"],
+            registry=self.registry,
         )
         self.generated_tokens = Counter("lokal_generated_tokens", "Tokens generated", ["model"], registry=self.registry)
         self.load_seconds = Histogram(
@@ -84,6 +93,7 @@ class Metrics:
 
     def completed(self, model: str, completion: Any, ttft_seconds: float | None) -> None:
         self.prompt_tokens.labels(model).inc(completion.prompt_eval_count)
+        self.cached_prompt_tokens.labels(model).inc(completion.prompt_cache_count)
         self.generated_tokens.labels(model).inc(completion.eval_count)
         if ttft_seconds is not None:
             self.ttft.labels(model).observe(ttft_seconds)

@@ -144,11 +144,14 @@ def _text(content: str | list[dict[str, Any]] | None) -> str:
     return "".join(parts)
 
 
-def _usage(completion: Any) -> dict[str, int]:
+def _usage(completion: Any) -> dict[str, Any]:
+    """OpenAI's usage, with `prompt_tokens_details.cached_tokens`: how many of the prompt tokens the prompt
+    cache supplied (as OpenAI and llama-server report it), so a benchmark can tell a cache hit from a prefill."""
     return {
         "prompt_tokens": completion.prompt_eval_count,
         "completion_tokens": completion.eval_count,
         "total_tokens": completion.prompt_eval_count + completion.eval_count,
+        "prompt_tokens_details": {"cached_tokens": completion.prompt_cache_count},
     }
 
 

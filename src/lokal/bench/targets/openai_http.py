@@ -231,6 +231,11 @@ class OpenAITarget:
         usage = usage if isinstance(usage, dict) else {}
         completion = _int(usage.get("completion_tokens"))
         out.prompt_tokens = _int(usage.get("prompt_tokens"))
+        details = usage.get("prompt_tokens_details")
+        cached = _int(details.get("cached_tokens")) if isinstance(details, dict) else None
+        if cached is not None and server.cached_prompt_tokens is None:  # OpenAI's (and lokal's) way to say it
+            server = server.model_copy(update={"cached_prompt_tokens": cached})
+            out.server = server
         if out.prompt_tokens is None and server.prompt_tokens is not None:
             out.prompt_tokens = server.prompt_tokens + (server.cached_prompt_tokens or 0)
         if completion is None:
