@@ -17,13 +17,15 @@ The prompts are the issue's: `Tell me about the number i.` for i = 0..R-1, R = m
 same file for both. Each (API, concurrency) cell runs both clients `--rounds` times, the order swapped every
 round. Beside the client-side figures, the server's own view of each run: the mean of the final chunks'
 `eval_duration / eval_count` (Ollama route: how fast the server decoded while that client drove it) and the
-prompt tokens it evaluated per request.
+prompt tokens per request.
 
 Prints, per cell, the medians over rounds and the ratios lokal bench / independent for throughput, TTFT p50 and
-TPOT mean, against the goal of issue 16: within 5 % at concurrency 1, 4 and 16 on both routes. It also prints
-each client's own CPU share during the measured requests, in % of one core: lokal bench's as its result records
-it (`levels[].client.process_cpu_percent`, the whole process), the independent client's from this process's
-`time.process_time()`.
+TPOT mean (each round's ratio of its two back-to-back runs, then the median over rounds), against the goal of
+issue 16: within 5 % at concurrency 1, 4 and 16 on both routes. It also prints each client's own CPU share
+during the measured requests, in % of one core: lokal bench's as its result records it
+(`levels[].client.process_cpu_percent`, the whole process), the independent client's from this process's
+`time.process_time()`; and, from the server, its prefill time (Ollama route) and the prompt tokens it had to
+prefill, not found in its prompt cache (OpenAI route, `usage.prompt_tokens_details.cached_tokens`).
 
 Usage:
     python benchmarks/bench_vs_client.py [--rounds 3] [--requests 12] [--max-tokens 64]
@@ -69,6 +71,7 @@ class Timing:
     end: float | None = None
     tokens: int = 0
     eval_ms_per_token: float | None = None  # the server's own decode time per token (Ollama's final chunk)
+    prompt_eval_ms: float | None = None  # the server's own prefill time (Ollama's final chunk)
     prompt_tokens: int | None = None
     cached_tokens: int | None = None  # of prompt_tokens, supplied by the prompt cache (/v1 usage only)
 
@@ -95,6 +98,8 @@ async def _ollama_request(client: httpx.AsyncClient, text: str, max_tokens: int)
                 t.end = t.last or now
                 t.tokens = chunk.get("eval_count") or 0
                 t.prompt_tokens = chunk.get("prompt_eval_count")
+                if chunk.get("prompt_eval_duration"):
+                    t.prompt_eval_ms = chunk["prompt_eval_duration"] / 1e6
                 if t.tokens and chunk.get("eval_duration"):
                     t.eval_ms_per_token = chunk["eval_duration"] / 1e6 / t.tokens
     return t
@@ -150,6 +155,7 @@ async def independent_run(url: str, api: str, texts: list[str], concurrency: int
     ttfts = [(t.first - t.sent) * 1000 for t in timings if t.first is not None]
     tpots = [(t.last - t.first) * 1000 / (t.tokens - 1) for t in timings if t.first and t.last and t.tokens > 1]
     per_token = [t.eval_ms_per_token for t in timings if t.eval_ms_per_token]
+    prefill_ms = [t.prompt_eval_ms for t in timings if t.prompt_eval_ms is not None]
     prompts = [t.prompt_tokens for t in timings if t.prompt_tokens is not None]
     prefilled = [t.prompt_tokens - t.cached_tokens for t in timings if t.prompt_tokens and t.cached_tokens is not None]
     return {
@@ -159,6 +165,7 @@ async def independent_run(url: str, api: str, texts: list[str], concurrency: int
         "output_tokens": sum(t.tokens for t in timings),
         "wall_s": wall,
         "server_eval_ms_per_token": statistics.fmean(per_token) if per_token else None,
+        "server_prompt_ms_p50": statistics.median(prefill_ms) if prefill_ms else None,
         "prompt_tokens_mean": statistics.fmean(prompts) if prompts else None,
         "prefilled_tokens_mean": statistics.fmean(prefilled) if prefilled else None,
         "client_cpu_percent": cpu_percent,
@@ -192,6 +199,7 @@ def lokal_bench_run(
         for x in ok
         if x.server and x.server.eval_ms and x.server.output_tokens
     ]
+    prefill_ms = [x.server.prompt_eval_ms for x in ok if x.server and x.server.prompt_eval_ms is not None]
     prompts = [x.prompt_tokens for x in ok if x.prompt_tokens is not None]
     prefilled = [
         x.prompt_tokens - x.server.cached_prompt_tokens
@@ -205,6 +213,7 @@ def lokal_bench_run(
         "output_tokens": s.output_tokens,
         "wall_s": s.duration_s,
         "server_eval_ms_per_token": statistics.fmean(per_token) if per_token else None,
+        "server_prompt_ms_p50": statistics.median(prefill_ms) if prefill_ms else None,
         "prompt_tokens_mean": statistics.fmean(prompts) if prompts else None,
         "prefilled_tokens_mean": statistics.fmean(prefilled) if prefilled else None,
         "client_cpu_percent": level.client.process_cpu_percent if level.client else None,
@@ -253,7 +262,8 @@ def compare(server: ServerProcess, args: argparse.Namespace, workdir: Path) -> l
                     print(
                         f"  {api:<6} c={concurrency:<2} round {round_ + 1} {who:<11}  {run['throughput']:6.1f} tok/s  "
                         f"TTFT p50 {run['ttft_p50_ms']:6.1f} ms  TPOT {run['tpot_ms']:5.2f} ms  "
-                        f"server {_fmt(run['server_eval_ms_per_token'], '.2f')} ms/token  "
+                        f"server {_fmt(run['server_eval_ms_per_token'], '.2f')} ms/token, "
+                        f"prefill p50 {_fmt(run['server_prompt_ms_p50'])} ms  "
                         f"prompt {_fmt(run['prompt_tokens_mean'])} tokens "
                         f"({_fmt(run['prefilled_tokens_mean'])} prefilled)  "
                         f"{run['output_tokens']} tokens  "
@@ -263,8 +273,17 @@ def compare(server: ServerProcess, args: argparse.Namespace, workdir: Path) -> l
             cell: dict[str, Any] = {"api": api, "concurrency": concurrency, "requests": requests, "runs": runs}
             for key in ("throughput", "ttft_p50_ms", "tpot_ms", "server_eval_ms_per_token", "client_cpu_percent"):
                 cell[key] = {who: _median(r, key) for who, r in runs.items()}
+            # Paired: each round's two runs were back to back, so their ratio cancels the machine's drift between
+            # rounds (on a shared VM the same client read 86-106 tokens/s over three rounds); the cell's ratio is
+            # the median of the rounds' ratios.
             cell["ratios"] = {
-                key: _ratio(cell[key]["lokal bench"], cell[key]["independent"])
+                key: _median(
+                    [
+                        {key: _ratio(bench[key], indep[key])}
+                        for bench, indep in zip(runs["lokal bench"], runs["independent"], strict=True)
+                    ],
+                    key,
+                )
                 for key in ("throughput", "ttft_p50_ms", "tpot_ms")
             }
             cells.append(cell)
@@ -273,7 +292,7 @@ def compare(server: ServerProcess, args: argparse.Namespace, workdir: Path) -> l
 
 def print_report(cells: list[dict[str, Any]], args: argparse.Namespace) -> bool:
     print(
-        f"\nlokal bench / independent client, medians of {args.rounds} rounds, {args.max_tokens} tokens "
+        f"\nlokal bench / independent client, median of {args.rounds} rounds' ratios, {args.max_tokens} tokens "
         f"(goal: every ratio within {GOAL:.0%} of 1)"
     )
     print(

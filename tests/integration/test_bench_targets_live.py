@@ -57,9 +57,11 @@ def test_both_http_targets_read_lokals_streams(server) -> None:
     # Same prompt, same template, greedy: both APIs saw the same prompt and produced the same text.
     assert via_ollama.prompt_tokens == via_openai.prompt_tokens > 0
     assert via_ollama.text == via_openai.text
-    # Ollama's API brings the server's own timings; lokal's OpenAI API has no `timings` object.
+    # Ollama's API brings the server's own timings; lokal's OpenAI API has no `timings` object, only usage's
+    # cached tokens (the second request found the first one's prompt in a slot: all but its last token).
     assert via_ollama.server.output_tokens == 8 and via_ollama.server.eval_ms > 0
-    assert via_openai.server is None
+    assert via_openai.server.eval_ms is None and via_openai.server.prompt_eval_ms is None
+    assert via_openai.server.cached_prompt_tokens == via_openai.prompt_tokens - 1
     # The server runs in this test process (a thread), listening on its port: its pid is ours.
     assert ollama.server_pid() == openai.server_pid() == os.getpid()
 

@@ -295,6 +295,38 @@ def test_ollama_open_fails_fast_when_unreachable() -> None:
     assert str(caught.value) == "cannot reach http://127.0.0.1:9: connection refused — is the server running?"
 
 
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.parametrize("target", [OllamaTarget, OpenAITarget])
+def test_a_real_refused_connection_on_loopback_is_named_as_such(target: Any) -> None:
+    """Over the aiohttp transport (loopback), a refused connection is "connection refused", not a timeout."""
+    url = f"http://127.0.0.1:{closed_port()}"
+    with pytest.raises(TargetError, match=r"connection refused — is the server running\?"):
+        run(_open(target(url), ["a"]))
+    out = run(_request(target(url)))
+    assert not out.ok and out.error.startswith("cannot connect: Cannot connect to host 127.0.0.1")
+
+
+def test_loopback_clients_stream_over_aiohttp_and_remote_ones_over_httpx() -> None:
+    """Where the client shares the machine with the server it measures, its CPU per chunk matters."""
+    from httpx_aiohttp import AiohttpTransport
+
+    local = _http.make_client("http://127.0.0.1:11434", timeout_s=5)
+    remote = _http.make_client("http://192.0.2.1:11434", timeout_s=5)
+    given = _http.make_client("http://127.0.0.1:11434", timeout_s=5, transport=httpx.MockTransport(lambda r: None))
+    try:
+        assert isinstance(local._transport, AiohttpTransport)
+        assert isinstance(remote._transport, httpx.AsyncHTTPTransport)
+        assert isinstance(given._transport, httpx.MockTransport)
+    finally:
+        for client in (local, remote, given):
+            run(client.aclose())
+
+
 def test_ollama_open_refuses_a_server_without_the_ollama_api() -> None:
     server = Server({"/v1/models": lambda r: httpx.Response(200, json={"data": []})})
     with pytest.raises(TargetError, match=r"does not answer Ollama's /api/version .*HTTP 404.*--api openai"):

@@ -222,6 +222,39 @@ def test_workload_from_a_file_keeps_its_lengths_and_tags_only_re_sends(tmp_path:
     assert {p.max_tokens for p in wl if content(p).endswith("one")} == {3}
 
 
+def numbers_file(tmp_path: Path, n: int) -> Path:
+    return write(tmp_path, "".join(f'{{"prompt": "Tell me about the number {i}."}}\n' for i in range(n)))
+
+
+def test_a_file_goes_out_top_to_bottom_pass_after_pass(tmp_path: Path) -> None:
+    """As written, so a client replaying the file sends what lokal bench sends (issue 16), and across
+    workloads of one run (`start`) the order continues; only re-sends carry tags."""
+    path = numbers_file(tmp_path, 4)
+    first = make_workload(3, prompts_file=path, seed=5)
+    rest = make_workload(7, prompts_file=path, seed=5, start=3)
+    texts = [content(p) for p in (*first, *rest)]
+    assert texts[:4] == [f"Tell me about the number {i}." for i in range(4)]
+    assert [t.split("] ", 1)[-1] for t in texts[4:]] == [f"Tell me about the number {i}." for i in (0, 1, 2, 3, 0, 1)]
+    assert all(t.startswith("[") for t in texts[4:]) and rest.resent == 6
+    assert "in file order" in first.describe() and not first.shuffled
+
+
+def test_shuffle_sends_a_file_in_a_seeded_order(tmp_path: Path) -> None:
+    path = numbers_file(tmp_path, 12)
+    a, b, c = (make_workload(12, prompts_file=path, seed=s, shuffle=True) for s in (1, 1, 2))
+    order = [content(p) for p in a]
+    assert order == [content(p) for p in b] != [content(p) for p in c]
+    assert sorted(order) == sorted(content(p) for p in make_workload(12, prompts_file=path))  # all, each once
+    assert order != [content(p) for p in make_workload(12, prompts_file=path)]
+    assert a.shuffled and "shuffled" in a.describe()
+
+
+def test_shuffle_needs_a_file() -> None:
+    for kwargs in ({"workload": "chat"}, {"prompt_tokens": 16}):
+        with pytest.raises(WorkloadError, match="--shuffle applies to a --prompts file"):
+            make_workload(2, shuffle=True, **kwargs)  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
@@ -248,3 +281,11 @@ def test_probes_take_tagged_copies_of_the_next_prompts() -> None:
     assert warm.resent == 0 and content(warm[0]) != content(cold[0]).replace("[cold", "[w")
     synthetic = make_workload(2, prompt_tokens=40, seed=1)
     assert content(make_workload(2, prompt_tokens=40, seed=1, probe="w")[0]) != content(synthetic[0])
+
+
+def test_a_plan_refuses_shuffle_without_a_file_before_anything_runs() -> None:
+    from lokal.bench.run import BenchError, BenchPlan
+
+    with pytest.raises(BenchError, match="--shuffle applies to a --prompts file"):
+        BenchPlan(models=("m",), shuffle=True)
+    assert BenchPlan(models=("m",), shuffle=True, prompts_file="p.jsonl").shuffle

@@ -4,8 +4,8 @@ renders it).
 
 The order is fixed so runs are comparable: per model, cold start first (nothing warm yet), then the levels in
 the order given (concurrency sweep, rates, batch sizes), then the SLO search. Each level takes the next slice
-of one seeded order of the prompt set (per model), so no prompt is sent twice until the whole set has gone
-out, and a re-sent one carries a unique tag (workload.py says why only those); synthetic prompts are made
+of one order of the prompt set (per model; seeded, or a file's own), so no prompt is sent twice until the whole
+set has gone out, and a re-sent one carries a unique tag (workload.py says why only those); synthetic prompts are made
 per level, seeded from the run's seed and the level's index.
 
 With several in-process engines (`lokal bench smollm2 --engine llamacpp,transformers`) the whole plan runs once
@@ -84,6 +84,7 @@ class BenchPlan:
     max_tokens: int | None = None  # None: the workload's own
     prompt_tokens: int | None = None
     prompts_file: str | None = None
+    shuffle: bool = False  # a prompts file in a seeded order instead of top to bottom
     workload: str = "chat"
     seed: int = 0
     warmup: int = 1
@@ -126,6 +127,11 @@ class BenchPlan:
             raise BenchError("--search looks for one model's limit: run it for one model at a time")
         if self.max_tokens is not None and self.max_tokens < 1:
             raise BenchError(f"--max-tokens must be at least 1, got {self.max_tokens}")
+        if self.shuffle and self.prompts_file is None:
+            raise BenchError(
+                "--shuffle applies to a --prompts file: built-in sets are always shuffled by --seed, and synthetic "
+                "prompts are all different anyway"
+            )
 
     @property
     def levels(self) -> list[load_runner.LoadSpec]:
@@ -183,7 +189,7 @@ class _Run:
         return RequestParams(max_tokens=max_tokens, temperature=self.plan.temperature, seed=self.plan.seed)
 
     async def workload(self, model: str, n: int, salt: int, probe: str = "") -> Workload:
-        """The next `n` prompts for `model`. A file or built-in set goes out in one seeded order over the
+        """The next `n` prompts for `model`. A file or built-in set goes out in one order (workload.py) over the
         model's whole turn (cold start, levels, search), so a prompt is re-sent (with a tag) only once all have
         gone out; synthetic prompts are made afresh per level, seeded by its index (`salt`). A `probe`
         workload (warm-ups, cold-start probes) takes tagged copies of the next prompts without using them up."""
@@ -198,6 +204,7 @@ class _Run:
             seed=self.plan.seed * 1000 + salt if synthetic else self.plan.seed,
             prompt_tokens=self.plan.prompt_tokens,
             prompts_file=self.plan.prompts_file,
+            shuffle=self.plan.shuffle,
             count_tokens=counter,
             start=start,
             probe=probe,

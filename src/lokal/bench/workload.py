@@ -5,16 +5,20 @@ path, as vLLM and llmperf do). Prompts go out as written: a workload is what a u
 prefixes its prompts share (a system prompt, the chat template, "Tell me about the number ") are what a server's
 prompt cache would reuse in real traffic too. What a cache must not do is answer a prompt the benchmark itself
 sends again (pitfall 7 in benchmarking.md: llama-server `cache_prompt`, Ollama's context reuse, vLLM's APC would
-make a re-sent prompt look fast). So a run sends its set in one seeded order across all its workloads
-(`start`), and only a request that re-sends a prompt the run already sent (the set is smaller than the run)
-starts with a tag unique to it; `Workload.resent` counts those. `repeat_prefix=True` drops the tag to measure
+make a re-sent prompt look fast). So a run sends its set in one order across all its workloads (`start`): a
+built-in set shuffled by the seed, a prompts file top to bottom as written (its order may be the point: the
+turns of a conversation, a replayed trace; `shuffle=True` shuffles it too), and only a request that re-sends a
+prompt the run already sent (the set is smaller than the run) starts with a tag unique to it; `Workload.resent`
+counts those. `repeat_prefix=True` drops the tag to measure
 exactly the cached case. The tags come from the seed, so the same seed gives the same prompts; a server that
 keeps many prefixes between runs (vLLM's APC) could match a second run with the same seed, so change the seed
 (or restart the server) when comparing repeated runs on such a server.
 
 Why not tag every prompt, as lokal bench once did: the tag (about 12 tokens) made each prompt longer and cut its
 shared prefix, so the server had more to prefill than the user's workload asks; measured against an independent
-client on the same prompts file, TTFT read 2.4x and throughput 10 % lower (issue 16, docs/measure.md).
+client on the same prompts file, TTFT read 2.4x and throughput 10 % lower (issue 16, docs/measure.md). The
+order matters too, if less: shuffled, the same file made the server prefill 0.3 tokens more per request than
+top to bottom, since neighbouring lines share more text.
 
 Token counts here are of the prompt text only: the chat template adds a few tokens the server will count
 (pitfall 3). They are exact when the caller passes `count_tokens` (the in-process engine can tokenise) and an
@@ -180,6 +184,8 @@ class Workload(Sequence[Prompt]):
     max_tokens: int | None = None
     source: str | None = None  # the prompts file, if any
     repeat_prefix: bool = False
+    #: Whether the set goes out in a seeded random order (built-in sets always; a file when asked).
+    shuffled: bool = True
     notes: tuple[str, ...] = field(default_factory=tuple)
     #: Requests that re-send a prompt the run already sent (a later pass over a set smaller than the run).
     resent: int = 0
@@ -197,7 +203,7 @@ class Workload(Sequence[Prompt]):
             "chat": "built-in short questions",
             "long": "built-in passage + question",
             "synthetic": f"synthetic filler, {self.prompt_tokens} tokens asked",
-            "file": f"prompts from {self.source}",
+            "file": f"prompts from {self.source}{', shuffled' if self.shuffled else ', in file order'}",
         }.get(self.name, self.name)
         cache = ", shared prefix (cache may answer)" if self.repeat_prefix else ""
         return f"{self.name}: {what}, {size}{approx}{cache}"
@@ -311,12 +317,14 @@ def _base_items(name: str) -> list[tuple[str, tuple[dict[str, str], ...]]]:
     raise WorkloadError(f"unknown workload {name!r}; choose one of: chat, long (or give --prompt-tokens / --prompts)")
 
 
-def _cycle(size: int, n: int, rng: random.Random) -> list[int]:
-    """`n` indexes into a set of `size`: the set shuffled, then shuffled again for each further pass (seeded)."""
+def _cycle(size: int, n: int, rng: random.Random, *, shuffle: bool = True) -> list[int]:
+    """`n` indexes into a set of `size`: pass after pass over the set, each pass shuffled anew (seeded) or, with
+    `shuffle=False`, in the set's own order."""
     out: list[int] = []
     while len(out) < n:
         order = list(range(size))
-        rng.shuffle(order)
+        if shuffle:
+            rng.shuffle(order)
         out.extend(order[: n - len(out)])
     return out
 
@@ -332,13 +340,15 @@ def make_workload(
     repeat_prefix: bool = False,
     start: int = 0,
     probe: str = "",
+    shuffle: bool = False,
 ) -> Workload:
-    """The prompts for `requests` requests, in a seeded order (warm-ups: a separate workload with `probe`).
+    """The prompts for `requests` requests (warm-ups: a separate workload with `probe`).
 
     `prompts_file` (JSONL) wins over `prompt_tokens` (synthetic filler of about that many tokens), which wins
-    over the built-in set named by `workload`. A file or built-in set goes out in one seeded order over the
-    whole run, reshuffled for each further pass: `start` is how many requests the run already took from it
-    (with the same seed), so this workload continues where the last one ended. Requests of the first pass send
+    over the built-in set named by `workload`. A built-in set goes out in one seeded order over the whole run,
+    reshuffled for each further pass; a file goes out top to bottom, pass after pass, unless `shuffle` (then as
+    a built-in set). `start` is how many requests the run already took from it (with the same seed), so this
+    workload continues where the last one ended. Requests of the first pass send
     their prompt as written; later passes re-send prompts, each with a tag unique to it (unless
     `repeat_prefix`), so no two requests of a run send the same text. Synthetic prompts are unique anyway.
 
@@ -350,6 +360,11 @@ def make_workload(
         raise WorkloadError(f"a workload needs at least one request, got {requests}")
     if prompts_file is not None and prompt_tokens is not None:
         raise WorkloadError("give either a prompts file or --prompt-tokens, not both")
+    if shuffle and prompts_file is None:
+        raise WorkloadError(
+            "--shuffle applies to a --prompts file: built-in sets are always shuffled by the seed, synthetic prompts "
+            "are all different anyway"
+        )
     rng = random.Random(f"{probe}:{seed}") if probe and prompt_tokens is not None else random.Random(seed)
     count: TokenCounter = count_tokens or estimate_tokens
     token_count: TokenCount = "tokenizer" if count_tokens is not None else "estimate"
@@ -383,12 +398,13 @@ def make_workload(
     else:
         base = [(pid, msgs, None) for pid, msgs in _base_items(workload)]
         name, max_tokens, source = workload, WORKLOADS[workload].max_tokens, None
+    shuffled = shuffle or prompts_file is None
 
     if start < 0:
         raise WorkloadError(f"start must be 0 or more, got {start}")
     prompts, lengths, counted = [], [], set()
     resent = 0
-    for i, b in enumerate(_cycle(len(base), start + requests, rng)[start:], start=start):
+    for i, b in enumerate(_cycle(len(base), start + requests, rng, shuffle=shuffled)[start:], start=start):
         pid, messages, own_max = base[b]
         again = i >= len(base) and not probe  # a later pass: this text already went out earlier in the run
         resent += again
@@ -410,6 +426,7 @@ def make_workload(
         max_tokens=max_tokens,
         source=source,
         repeat_prefix=repeat_prefix,
+        shuffled=shuffled,
         notes=notes,
         resent=resent,
     )

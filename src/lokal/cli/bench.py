@@ -94,7 +94,13 @@ class _Bars:
 @click.option("--batch", "batch", metavar="B[,B...]", help="Batch sizes: waves of B requests sent together.")
 @click.option("--prompt-tokens", type=click.IntRange(min=8), help="Synthetic prompts of about N tokens.")
 @click.option("--max-tokens", type=click.IntRange(min=1), help="Output tokens per request (default: workload's).")
-@click.option("--prompts", "prompts_file", type=click.Path(dir_okay=False), help="Prompts from a JSONL file.")
+@click.option(
+    "--prompts",
+    "prompts_file",
+    type=click.Path(dir_okay=False),
+    help="Prompts from a JSONL file, sent top to bottom (then again from the top, each re-send tagged).",
+)
+@click.option("--shuffle", is_flag=True, help="Send the --prompts file in a random order (seeded by --seed).")
 @click.option(
     "--workload",
     type=click.Choice(["chat", "long", "synthetic"]),
@@ -167,6 +173,7 @@ def bench(ctx: click.Context, models: tuple[str, ...], **opts: Any) -> None:
         max_tokens=opts["max_tokens"],
         prompt_tokens=opts["prompt_tokens"],
         prompts_file=opts["prompts_file"],
+        shuffle=opts["shuffle"],
         workload="synthetic" if opts["prompt_tokens"] else opts["workload"],
         seed=opts["seed"],
         warmup=opts["warmup"],

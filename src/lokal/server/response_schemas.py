@@ -208,10 +208,15 @@ class OpenAIError(TypedDict):
     error: OpenAIErrorDetail
 
 
+class PromptTokensDetails(TypedDict):
+    cached_tokens: int  # of prompt_tokens, those the prompt cache supplied
+
+
 class Usage(TypedDict):
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
+    prompt_tokens_details: NotRequired[PromptTokensDetails]  # absent where no prompt cache is used (scoring)
 
 
 class ChatCompletionMessage(TypedDict):

@@ -4,6 +4,11 @@ The client never queues requests itself (no connection limit), so a concurrency 
 the wire, not 64 waiting for a pool slot inside the benchmark (a known way for a client to hide load,
 see `../shared/ref/benchmarking.md` §6.5). Proxies from the environment are ignored for loopback URLs, where
 a corporate `HTTP_PROXY` would only add a hop or break the connection.
+
+For a loopback URL the client shares the cores with the server it measures, so its cost per streamed chunk
+is taken from the server: there httpx runs over aiohttp (`httpx-aiohttp`, aiohttp's C parser instead of
+httpcore + h11 + anyio), about 40 % less CPU per chunk, measured (docs/measure.md). Remote URLs keep httpx's
+own transport, which honours the proxy settings of the environment.
 """
 
 from __future__ import annotations
@@ -12,8 +17,10 @@ import json
 import os
 from typing import Any
 
+import aiohttp
 import httpx
 import psutil
+from httpx_aiohttp import AiohttpTransport
 
 from lokal.bench.target import Outcome, TargetError
 
@@ -56,14 +63,23 @@ def make_client(
     transport: httpx.AsyncBaseTransport | None = None,
 ) -> httpx.AsyncClient:
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    loopback = is_loopback(base_url)
+    if transport is None and loopback:
+        transport = AiohttpTransport(client=_aiohttp_session)
     return httpx.AsyncClient(
         base_url=base_url,
         headers=headers,
         timeout=httpx.Timeout(timeout_s, connect=CONNECT_TIMEOUT_S),
         limits=httpx.Limits(max_connections=None, max_keepalive_connections=None),
-        trust_env=not is_loopback(base_url),
+        trust_env=not loopback,
         transport=transport,
     )
+
+
+def _aiohttp_session() -> aiohttp.ClientSession:
+    """The transport's session, made on its first request (inside the running loop, as aiohttp requires):
+    no connection limit (aiohttp's default is 100) and no proxy from the environment (loopback only)."""
+    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0), trust_env=False)
 
 
 def api_key_from(env_var: str | None) -> str | None:
@@ -71,14 +87,26 @@ def api_key_from(env_var: str | None) -> str | None:
     return (os.environ.get(env_var) or None) if env_var else None
 
 
+def _unmapped(exc: BaseException) -> BaseException:
+    """httpx-aiohttp maps aiohttp's "cannot connect" (refused, unreachable) to httpx.ConnectTimeout; undo that,
+    so a refused connection is not reported as a timeout."""
+    cause = exc.__cause__
+    if isinstance(cause, aiohttp.ClientConnectorError) and not isinstance(cause, aiohttp.ServerTimeoutError):
+        return httpx.ConnectError(str(cause))
+    return exc
+
+
 def unreachable(url: str, exc: httpx.HTTPError) -> TargetError:
     """One line for a server that cannot be reached at all."""
+    exc = _unmapped(exc)  # type: ignore[assignment]
     if isinstance(exc, httpx.TimeoutException):
         reason = f"no answer within {CONNECT_TIMEOUT_S:g} s"
     else:
         text = str(exc) or type(exc).__name__
-        # httpx says "All connection attempts failed" (or errno 111) when nothing listens on the port.
-        refused = "refused" in text.lower() or "all connection attempts failed" in text.lower()
+        # When nothing listens on the port httpx says "All connection attempts failed" (or errno 111),
+        # aiohttp "Cannot connect to host ... [Connect call failed ...]".
+        said = text.lower()
+        refused = any(m in said for m in ("refused", "all connection attempts failed", "connect call failed"))
         reason = "connection refused" if refused else text
     return TargetError(f"cannot reach {url}: {reason} — is the server running?")
 
@@ -113,6 +141,7 @@ def error_text(response: httpx.Response) -> str:
 
 def failure(exc: BaseException) -> str:
     """What went wrong with one request, as the sample records it."""
+    exc = _unmapped(exc)
     if isinstance(exc, httpx.TimeoutException):
         return f"timed out ({type(exc).__name__})"
     if isinstance(exc, httpx.ConnectError):
