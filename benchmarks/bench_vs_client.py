@@ -29,7 +29,7 @@ prefill, not found in its prompt cache (OpenAI route, `usage.prompt_tokens_detai
 
 Usage:
     python benchmarks/bench_vs_client.py [--rounds 3] [--requests 12] [--max-tokens 64]
-        [--concurrency 1,4,16] [--apis ollama,openai] [--json OUT]
+        [--concurrency 1,4,16] [--apis ollama,openai] [--json OUT] [--bench-args "--no-memory ..."]
 """
 
 from __future__ import annotations
@@ -183,8 +183,9 @@ def lokal_bench_run(
     requests: int,
     max_tokens: int,
     out: Path,
+    extra: list[str],
 ) -> dict[str, Any]:
-    command = [sys.executable, "-m", "lokal", "bench", "--url", url, "--api", api, "--model", MODEL]
+    command = [sys.executable, "-m", "lokal", "bench", "--url", url, "--api", api, "--model", MODEL, *extra]
     command += ["--concurrency", str(concurrency), "--requests", str(requests), "--max-tokens", str(max_tokens)]
     command += ["--prompts", str(prompts_file), "-o", str(out)]
     done = subprocess.run(command, capture_output=True, text=True, env=child_env({"HF_HUB_OFFLINE": "1"}))
@@ -256,7 +257,14 @@ def compare(server: ServerProcess, args: argparse.Namespace, workdir: Path) -> l
                     else:
                         out = workdir / f"bench-{api}-{concurrency}-{round_}.json"
                         run = lokal_bench_run(
-                            server.base_url, api, prompts_file, concurrency, requests, args.max_tokens, out
+                            server.base_url,
+                            api,
+                            prompts_file,
+                            concurrency,
+                            requests,
+                            args.max_tokens,
+                            out,
+                            args.bench_args.split(),
                         )
                     runs[who].append(run)
                     print(
@@ -324,6 +332,9 @@ def main() -> None:
     parser.add_argument("--concurrency", type=lambda s: [int(x) for x in s.split(",")], default=[1, 4, 16])
     parser.add_argument("--apis", type=lambda s: s.split(","), default=["ollama", "openai"])
     parser.add_argument("--json", type=Path, help="also write every run here")
+    parser.add_argument(
+        "--bench-args", default="", help="more lokal bench options, to find a cause: e.g. '--no-memory --no-cold-start'"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="lokal-bench-vs-client-") as tmp:
         workdir = Path(tmp)

@@ -8,10 +8,12 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from types import SimpleNamespace
 
 import psutil
 import pytest
 
+from lokal.bench import memory
 from lokal.bench.memory import MemorySampler, ProcessNotFound
 from lokal.bench.platform import cpu_from_cpuinfo, platform_info
 
@@ -37,8 +39,9 @@ def child() -> Iterator[subprocess.Popen[bytes]]:
     process.wait()
 
 
-def test_samples_this_process_and_tags_levels() -> None:
-    sampler = MemorySampler(os.getpid(), interval_s=0.005, uss_interval_s=1e-9)  # USS in every sample
+def test_samples_this_process_and_tags_levels(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(memory, "SLOW_READ_BUDGET", float("inf"))  # USS in every sample, whatever it costs
+    sampler = MemorySampler(os.getpid(), interval_s=0.005, uss_interval_s=1e-9)
     t0 = time.perf_counter()
     sampler.start(t0)
     sampler.mark_level(0)
@@ -134,6 +137,30 @@ def test_uss_and_children_are_read_at_their_own_slower_rate(monkeypatch: pytest.
     assert all(s.uss_bytes is None and s.rss_bytes > 0 for s in timeline.samples[1:])
     assert calls == {"memory_full_info": 1, "children": 1}
     assert timeline.peak_uss_bytes == timeline.samples[0].uss_bytes
+
+
+def test_slow_reads_are_spaced_by_what_they_cost(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A USS read that costs 20 ms of CPU waits 20 / 0.5 % = 4 s for the next (not the 1 s minimum), and the
+    timeline says USS came every 4 s."""
+    clock = SimpleNamespace(now=0.0, cpu=0.0)
+    monkeypatch.setattr(memory, "time", SimpleNamespace(perf_counter=lambda: clock.now, thread_time=lambda: clock.cpu))
+    original = psutil.Process.memory_full_info
+
+    def costly(self: psutil.Process) -> object:
+        clock.cpu += 0.020
+        return original(self)
+
+    monkeypatch.setattr(psutil.Process, "memory_full_info", costly)
+    sampler = MemorySampler(os.getpid(), uss_interval_s=1.0, include_children=False)
+    sampler.t0 = 0.0
+    read = []
+    for clock.now in (0.0, 1.0, 3.9, 4.0, 5.0, 8.0):
+        sample = sampler.sample()
+        assert sample is not None
+        sampler._keep(sample)
+        read.append(sample.uss_bytes is not None)
+    assert read == [True, False, False, True, False, True]
+    assert memory.SLOW_READ_BUDGET == 0.005 and sampler.stop().uss_interval_s == 4.0
 
 
 # -- platform --------------------------------------------------------------------------------------------------------

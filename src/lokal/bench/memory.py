@@ -11,12 +11,16 @@ Every sample carries the index of the load level running at the time (`mark_leve
 from a `time.perf_counter()` reading `t0` shared with the load runner, so the timeline lines up with the load.
 A thread (not a process) is enough at the default 0.1 s: psutil's reads release the GIL for their I/O.
 
-Two rates, because sampling costs the machine it measures. RSS (`/proc/PID/statm`, about 0.01 ms) is read every
-`interval_s`; USS and the list of children are read every `uss_interval_s` (1 s), samples in between carry
-`uss_bytes=None`. USS means walking the server's page tables (`/proc/PID/smaps_rollup`, 1.5 ms for the bundled
-model's server) and the children list means reading every process's `/proc/PID/stat` (0.5 ms); done every
-0.1 s, the two slowed the server's decoding by about 6 % on a 2-core machine (issue 16, docs/measure.md),
-because each wake-up takes a core from one of llama.cpp's threads, which wait for each other at every step.
+Two rates, because sampling costs the machine it measures. RSS (`/proc/PID/statm`, about 0.03 ms) is read every
+`interval_s`; USS and the list of children are read at most every `uss_interval_s` (1 s), samples in between
+carry `uss_bytes=None`. USS means walking the server's page tables (`/proc/PID/smaps_rollup`: 1.5 ms for the
+bundled model's server on one 2-core machine, 10 ms on a KVM guest with the same figures otherwise) and the
+children list means reading every process's `/proc/PID/stat` (0.5-2.5 ms); done every 0.1 s, the two slowed
+the server's decoding by about 6 % on a 2-core machine (issue 16, docs/measure.md), because each wake-up takes a
+core from one of llama.cpp's threads, which wait for each other at every step. Since that cost depends on the
+machine, the slow reads are spaced by what they cost: each is timed (this thread's CPU time, kernel included)
+and the next waits until they stay within `SLOW_READ_BUDGET` of one core (0.5 %), so 10 ms reads come every 2 s.
+The timeline records the interval they really had.
 """
 
 from __future__ import annotations
@@ -28,6 +32,9 @@ import psutil
 
 from lokal.bench.result import MemorySample, MemoryTimeline
 from lokal.errors import LokalError
+
+#: The share of one core the USS and children reads may take (they are spaced out to stay within it).
+SLOW_READ_BUDGET = 0.005
 
 
 class ProcessNotFound(LokalError, LookupError):
@@ -89,9 +96,16 @@ class MemorySampler:
             pid=self.pid,
             include_children=self.include_children,
             interval_s=self.interval_s,
-            uss_interval_s=self.uss_interval_s if self._uss_allowed else None,
+            uss_interval_s=self._uss_every() if self._uss_allowed else None,
             samples=list(self._samples),
         )
+
+    def _uss_every(self) -> float:
+        """The mean interval between USS readings so far (at least `uss_interval_s` apart, more if they cost)."""
+        times = [s.t_s for s in self._samples if s.uss_bytes is not None]
+        if len(times) < 2:
+            return self.uss_interval_s
+        return round(max(self.uss_interval_s, (times[-1] - times[0]) / (len(times) - 1)), 1)
 
     @property
     def samples(self) -> list[MemorySample]:
@@ -111,7 +125,7 @@ class MemorySampler:
         now = time.perf_counter()
         slow = now >= self._slow_due
         if slow:
-            self._slow_due = now + self.uss_interval_s
+            cpu0 = time.thread_time()
             if self.include_children:
                 try:
                     self._children = self._process.children(recursive=True)
@@ -137,6 +151,8 @@ class MemorySampler:
                 continue  # a child we may not read at all (another user's helper)
             rss += r
             uss = None if uss is None or u is None else uss + u
+        if slow:  # the next slow read waits long enough for these reads to stay within their CPU budget
+            self._slow_due = now + max(self.uss_interval_s, (time.thread_time() - cpu0) / SLOW_READ_BUDGET)
         t0 = self.t0 if self.t0 is not None else now
         return MemorySample(t_s=now - t0, rss_bytes=rss, uss_bytes=uss, level=self._level)
 

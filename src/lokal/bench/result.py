@@ -97,7 +97,9 @@ class MemoryTimeline(_Model):
     include_children: bool = True
     interval_s: float
     uss_interval_s: float | None = Field(
-        None, description="USS is read every this many seconds (samples in between carry RSS only); None: never"
+        None,
+        description="USS was read about every this many seconds, spaced by its cost (samples in between carry "
+        "RSS only); None: never",
     )
     samples: list[MemorySample] = Field(default_factory=list)
 

@@ -207,7 +207,7 @@ def _throughput_table(runs: Sequence[Run]) -> Table:
 
 
 def _uss_rate(memory: MemoryTimeline) -> str:
-    """ ", USS every 1 s" when USS was read less often than RSS (bench/memory.py says why)."""
+    """ ", USS every 2 s" when USS was read less often than RSS (bench/memory.py says why)."""
     every = memory.uss_interval_s
     return f", USS every {every:g} s" if every is not None and every > memory.interval_s else ""
 
