@@ -8,6 +8,7 @@ so every front end behaves the same.
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -173,8 +174,20 @@ def start_chat(
     return Run(manager, engine, stream, load_ns, alive)  # type: ignore[arg-type]
 
 
-def embed(manager: EngineManager, model: str, texts: Sequence[str], *, keep_alive: Any = None) -> dict[str, Any]:
-    """Embed `texts` with `model`: Ollama's `/api/embed` answer, for the Python API and both servers."""
+def embed(
+    manager: EngineManager,
+    model: str,
+    texts: Sequence[str],
+    *,
+    keep_alive: Any = None,
+    dimensions: int | None = None,
+) -> dict[str, Any]:
+    """Embed `texts` with `model`: Ollama's `/api/embed` answer, for the Python API and both servers.
+
+    `dimensions` cuts each vector as Ollama does: the first `dimensions` values, normalised to unit length again
+    (so cosine similarities of cut vectors stay comparable)."""
+    if dimensions is not None and dimensions < 1:
+        raise InvalidOptions(f"dimensions must be at least 1, got {dimensions}")
     alive = keep_alive_seconds(keep_alive)
     engine, load_ns = manager.acquire(model, keep_alive=alive)
     try:
@@ -184,6 +197,8 @@ def embed(manager: EngineManager, model: str, texts: Sequence[str], *, keep_aliv
         total = time.perf_counter_ns() - started + load_ns
     finally:
         manager.release(engine, keep_alive=alive)
+    if dimensions is not None:
+        vectors = [_cut(v, dimensions) for v in vectors]
     return {
         "model": engine.model.name,
         "embeddings": vectors,
@@ -191,3 +206,12 @@ def embed(manager: EngineManager, model: str, texts: Sequence[str], *, keep_aliv
         "load_duration": load_ns,
         "prompt_eval_count": prompt_tokens,
     }
+
+
+def _cut(vector: Sequence[float], dimensions: int) -> list[float]:
+    """The first `dimensions` values, L2-normalised (what Ollama's normalise-cut-normalise comes to)."""
+    if dimensions > len(vector):
+        raise InvalidOptions(f"dimensions {dimensions} is more than the model's {len(vector)}")
+    kept = vector[:dimensions]
+    norm = math.sqrt(sum(x * x for x in kept))
+    return [x / norm for x in kept] if norm else list(kept)

@@ -245,6 +245,12 @@ def test_embeddings(client, server):
 
     short = client.embeddings.create(model=MODEL, input=texts[0], dimensions=16, encoding_format="float")
     assert len(short.data) == 1 and len(short.data[0].embedding) == 16
+    # The first 16 values, normalised again (as OpenAI's and Ollama's cut vectors are unit length).
+    first = as_floats.data[0].embedding[:16]
+    norm = math.sqrt(sum(x * x for x in first))
+    assert short.data[0].embedding == pytest.approx([x / norm for x in first], abs=1e-5)
+    cut = ollama.Client(host=server.url, timeout=120).embed(MODEL, input=texts[0], dimensions=16)
+    assert cut.embeddings[0] == pytest.approx(short.data[0].embedding, abs=1e-5)
 
     async def main() -> Any:
         return await async_client(server).embeddings.create(model=MODEL, input=texts[0])
@@ -358,11 +364,12 @@ def test_client_raises_typed_errors(client):
 
 
 def test_unknown_fields_are_ignored(http, client):
+    """Fields in neither API, and OpenAI's that cannot change the answer, pass (logit_bias, which would, is
+    refused: test_fields_that_ask_for_what_lokal_lacks_are_400s)."""
     body = {
         "model": MODEL,
         "messages": [{"role": "user", "content": "Hi", "some_field": 1}],
         "max_tokens": 2,
-        "logit_bias": {"50256": -100},
         "user": "someone",
         "parallel_tool_calls": False,
         "service_tier": "auto",
@@ -372,6 +379,33 @@ def test_unknown_fields_are_ignored(http, client):
     assert response.json()["usage"]["completion_tokens"] <= 2
     completion = chat(client, max_tokens=2, extra_body={"future_knob": True}, user="someone", seed=7)
     assert completion.choices[0].finish_reason in ("stop", "length")
+
+
+def test_fields_that_ask_for_what_lokal_lacks_are_400s(client):
+    """Through the official client: tools, logprobs and logit_bias were once a 200 that dropped them."""
+    tool = {"type": "function", "function": {"name": "now", "parameters": {"type": "object", "properties": {}}}}
+    for kwargs, needle in (
+        ({"tools": [tool]}, "does not support tools"),
+        ({"logprobs": True}, "logprobs"),
+        ({"logprobs": True, "top_logprobs": 2}, "logprobs"),
+        ({"logit_bias": {"50256": -100}}, "logit_bias"),
+    ):
+        with pytest.raises(openai.BadRequestError, match=needle):
+            chat(client, **kwargs)
+
+
+def test_developer_role_and_content_parts_render_as_system_and_text(client, server):
+    plain = chat(client, messages=[{"role": "system", "content": "Be brief."}, *HELLO])
+    parts = [{"type": "text", "text": "Say hello in one "}, {"type": "text", "text": "short sentence."}]
+    newer = chat(client, messages=[{"role": "developer", "content": "Be brief."}, {"role": "user", "content": parts}])
+    assert newer.usage.prompt_tokens == plain.usage.prompt_tokens
+    assert newer.choices[0].message.content == plain.choices[0].message.content
+    native = ollama.Client(host=server.url, timeout=120).chat(
+        MODEL,
+        messages=[{"role": "developer", "content": "Be brief."}, *HELLO],
+        options={"temperature": 0, "num_predict": MAX_TOKENS},
+    )
+    assert native.prompt_eval_count == plain.usage.prompt_tokens
 
 
 def test_content_parts_are_joined(client):

@@ -8,6 +8,27 @@ from typing import Any
 from lokal.errors import InvalidOptions
 
 _ROLES = {"system", "user", "assistant", "tool"}
+#: Roles clients send under other names: OpenAI's `developer` is the system turn of its newer models.
+_ALIASES = {"developer": "system"}
+
+
+def message_text(content: Any, where: str) -> str:
+    """A message's text: a string, or OpenAI's list of content parts with the text parts joined. A part of
+    another type (an image, audio) is a 400: lokal runs text models, and dropping it would change the question."""
+    if content is None or isinstance(content, str):
+        return content or ""
+    if not isinstance(content, list):
+        raise InvalidOptions(f"{where}.content must be a string or a list of text parts")
+    parts = []
+    for j, part in enumerate(content):
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind not in ("text", "input_text", "output_text"):
+            raise InvalidOptions(f"{where}.content[{j}] of type {kind!r} is not supported (text only)")
+        text = part.get("text", "")
+        if not isinstance(text, str):
+            raise InvalidOptions(f"{where}.content[{j}].text must be a string, got {type(text).__name__}")
+        parts.append(text)
+    return "".join(parts)
 
 
 def normalise_messages(messages: Sequence[Any], system: str | None = None) -> list[dict[str, Any]]:
@@ -17,13 +38,17 @@ def normalise_messages(messages: Sequence[Any], system: str | None = None) -> li
         if not isinstance(message, dict):
             raise InvalidOptions(f"messages[{i}] must be an object with 'role' and 'content'")
         role = str(message.get("role", "")).lower()
+        role = _ALIASES.get(role, role)
         if role not in _ROLES:
-            raise InvalidOptions(f"messages[{i}].role must be one of {sorted(_ROLES)}, got {message.get('role')!r}")
-        content = message.get("content") or ""
-        if not isinstance(content, str):
-            raise InvalidOptions(f"messages[{i}].content must be a string")
-        entry: dict[str, Any] = {"role": role, "content": content}
-        for key in ("tool_calls", "tool_name", "tool_call_id", "name"):
+            allowed = sorted(_ROLES | set(_ALIASES))
+            raise InvalidOptions(f"messages[{i}].role must be one of {allowed}, got {message.get('role')!r}")
+        if message.get("tool_calls"):
+            raise InvalidOptions(
+                f"messages[{i}].tool_calls: tool calling is not implemented yet, so a history with tool calls "
+                "cannot be rendered; drop the calls (keep their results as plain text)"
+            )
+        entry: dict[str, Any] = {"role": role, "content": message_text(message.get("content"), f"messages[{i}]")}
+        for key in ("tool_name", "tool_call_id", "name"):
             if message.get(key) is not None:
                 entry[key] = message[key]
         out.append(entry)

@@ -22,6 +22,7 @@ from fastapi import Request, Response
 from fastapi.routing import APIRoute
 
 from lokal.errors import InvalidOptions
+from lokal.server import fields
 
 #: Deeper JSON than this is refused: no request lokal understands nests more than a JSON schema or two.
 MAX_DEPTH = 128
@@ -107,7 +108,8 @@ def parse_json_body(raw: bytes) -> Any:
 class JSONBodyRoute(APIRoute):
     """An APIRoute that reads a JSON body with `parse_json_body`, whatever its Content-Type, before FastAPI does.
 
-    Routes without a body model (GET routes, the raw blob upload) are left as FastAPI builds them."""
+    Routes without a body model (GET routes, the raw blob upload) are left as FastAPI builds them. A field the
+    route recognises but does not implement is refused here (`fields.refuse`), before any handler runs."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
@@ -119,6 +121,7 @@ class JSONBodyRoute(APIRoute):
             if raw:
                 # Cached where Starlette's Request.json() looks, so FastAPI uses this parse instead of its own.
                 request._json = parse_json_body(raw)
+                fields.refuse(f"{request.method} {self.path}", request._json)  # never a 200 that drops a field
                 headers = [(k, v) for k, v in request.scope["headers"] if k.lower() != b"content-type"]
                 request.scope["headers"] = [*headers, (b"content-type", b"application/json")]
                 request.__dict__.pop("_headers", None)

@@ -135,8 +135,6 @@ async def _load_or_unload(request: Request, model: str, body: Any, *, chat: bool
 async def generate(body: S.GenerateRequest, request: Request) -> Response:
     if body.raw and (body.template or body.system or body.context):
         raise InvalidOptions("raw mode does not support template, system, or context")
-    if body.images:
-        raise InvalidOptions(f"model '{body.model}' does not support images")
     if not body.prompt:
         return await _load_or_unload(request, body.model, body, chat=False)  # type: ignore[arg-type]
     run = await in_thread(
@@ -156,8 +154,6 @@ async def generate(body: S.GenerateRequest, request: Request) -> Response:
 
 @router.post("/api/chat")
 async def chat(body: S.ChatRequest, request: Request) -> Response:
-    if body.tools:
-        raise InvalidOptions(f"model '{body.model}' does not support tools")
     if any(m.images for m in body.messages):
         raise InvalidOptions(f"model '{body.model}' does not support images")
     if not body.messages:
@@ -181,7 +177,14 @@ async def chat(body: S.ChatRequest, request: Request) -> Response:
 @router.post("/api/embed")
 async def embed(body: S.EmbedRequest, request: Request) -> dict[str, Any]:
     texts = [body.input] if isinstance(body.input, str) else list(body.input)
-    return await in_thread(inference.embed, request.app.state.manager, body.model, texts, keep_alive=body.keep_alive)
+    return await in_thread(
+        inference.embed,
+        request.app.state.manager,
+        body.model,
+        texts,
+        keep_alive=body.keep_alive,
+        dimensions=body.dimensions,
+    )
 
 
 @router.post("/api/embeddings")

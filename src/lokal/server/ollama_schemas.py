@@ -45,7 +45,7 @@ class GenerateRequest(_ModelRequest):
 
 class Message(_Request):
     role: str
-    content: str | None = ""
+    content: str | list[dict[str, Any]] | None = ""  # a list of text parts too, as OpenAI's clients send
     images: list[str] | None = None
     tool_calls: list[dict[str, Any]] | None = None
     tool_name: str | None = None
@@ -63,6 +63,7 @@ class ChatRequest(_ModelRequest):
 class EmbedRequest(_ModelRequest):
     input: str | list[str] = []
     truncate: bool = True
+    dimensions: int | None = None
     keep_alive: KeepAlive = None
     options: dict[str, Any] | None = None
 

@@ -47,6 +47,8 @@ class ChatMessage(_Body):
     role: str
     content: str | list[dict[str, Any]] | None = None
     name: str | None = None
+    tool_calls: list[dict[str, Any]] | None = None  # refused (messages.py) until tools are implemented
+    tool_call_id: str | None = None
 
 
 class StreamOptions(_Body):
@@ -99,7 +101,6 @@ class ChatCompletionRequest(_Sampling):
 
 class CompletionRequest(_Sampling):
     prompt: str | list[str]
-    suffix: str | None = None
     echo: bool = False
     logprobs: int | None = None  # 0 or 1; prompt tokens only (see the module docstring)
 
@@ -128,20 +129,6 @@ def _format(response_format: dict[str, Any] | None) -> Any:
     if kind in (None, "text"):
         return None
     raise InvalidOptions(f"response_format.type must be 'text', 'json_object' or 'json_schema', got {kind!r}")
-
-
-def _text(content: str | list[dict[str, Any]] | None) -> str:
-    if content is None or isinstance(content, str):
-        return content or ""
-    parts = []
-    for part in content:
-        if part.get("type") != "text":
-            raise InvalidOptions(f"message content of type {part.get('type')!r} is not supported (text only)")
-        text = part.get("text", "")
-        if not isinstance(text, str):
-            raise InvalidOptions(f"a text content part's 'text' must be a string, got {type(text).__name__}")
-        parts.append(text)
-    return "".join(parts)
 
 
 def _usage(completion: Any) -> dict[str, Any]:
@@ -272,7 +259,7 @@ async def _respond(request: Request, run: inference.Run, body: _Sampling, *, cha
 async def chat_completions(body: ChatCompletionRequest, request: Request) -> Response:
     if not body.messages:
         raise InvalidOptions("messages must not be empty")
-    messages = [{"role": m.role, "content": _text(m.content)} for m in body.messages]
+    messages = [m.model_dump(exclude_none=True) for m in body.messages]
     run = await in_thread(
         inference.start_chat,
         request.app.state.manager,
@@ -290,8 +277,6 @@ async def completions(body: CompletionRequest, request: Request) -> Response:
         if len(body.prompt) != 1:
             raise InvalidOptions("prompt must be a string (a list of prompts is not supported)")
         body.prompt = body.prompt[0]
-    if body.suffix:
-        raise InvalidOptions("suffix is not supported")
     if body.logprobs is not None or body.token_limit() == 0:
         return await _prompt_only(request, body, body.prompt)
     run = await in_thread(
@@ -369,13 +354,9 @@ async def _prompt_only(request: Request, body: CompletionRequest, prompt: str) -
 async def embeddings(body: EmbeddingRequest, request: Request) -> dict[str, Any]:
     if body.encoding_format not in ("float", "base64"):
         raise InvalidOptions(f"encoding_format must be 'float' or 'base64', got {body.encoding_format!r}")
-    if body.dimensions is not None and body.dimensions < 1:
-        raise InvalidOptions(f"dimensions must be at least 1, got {body.dimensions}")
     texts = [body.input] if isinstance(body.input, str) else list(body.input)
-    out = await in_thread(inference.embed, request.app.state.manager, body.model, texts)
+    out = await in_thread(inference.embed, request.app.state.manager, body.model, texts, dimensions=body.dimensions)
     vectors = out["embeddings"]
-    if body.dimensions:
-        vectors = [v[: body.dimensions] for v in vectors]
     if body.encoding_format == "base64":
         import base64
         import struct

@@ -141,8 +141,8 @@ _NEEDS_MODEL = {
 }
 _ROLE = {
     "type": "string",
-    "enum": ["system", "user", "assistant", "tool"],
-    "description": "case-insensitive; any other role is a 400",
+    "enum": ["system", "developer", "user", "assistant", "tool"],
+    "description": "case-insensitive; developer is the system turn; any other role is a 400",
 }
 _UNSUPPORTED = "recognised, not supported: a 400 unless empty"
 
@@ -263,7 +263,6 @@ def _completion(schema: dict[str, Any]) -> None:
     _openai_sampling(schema, min_tokens=0)
     schema["properties"]["max_tokens"]["description"] = "0 generates nothing: with echo and logprobs, scores the prompt"
     _set(schema, "logprobs", {"type": ["integer", "null"], "minimum": 0, "maximum": 1})
-    _set(schema, "suffix", {"type": ["string", "null"], "maxLength": 0, "description": "not supported"})
     prompt = {"type": "array", "items": {"type": "string"}, "minItems": 1, "maxItems": 1}
     _set(schema, "prompt", {"anyOf": [{"type": "string"}, prompt], "description": "one prompt (a list of one)"})
 
