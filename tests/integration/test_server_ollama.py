@@ -480,12 +480,14 @@ def test_client_raises_response_error_for_unknown_models(client):
 
 
 def test_unknown_fields_and_options_are_ignored(http, client):
+    """Fields in neither API pass; Ollama's own that lokal lacks (width: image generation) are 400s instead
+    (tests/unit/test_server_fields.py)."""
     body = {
         "model": MODEL,
         "prompt": "Hi",
         "stream": False,
         "some_future_field": {"x": 1},
-        "width": 512,
+        "truncate": True,
         "options": {"num_predict": 2, "not_an_option": 3, "mirostat": 1, "numa": False, "low_vram": True},
     }
     response = http.post("/api/generate", json=body)
