@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from lokal.engine.base import Completion
+from lokal.store import modelfile
 from lokal.store.types import LocalModel, ModelDetails
 
 
@@ -129,7 +130,7 @@ def show_response(info: Any) -> dict[str, Any]:
     )
     return {
         "license": info.license or "",
-        "modelfile": f"# lokal model {info.name}\nFROM {info.path}\n",
+        "modelfile": modelfile.render(info.name, str(info.path), dict(info.params), info.system, info.license),
         "parameters": params,
         "template": info.chat_template or "",
         "system": info.system or "",

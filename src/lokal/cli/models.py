@@ -1,4 +1,4 @@
-"""Model management commands: pull, list, show, rm, cp (the same verbs and output as Ollama's CLI).
+"""Model management commands: pull, list, show, rm, cp, create (the same verbs and output as Ollama's CLI).
 
 Commands only parse arguments and print; the store does the work and raises lokal errors, which the one
 error boundary in `lokal.cli.main` turns into a single line and exit code 1.
@@ -6,6 +6,7 @@ error boundary in `lokal.cli.main` turns into a single line and exit code 1.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import click
@@ -193,6 +194,7 @@ def _show_text(info: Any) -> str:
 @click.option("--parallel", type=click.IntRange(min=1), help="Sequences decoded at once (memory estimate).")
 @click.option("--template", "template", is_flag=True, help="Print only the chat template.")
 @click.option("--license", "license_", is_flag=True, help="Print only the licence.")
+@click.option("--modelfile", is_flag=True, help="Print the Modelfile `lokal create` would make this model from.")
 @click.pass_context
 def show(
     ctx: click.Context,
@@ -202,6 +204,7 @@ def show(
     parallel: int | None,
     template: bool,
     license_: bool,
+    modelfile: bool,
 ) -> None:
     """Show a model's architecture, size, quantization, licence and the memory it needs.
 
@@ -211,6 +214,11 @@ def show(
     checkpoint folder always transformers, which holds a GGUF dequantized to float32).
     """
     info = _store(ctx).show(model, num_ctx=num_ctx, num_parallel=parallel)
+    if modelfile:
+        from lokal.store import modelfile as mf
+
+        click.echo(mf.render(info.name, str(info.path), dict(info.params), info.system, info.license), nl=False)
+        return
     if template:
         click.echo(info.chat_template or "")
         if not info.chat_template:
@@ -266,4 +274,57 @@ def cp(ctx: click.Context, source: str, destination: str, engine: str | None) ->
     click.echo(f"copied '{source}' to '{destination}'" + (f" (engine {engine})" if engine else ""))
 
 
-COMMANDS = [pull, list_cmd, show, rm, cp]
+@click.command("create")
+@click.argument("name")
+@click.option(
+    "-f",
+    "--file",
+    "path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default="Modelfile",
+    show_default=True,
+    help="The Modelfile to read.",
+)
+@click.pass_context
+def create(ctx: click.Context, name: str, path: Path) -> None:
+    """Create NAME from an Ollama Modelfile: FROM, PARAMETER, SYSTEM, LICENSE.
+
+    FROM names a model lokal knows (smollm2, a name in its or Ollama's store) or a GGUF file (relative paths
+    are read from the Modelfile's folder). TEMPLATE, MESSAGE and ADAPTER are refused with the reason, as is a
+    PARAMETER lokal has no option for: a model is never created without something its Modelfile asked for.
+
+    \b
+    Example Modelfile:
+      FROM smollm2
+      PARAMETER temperature 0.2
+      PARAMETER stop "<|im_end|>"
+      SYSTEM "You answer in one short sentence."
+    """
+    from lokal import inference
+    from lokal.store import modelfile as mf
+    from lokal.store.sources.gguf_file import looks_like_path_text
+    from lokal.store.store import Layers
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InvalidOptions(f"no Modelfile at {path}: give one with -f FILE") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidOptions(f"cannot read {path}: {exc}") from None
+    spec = mf.parse(text, str(path))
+    layers = Layers(system=spec.system, params=inference.model_params(spec.parameters or None), license=spec.license)
+    store = _store(ctx)
+    source = Path(spec.from_).expanduser()
+    source = source if source.is_absolute() else path.parent / source
+    if looks_like_path_text(spec.from_) or source.is_file():
+        if not source.is_file():
+            raise InvalidOptions(f"{path}: FROM {spec.from_}: no such file ({source})")
+        warn(f"importing {source}...")
+        store.pull(str(source), name=name)
+        created = store.copy(name, name, layers=layers) if not layers.empty else store.resolve(name)
+    else:
+        created = store.copy(spec.from_, name, layers=layers)
+    click.echo(f"success: created '{created.name}' from {spec.from_}")
+
+
+COMMANDS = [pull, list_cmd, show, rm, cp, create]

@@ -1,0 +1,73 @@
+"""`lokal create NAME -f Modelfile` on the bundled model, then `lokal show --modelfile` and a generation that
+uses the created system prompt; a Modelfile lokal cannot honour creates nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+
+def lokal(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "lokal", *args], capture_output=True, text=True, timeout=300, env=os.environ.copy()
+    )
+
+
+def names() -> set[str]:
+    listed = lokal("list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    return {m["name"].removesuffix(":latest") for m in json.loads(listed.stdout)}
+
+
+def test_create_from_a_modelfile_and_show_it_back(tmp_path: Path) -> None:
+    system = "You answer in French.\nAlways one sentence."
+    (tmp_path / "Modelfile").write_text(
+        f'FROM smollm2\nPARAMETER temperature 0\nPARAMETER stop "<|im_end|>"\nSYSTEM """{system}"""\nLICENSE MIT\n'
+    )
+    done = lokal("create", "french", "-f", str(tmp_path / "Modelfile"))
+    assert done.returncode == 0, done.stderr
+    assert "created 'french:latest' from smollm2" in done.stdout
+    shown = lokal("show", "french", "--modelfile")
+    assert shown.returncode == 0, shown.stderr
+    assert f'SYSTEM """{system}"""' in shown.stdout and "PARAMETER temperature 0" in shown.stdout
+    # What show printed creates the same model again.
+    (tmp_path / "again").write_text(shown.stdout)
+    assert lokal("create", "french2", "-f", str(tmp_path / "again")).returncode == 0
+    info = json.loads(lokal("show", "french2", "--json").stdout)
+    assert info["system"] == system and info["license"] == "MIT"
+    # The created model uses its system prompt: its prompt is the bundled model's with that system turn given.
+    from lokal import Client  # the Python API, in process
+
+    hi = [{"role": "user", "content": "Hi"}]
+    with Client() as client:
+        given = client.chat("smollm2", [{"role": "system", "content": system}, *hi], options={"num_predict": 1})
+        french = client.chat("french", hi, options={"num_predict": 1})
+        plain = client.chat("smollm2", hi, options={"num_predict": 1})
+    assert french["prompt_eval_count"] == given["prompt_eval_count"] != plain["prompt_eval_count"]
+
+
+@pytest.mark.parametrize(
+    ("line", "needle"),
+    [
+        ("TEMPLATE {{ .Prompt }}", "TEMPLATE is not supported"),
+        ("PARAMETER mirostat 2", "lokal has no parameter 'mirostat'"),
+        ("ADAPTER ./lora.gguf", "ADAPTER is not supported"),
+    ],
+)
+def test_a_modelfile_lokal_cannot_honour_creates_nothing(tmp_path: Path, line: str, needle: str) -> None:
+    (tmp_path / "Modelfile").write_text(f"FROM smollm2\n{line}\n")
+    done = lokal("create", "broken", "-f", str(tmp_path / "Modelfile"))
+    assert done.returncode == 1 and needle in done.stderr and "Traceback" not in done.stderr
+    assert "broken" not in names()
+
+
+def test_a_missing_modelfile_says_how_to_give_one(tmp_path: Path) -> None:
+    done = lokal("create", "x", "-f", str(tmp_path / "nope"))
+    assert done.returncode == 1 and "no Modelfile at" in done.stderr and "-f FILE" in done.stderr
