@@ -38,7 +38,7 @@ def invoke(*args: str) -> click.testing.Result:
 
 
 def test_command_names_and_help() -> None:
-    assert [c.name for c in models.COMMANDS] == ["pull", "list", "show", "rm", "cp"]
+    assert [c.name for c in models.COMMANDS] == ["pull", "list", "show", "rm", "cp", "create"]
     for command in models.COMMANDS:
         result = invoke(command.name, "--help")
         assert result.exit_code == 0 and len(result.output) > 100
