@@ -130,7 +130,7 @@ def show_response(info: Any) -> dict[str, Any]:
     )
     return {
         "license": info.license or "",
-        "modelfile": modelfile.render(info.name, str(info.path), dict(info.params), info.system, info.license),
+        "modelfile": modelfile.for_model(info),
         "parameters": params,
         "template": info.chat_template or "",
         "system": info.system or "",

@@ -53,6 +53,23 @@ def test_create_from_a_modelfile_and_show_it_back(tmp_path: Path) -> None:
     assert french["prompt_eval_count"] == given["prompt_eval_count"] != plain["prompt_eval_count"]
 
 
+@pytest.mark.parametrize("system", [None, "Be brief."])
+def test_create_from_a_gguf_file_next_to_the_modelfile(tmp_path: Path, system: str | None) -> None:
+    """FROM ./file.gguf is read from the Modelfile's folder, with or without layers over it."""
+    bundled = json.loads(lokal("show", "smollm2", "--json").stdout)["path"]
+    (tmp_path / "smol.gguf").symlink_to(bundled)
+    (tmp_path / "Modelfile").write_text("FROM ./smol.gguf\n" + (f'SYSTEM "{system}"\n' if system else ""))
+    done = lokal("create", "fromfile", "-f", str(tmp_path / "Modelfile"))
+    assert done.returncode == 0, done.stderr
+    assert "created 'fromfile:latest' from ./smol.gguf" in done.stdout
+    info = json.loads(lokal("show", "fromfile", "--json").stdout)
+    assert info["system"] == system
+    missing = tmp_path / "other"
+    missing.write_text("FROM ./nope.gguf\n")
+    refused = lokal("create", "nofile", "-f", str(missing))
+    assert refused.returncode == 1 and "FROM ./nope.gguf: no such file" in refused.stderr
+
+
 @pytest.mark.parametrize(
     ("line", "needle"),
     [

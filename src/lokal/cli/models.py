@@ -217,7 +217,7 @@ def show(
     if modelfile:
         from lokal.store import modelfile as mf
 
-        click.echo(mf.render(info.name, str(info.path), dict(info.params), info.system, info.license), nl=False)
+        click.echo(mf.for_model(info), nl=False)
         return
     if template:
         click.echo(info.chat_template or "")
@@ -320,8 +320,8 @@ def create(ctx: click.Context, name: str, path: Path) -> None:
         if not source.is_file():
             raise InvalidOptions(f"{path}: FROM {spec.from_}: no such file ({source})")
         warn(f"importing {source}...")
-        store.pull(str(source), name=name)
-        created = store.copy(name, name, layers=layers) if not layers.empty else store.resolve(name)
+        pulled = store.pull(str(source), name=name)
+        created = store.copy(pulled.name, pulled.name, layers=layers)  # no layers: the entry as it is
     else:
         created = store.copy(spec.from_, name, layers=layers)
     click.echo(f"success: created '{created.name}' from {spec.from_}")

@@ -146,3 +146,8 @@ def render(name: str, source: str, params: dict[str, Any], system: str | None, l
     if license:
         out.append(f"LICENSE {_quoted(license)}")
     return "\n".join(out) + "\n"
+
+
+def for_model(info: Any) -> str:
+    """`render` for a `ModelInfo` (`/api/show`'s `modelfile` and `lokal show --modelfile` print the same)."""
+    return render(info.name, str(info.path), dict(info.params), info.system, info.license)
