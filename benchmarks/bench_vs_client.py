@@ -234,6 +234,15 @@ def _ratio(a: float | None, b: float | None) -> float | None:
     return a / b if a is not None and b else None
 
 
+def _paired_ratio(runs: dict[str, list[dict[str, Any]]], key: str) -> float | None:
+    """The median over rounds of lokal bench / independent. Paired: each round's two runs were back to back, so
+    their ratio cancels the machine's drift between rounds (on a shared VM the same client read 86-106 tokens/s
+    over three rounds)."""
+    pairs = zip(runs["lokal bench"], runs["independent"], strict=True)
+    ratios = [r for bench, indep in pairs if (r := _ratio(bench[key], indep[key])) is not None]
+    return statistics.median(ratios) if ratios else None
+
+
 def _fmt(value: float | None, spec: str = ".1f") -> str:
     return "-" if value is None else format(value, spec)
 
@@ -281,19 +290,7 @@ def compare(server: ServerProcess, args: argparse.Namespace, workdir: Path) -> l
             cell: dict[str, Any] = {"api": api, "concurrency": concurrency, "requests": requests, "runs": runs}
             for key in ("throughput", "ttft_p50_ms", "tpot_ms", "server_eval_ms_per_token", "client_cpu_percent"):
                 cell[key] = {who: _median(r, key) for who, r in runs.items()}
-            # Paired: each round's two runs were back to back, so their ratio cancels the machine's drift between
-            # rounds (on a shared VM the same client read 86-106 tokens/s over three rounds); the cell's ratio is
-            # the median of the rounds' ratios.
-            cell["ratios"] = {
-                key: _median(
-                    [
-                        {key: _ratio(bench[key], indep[key])}
-                        for bench, indep in zip(runs["lokal bench"], runs["independent"], strict=True)
-                    ],
-                    key,
-                )
-                for key in ("throughput", "ttft_p50_ms", "tpot_ms")
-            }
+            cell["ratios"] = {key: _paired_ratio(runs, key) for key in ("throughput", "ttft_p50_ms", "tpot_ms")}
             cells.append(cell)
     return cells
 

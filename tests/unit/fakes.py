@@ -232,3 +232,13 @@ class FakeStore:
             num_ctx=num_ctx or 0,
             num_parallel=num_parallel or 0,
         )
+
+
+def make_app(tmp_path: Path, name: str = "fake:latest") -> Any:
+    """lokal's server app on the fake engine, with one model `name` in a fake store."""
+    from lokal.engine.manager import EngineManager
+    from lokal.server.app import create_app
+
+    store = FakeStore([make_model(name)])
+    config = make_settings(tmp_path)
+    return create_app(config, EngineManager(config, store, factory=FakeFactory()), store=store)

@@ -12,18 +12,16 @@ from typing import Any
 
 import ollama._types as ollama_types
 import pytest
-from fakes import FakeFactory, FakeStore, make_model, make_settings
+from fakes import make_app
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 from openai.types import completion_create_params, embedding_create_params
 from openai.types.chat import completion_create_params as chat_create_params
 
 from lokal import inference
-from lokal.engine.manager import EngineManager
 from lokal.engine.messages import normalise_messages
 from lokal.errors import InvalidOptions
 from lokal.server import fields, ollama_api, openai_api
-from lokal.server.app import create_app
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "server.md"
 MODEL = "fake"
@@ -42,9 +40,7 @@ CLIENT_FIELDS: dict[str, set[str]] = {
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    store = FakeStore([make_model(f"{MODEL}:latest")])
-    config = make_settings(tmp_path_factory.mktemp("fields"))
-    return create_app(config, EngineManager(config, store, factory=FakeFactory()), store=store)
+    return make_app(tmp_path_factory.mktemp("fields"), f"{MODEL}:latest")
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from fakes import FakeFactory, FakeStore, make_model, make_settings
+from fakes import make_app, make_model
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 from jsonschema import Draft202012Validator
@@ -21,10 +21,8 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from lokal import shapes
 from lokal.engine.base import Completion
-from lokal.engine.manager import EngineManager
 from lokal.engine.options import Options
 from lokal.server import ollama_api, openai_api, openapi
-from lokal.server.app import create_app
 from lokal.store.info import ModelInfo
 from lokal.store.memory import MemoryEstimate
 from lokal.store.types import ModelDetails
@@ -44,9 +42,7 @@ COMPLETION = Completion(
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    store = FakeStore([make_model("fake:latest")])
-    config = make_settings(tmp_path_factory.mktemp("openapi"))
-    return create_app(config, EngineManager(config, store, factory=FakeFactory()), store=store)
+    return make_app(tmp_path_factory.mktemp("openapi"), "fake:latest")
 
 
 @pytest.fixture(scope="module")

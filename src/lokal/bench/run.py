@@ -5,8 +5,8 @@ renders it).
 The order is fixed so runs are comparable: per model, cold start first (nothing warm yet), then the levels in
 the order given (concurrency sweep, rates, batch sizes), then the SLO search. Each level takes the next slice
 of one order of the prompt set (per model; seeded, or a file's own), so no prompt is sent twice until the whole
-set has gone out, and a re-sent one carries a unique tag (workload.py says why only those); synthetic prompts are made
-per level, seeded from the run's seed and the level's index.
+set has gone out, and a re-sent one carries a unique tag (workload.py says why only those); synthetic prompts
+are made per level, seeded from the run's seed and the level's index.
 
 With several in-process engines (`lokal bench smollm2 --engine llamacpp,transformers`) the whole plan runs once
 per engine, one engine after the other and never together (they would share the cores and the memory being
@@ -48,7 +48,7 @@ from lokal.bench.target import RequestParams, Target
 from lokal.bench.targets import Api, open_target
 from lokal.bench.targets._http import is_loopback
 from lokal.bench.tokenizer import local_token_counter
-from lokal.bench.workload import WORKLOADS, Workload, make_workload
+from lokal.bench.workload import SHUFFLE_NEEDS_A_FILE, WORKLOADS, Workload, make_workload
 from lokal.config import Settings
 from lokal.engine.select import missing_hf_packages, parse_engine
 from lokal.errors import InvalidOptions, LokalError
@@ -127,11 +127,8 @@ class BenchPlan:
             raise BenchError("--search looks for one model's limit: run it for one model at a time")
         if self.max_tokens is not None and self.max_tokens < 1:
             raise BenchError(f"--max-tokens must be at least 1, got {self.max_tokens}")
-        if self.shuffle and self.prompts_file is None:
-            raise BenchError(
-                "--shuffle applies to a --prompts file: built-in sets are always shuffled by --seed, and synthetic "
-                "prompts are all different anyway"
-            )
+        if self.shuffle and self.prompts_file is None:  # before anything runs (make_workload checks it too)
+            raise BenchError(SHUFFLE_NEEDS_A_FILE)
 
     @property
     def levels(self) -> list[load_runner.LoadSpec]:

@@ -9,10 +9,10 @@ make a re-sent prompt look fast). So a run sends its set in one order across all
 built-in set shuffled by the seed, a prompts file top to bottom as written (its order may be the point: the
 turns of a conversation, a replayed trace; `shuffle=True` shuffles it too), and only a request that re-sends a
 prompt the run already sent (the set is smaller than the run) starts with a tag unique to it; `Workload.resent`
-counts those. `repeat_prefix=True` drops the tag to measure
-exactly the cached case. The tags come from the seed, so the same seed gives the same prompts; a server that
-keeps many prefixes between runs (vLLM's APC) could match a second run with the same seed, so change the seed
-(or restart the server) when comparing repeated runs on such a server.
+counts those. `repeat_prefix=True` drops the tag to measure exactly the cached case. The tags come from the
+seed, so the same seed gives the same prompts; a server that keeps many prefixes between runs (vLLM's APC) could
+match a second run with the same seed, so change the seed (or restart the server) when comparing repeated runs
+on such a server.
 
 Why not tag every prompt, as lokal bench once did: the tag (about 12 tokens) made each prompt longer and cut its
 shared prefix, so the server had more to prefill than the user's workload asks; measured against an independent
@@ -42,6 +42,12 @@ from lokal.errors import LokalError
 
 TokenCounter = Callable[[str], int]
 TokenCount = Literal["tokenizer", "estimate"]
+
+
+SHUFFLE_NEEDS_A_FILE = (
+    "--shuffle applies to a --prompts file: built-in sets are always shuffled by --seed, and synthetic prompts are "
+    "all different anyway"
+)
 
 
 class WorkloadError(LokalError, ValueError):
@@ -348,8 +354,8 @@ def make_workload(
     over the built-in set named by `workload`. A built-in set goes out in one seeded order over the whole run,
     reshuffled for each further pass; a file goes out top to bottom, pass after pass, unless `shuffle` (then as
     a built-in set). `start` is how many requests the run already took from it (with the same seed), so this
-    workload continues where the last one ended. Requests of the first pass send
-    their prompt as written; later passes re-send prompts, each with a tag unique to it (unless
+    workload continues where the last one ended. Requests of the first pass send their prompt as written; later
+    passes re-send prompts, each with a tag unique to it (unless
     `repeat_prefix`), so no two requests of a run send the same text. Synthetic prompts are unique anyway.
 
     `probe` (a short label such as "w" or "cold") makes unmeasured requests: warm-ups and cold-start probes take
@@ -361,10 +367,7 @@ def make_workload(
     if prompts_file is not None and prompt_tokens is not None:
         raise WorkloadError("give either a prompts file or --prompt-tokens, not both")
     if shuffle and prompts_file is None:
-        raise WorkloadError(
-            "--shuffle applies to a --prompts file: built-in sets are always shuffled by the seed, synthetic prompts "
-            "are all different anyway"
-        )
+        raise WorkloadError(SHUFFLE_NEEDS_A_FILE)
     rng = random.Random(f"{probe}:{seed}") if probe and prompt_tokens is not None else random.Random(seed)
     count: TokenCounter = count_tokens or estimate_tokens
     token_count: TokenCount = "tokenizer" if count_tokens is not None else "estimate"

@@ -10,6 +10,8 @@ from lokal.errors import InvalidOptions
 _ROLES = {"system", "user", "assistant", "tool"}
 #: Roles clients send under other names: OpenAI's `developer` is the system turn of its newer models.
 _ALIASES = {"developer": "system"}
+#: Content part types that carry text (OpenAI's chat parts, and its Responses API's input/output text).
+TEXT_PART_TYPES = ("text", "input_text", "output_text")
 
 
 def message_text(content: Any, where: str) -> str:
@@ -22,7 +24,7 @@ def message_text(content: Any, where: str) -> str:
     parts = []
     for j, part in enumerate(content):
         kind = part.get("type") if isinstance(part, dict) else None
-        if kind not in ("text", "input_text", "output_text"):
+        if kind not in TEXT_PART_TYPES:
             raise InvalidOptions(f"{where}.content[{j}] of type {kind!r} is not supported (text only)")
         text = part.get("text", "")
         if not isinstance(text, str):

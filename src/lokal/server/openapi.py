@@ -30,6 +30,7 @@ from fastapi import FastAPI
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import TypeAdapter
 
+from lokal.engine.messages import TEXT_PART_TYPES
 from lokal.engine.options import FLOAT_FIELDS, INT32_MAX, INT_FIELDS, Options
 from lokal.server.response_schemas import (
     SHAPES,
@@ -270,7 +271,7 @@ def _completion(schema: dict[str, Any]) -> None:
 def _chat_message(schema: dict[str, Any]) -> None:
     text_part = {
         "type": "object",
-        "properties": {"type": {"const": "text"}, "text": {"type": "string"}},
+        "properties": {"type": {"enum": list(TEXT_PART_TYPES)}, "text": {"type": "string"}},
         "required": ["type"],
         "description": "text parts only: any other type is a 400",
     }
