@@ -3,6 +3,7 @@ lokal's store, Ollama's store and the Hugging Face cache all point into tmp dirs
 
 from __future__ import annotations
 
+import faulthandler
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -13,6 +14,18 @@ TINY_TEMPLATE = (
     "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}\n{% endfor %}"
     "{% if add_generation_prompt %}<|assistant|>{% endif %}"
 )
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_configure(config: pytest.Config) -> None:
+    """With LOKAL_CRASH_LOG set (.ci/run sets it), a fatal signal's thread dump also goes to that file, so CI can
+    print the crashing thread last: a crash in llama.cpp takes the whole pytest process down, and the dump on
+    stderr lists the main thread last, where a log cut to its tail shows only the client waiting."""
+    path = os.environ.get("LOKAL_CRASH_LOG")
+    if path:
+        crash_log = Path(path).open("w")  # noqa: SIM115 (open for the whole session, closed at exit)
+        config._lokal_crash_log = crash_log  # type: ignore[attr-defined]  # kept referenced: faulthandler needs the fd
+        faulthandler.enable(file=crash_log, all_threads=True)
 
 
 @pytest.fixture(scope="session")
