@@ -17,6 +17,7 @@ from typing import Any
 
 from lokal import inference, shapes
 from lokal.config import Settings
+from lokal.engine import tools as engine_tools
 from lokal.engine.base import Format
 from lokal.shapes import Response
 
@@ -54,7 +55,12 @@ class Client:
         stream: bool = False,
         keep_alive: float | str | None = None,
         context: Sequence[int] | None = None,
+        logprobs: bool | None = None,
+        top_logprobs: int | None = None,
     ) -> Response | Iterator[Response]:
+        """Ollama's generate. `logprobs=True` adds each generated token's log-probability (`logprobs` entries
+        with `token`, `logprob`, `bytes`), and `top_logprobs` (0-20) that many alternatives per token."""
+        wanted = inference.logprobs_wanted(logprobs, top_logprobs)
         if not prompt:
             name, reason = inference.load_or_unload(self.manager, model, options=options, keep_alive=keep_alive)
             final = Response.wrap(shapes.load_response(name, chat=False, reason=reason))
@@ -69,9 +75,10 @@ class Client:
             options=options,
             keep_alive=keep_alive,
             context=context,
+            logprobs=wanted,
         )
         events = _Stream(self._events(run, chat=False, with_context=not raw), run)
-        return events if stream else _collect(events, chat=False)
+        return events if stream else _collect(events, chat=False, with_logprobs=wanted is not None)
 
     def chat(
         self,
@@ -82,23 +89,55 @@ class Client:
         options: Mapping[str, Any] | None = None,
         stream: bool = False,
         keep_alive: float | str | None = None,
+        logprobs: bool | None = None,
+        top_logprobs: int | None = None,
+        tools: Sequence[Mapping[str, Any]] | None = None,
     ) -> Response | Iterator[Response]:
+        """Ollama's chat; `logprobs` and `top_logprobs` as in `generate`. `tools` (Ollama's and OpenAI's
+        `{"type": "function", "function": {...}}`): the model may call them, and a call comes back as
+        `message.tool_calls` (streamed: whole, in one chunk)."""
+        wanted = inference.logprobs_wanted(logprobs, top_logprobs)
+        tool_request = engine_tools.request(tools)
         if not messages:
             name, reason = inference.load_or_unload(self.manager, model, options=options, keep_alive=keep_alive)
             final = Response.wrap(shapes.load_response(name, chat=True, reason=reason))
             return iter([final]) if stream else final
-        run = inference.start_chat(self.manager, model, messages, format=format, options=options, keep_alive=keep_alive)
-        events = _Stream(self._events(run, chat=True), run)
-        return events if stream else _collect(events, chat=True)
+        run = inference.start_chat(
+            self.manager,
+            model,
+            messages,
+            format=format,
+            options=options,
+            keep_alive=keep_alive,
+            logprobs=wanted,
+            tools=tool_request,
+        )
+        events = _Stream(self._events(run, chat=True, tool_request=tool_request), run)
+        return events if stream else _collect(events, chat=True, with_logprobs=wanted is not None)
 
-    def _events(self, run: inference.Run, *, chat: bool, with_context: bool = True) -> Iterator[Response]:
+    def _events(
+        self,
+        run: inference.Run,
+        *,
+        chat: bool,
+        with_context: bool = True,
+        tool_request: engine_tools.ToolRequest | None = None,
+    ) -> Iterator[Response]:
         chunk = shapes.chat_chunk if chat else shapes.generate_chunk
+        watcher = engine_tools.CallWatcher(tool_request) if tool_request is not None else None
         finished = False
         try:
-            for piece in run.stream:
-                yield Response.wrap(chunk(run.model, piece))
+            for piece in run.stream.chunks():
+                text = piece.text if watcher is None else watcher.feed(piece.text)
+                if text or piece.token is not None:
+                    tokens = None if piece.token is None else [piece.token]
+                    yield Response.wrap(chunk(run.model, text, tokens))
             completion = run.completion()
             finished = True
+            if watcher is not None:
+                text, calls = watcher.finish()
+                if text or calls:
+                    yield Response.wrap(shapes.chat_chunk(run.model, text, None, calls))
             final = (
                 shapes.chat_final(run.model, completion)
                 if chat
@@ -170,15 +209,26 @@ class _Stream:
         self.close()
 
 
-def _collect(events: Iterator[Response], *, chat: bool) -> Response:
+def _collect(events: Iterator[Response], *, chat: bool, with_logprobs: bool = False) -> Response:
+    """The streamed chunks as one reply, as Ollama answers `stream: false`: the text joined and, when asked
+    for, every token's log-probabilities."""
     parts: builtins.list[str] = []
+    logprobs: builtins.list[Any] = []
+    calls: builtins.list[Any] = []
     final: Response | None = None
     for event in events:
         if event["done"]:
             final = event
         else:
             parts.append(event["message"]["content"] if chat else event["response"])
+            logprobs.extend(event.get("logprobs") or ())
+            if chat:
+                calls.extend(event["message"].get("tool_calls") or ())
     assert final is not None  # _events always ends with the final chunk or raises
+    if calls:
+        final["message"]["tool_calls"] = calls
+    if with_logprobs:
+        final["logprobs"] = logprobs
     if chat:
         final["message"]["content"] = "".join(parts)
     else:

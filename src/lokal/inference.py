@@ -15,10 +15,12 @@ from typing import Any
 
 from lokal.config import parse_duration
 from lokal.engine.base import Completion, Engine, Format
+from lokal.engine.logprobs import check_top
 from lokal.engine.manager import UNSET, EngineManager
 from lokal.engine.options import Options
 from lokal.engine.stream import TokenStream
 from lokal.engine.tokens import check_token_ids
+from lokal.engine.tools import ToolRequest
 from lokal.errors import InvalidOptions, NoChatTemplate
 
 _UNSET: Any = UNSET
@@ -61,6 +63,17 @@ class Run:
     def cancel(self) -> None:
         self.stream.cancel()
         self.release()
+
+
+def logprobs_wanted(logprobs: bool | None, top_logprobs: int | None) -> int | None:
+    """A request's `logprobs` / `top_logprobs` pair (Ollama's and OpenAI's chat fields) as the engine's
+    `logprobs` argument: None for none, else how many alternatives per token. `top_logprobs` without
+    `logprobs: true` is an error, as OpenAI makes it, rather than a silently empty answer."""
+    if logprobs is None or logprobs is False:
+        if top_logprobs is not None and top_logprobs != 0:
+            raise InvalidOptions("top_logprobs needs logprobs: true (it says how many alternatives each token gets)")
+        return None
+    return check_top(0 if top_logprobs is None else top_logprobs)
 
 
 def _options(engine: Engine, options: Mapping[str, Any] | Options | None) -> Options:
@@ -128,9 +141,11 @@ def start_generate(
     options: Mapping[str, Any] | Options | None = None,
     keep_alive: Any = None,
     context: Sequence[int] | None = None,
+    logprobs: int | None = None,
 ) -> Run:
     """Start a completion. Unless `raw`, the prompt goes through the model's chat template as a user turn
-    (as Ollama does); a model without a template gets the prompt as is."""
+    (as Ollama does); a model without a template gets the prompt as is. `logprobs`: see `logprobs_wanted`."""
+    check_top(logprobs)  # before a model loads for a request that cannot run
     alive = keep_alive_seconds(keep_alive)
     engine, load_ns = manager.acquire(model, num_ctx=_num_ctx(manager, model, options), keep_alive=alive)
     try:
@@ -148,7 +163,7 @@ def start_generate(
         if context:
             history = check_token_ids(context, engine.vocab_size, what="context")
             tokens = [*history, *engine.tokenize(tokens, add_special=False)] if isinstance(tokens, str) else tokens
-        stream = engine.generate(tokens, opts, format=format)
+        stream = engine.generate(tokens, opts, format=format, logprobs=logprobs)
     except BaseException:
         manager.release(engine, keep_alive=alive)
         raise
@@ -163,11 +178,18 @@ def start_chat(
     format: Format = None,
     options: Mapping[str, Any] | Options | None = None,
     keep_alive: Any = None,
+    logprobs: int | None = None,
+    tools: ToolRequest | None = None,
 ) -> Run:
+    """Start a chat. `tools` (from `lokal.engine.tools.request`): the model may (or must) call them; the run's
+    output is then read with a `CallWatcher` (streamed) or `parse_calls`."""
+    check_top(logprobs)
     alive = keep_alive_seconds(keep_alive)
     engine, load_ns = manager.acquire(model, num_ctx=_num_ctx(manager, model, options), keep_alive=alive)
     try:
-        stream = engine.chat([dict(m) for m in messages], _options(engine, options), format=format)
+        stream = engine.chat(
+            [dict(m) for m in messages], _options(engine, options), format=format, logprobs=logprobs, tools=tools
+        )
     except BaseException:
         manager.release(engine, keep_alive=alive)
         raise

@@ -7,10 +7,12 @@ validates, so a caller can swap `ollama.chat` for `lokal.chat` and read the same
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from lokal.engine.base import Completion
+from lokal.engine.base import Completion, GeneratedToken, TokenChoice
+from lokal.engine.tools import ToolCall
 from lokal.store import modelfile
 from lokal.store.types import LocalModel, ModelDetails
 
@@ -37,20 +39,67 @@ def now_rfc3339() -> str:
     return datetime.now(UTC).isoformat().replace("+00:00", "Z")
 
 
-def generate_chunk(model: str, text: str) -> dict[str, Any]:
-    return {"model": model, "created_at": now_rfc3339(), "response": text, "done": False}
+def _choice(choice: TokenChoice) -> dict[str, Any]:
+    return {"token": choice.text, "logprob": choice.logprob, "bytes": list(choice.bytes)}
 
 
-def chat_chunk(model: str, text: str) -> dict[str, Any]:
-    return {
+def logprobs(tokens: Sequence[GeneratedToken]) -> list[dict[str, Any]]:
+    """Ollama's `logprobs` entries: token, logprob, the token's bytes, and `top_logprobs` when alternatives
+    were asked for (Ollama omits it for top_logprobs 0)."""
+    out = []
+    for token in tokens:
+        entry = _choice(token)
+        if token.top:
+            entry["top_logprobs"] = [_choice(c) for c in token.top]
+        out.append(entry)
+    return out
+
+
+def generate_chunk(model: str, text: str, tokens: Sequence[GeneratedToken] | None = None) -> dict[str, Any]:
+    """One streamed piece; with `tokens`, the log-probabilities of the tokens it came from."""
+    out: dict[str, Any] = {"model": model, "created_at": now_rfc3339(), "response": text, "done": False}
+    if tokens is not None:
+        out["logprobs"] = logprobs(tokens)
+    return out
+
+
+def tool_calls(calls: Sequence[ToolCall]) -> list[dict[str, Any]]:
+    """Ollama's `message.tool_calls`: `arguments` an object, `index` always there."""
+    return [
+        {"id": c.id, "function": {"index": i, "name": c.name, "arguments": c.arguments}} for i, c in enumerate(calls)
+    ]
+
+
+def _assistant(text: str, calls: Sequence[ToolCall] | None) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": text}
+    if calls:
+        message["tool_calls"] = tool_calls(calls)
+    return message
+
+
+def chat_chunk(
+    model: str,
+    text: str,
+    tokens: Sequence[GeneratedToken] | None = None,
+    calls: Sequence[ToolCall] | None = None,
+) -> dict[str, Any]:
+    """One streamed piece; a tool call comes whole in one chunk (`calls`), with empty content."""
+    out: dict[str, Any] = {
         "model": model,
         "created_at": now_rfc3339(),
-        "message": {"role": "assistant", "content": text},
+        "message": _assistant(text, calls),
         "done": False,
     }
+    if tokens is not None:
+        out["logprobs"] = logprobs(tokens)
+    return out
 
 
-def generate_final(model: str, completion: Completion, *, text: str = "", with_context: bool = True) -> dict[str, Any]:
+def generate_final(
+    model: str, completion: Completion, *, text: str = "", with_context: bool = True, with_logprobs: bool = False
+) -> dict[str, Any]:
+    """The last object: `done`, the reason, the timings; `with_logprobs` (a reply that was not streamed) adds
+    every generated token's log-probabilities."""
     out: dict[str, Any] = {
         "model": model,
         "created_at": now_rfc3339(),
@@ -61,18 +110,31 @@ def generate_final(model: str, completion: Completion, *, text: str = "", with_c
     if with_context:
         out["context"] = list(completion.context)
     out.update(completion.timings())
+    if with_logprobs:
+        out["logprobs"] = logprobs(completion.logprobs)
     return out
 
 
-def chat_final(model: str, completion: Completion, *, text: str = "") -> dict[str, Any]:
+def chat_final(
+    model: str,
+    completion: Completion,
+    *,
+    text: str = "",
+    with_logprobs: bool = False,
+    calls: Sequence[ToolCall] | None = None,
+) -> dict[str, Any]:
+    """The last object; a reply that was not streamed carries its tool `calls` here (`done_reason` stays "stop",
+    as Ollama's does: it has no "tool_calls" reason)."""
     out: dict[str, Any] = {
         "model": model,
         "created_at": now_rfc3339(),
-        "message": {"role": "assistant", "content": text},
+        "message": _assistant(text, calls),
         "done": True,
         "done_reason": completion.done_reason,
     }
     out.update(completion.timings())
+    if with_logprobs:
+        out["logprobs"] = logprobs(completion.logprobs)
     return out
 
 

@@ -140,3 +140,30 @@ def test_embeddings_are_unit_vectors_that_rank_similar_text_closer(hf_engine: An
     dot = lambda a, b: sum(x * y for x, y in zip(a, b, strict=True))  # noqa: E731
     assert dot(cat, cat) == pytest.approx(1.0)
     assert dot(cat, kitten) > dot(cat, tax)
+
+
+def test_generated_token_logprobs_match_a_full_forward_pass(hf_engine: Any) -> None:
+    """Each generated token's log-probability (and its alternatives) equals torch's log-softmax of the logits one
+    forward pass over prompt + output gives at that position: the same definition as the llama.cpp engine's."""
+    import torch
+
+    stream = hf_engine.chat(
+        [{"role": "user", "content": "Name three colors"}],
+        Options.from_mapping({**GREEDY, "num_predict": 8}),
+        logprobs=3,
+    )
+    chunks = list(stream.chunks())
+    result = stream.result
+    scored = [c.token for c in chunks if c.token is not None]
+    assert list(result.logprobs) == scored and len(scored) == result.eval_count
+    context = list(result.context)
+    prompt_len = len(context) - len(scored)
+    with torch.inference_mode():
+        logits = hf_engine._hf(input_ids=torch.tensor([context])).logits[0].double()
+    expected = torch.log_softmax(logits, dim=-1)
+    for i, token in enumerate(scored):
+        row = expected[prompt_len - 1 + i]
+        assert abs(token.logprob - float(row[token.token])) < 1e-3
+        best = torch.topk(row, 3)
+        assert [c.token for c in token.top] == best.indices.tolist()
+        assert [c.logprob for c in token.top] == pytest.approx(best.values.tolist(), abs=1e-3)

@@ -197,6 +197,23 @@ def test_extreme_but_valid_options_are_served(http, options):
 
 
 @pytest.mark.parametrize(
+    "options",
+    [
+        {"presence_penalty": -1e300, "temperature": 0.8, "seed": 1},
+        {"presence_penalty": -1.5e228, "frequency_penalty": 1e300, "temperature": 1.5, "seed": 2},
+        {"repeat_penalty": 0, "temperature": 0.8, "seed": 3},
+    ],
+)
+def test_penalties_that_overflow_float32_do_not_abort_a_grammar(live, http, options):
+    """Found by CI's fuzzer: with a grammar (format json), a penalty whose float32 is infinite made the
+    grammar-masked logits NaN, llama.cpp sampled a forbidden token and std::terminate aborted the server."""
+    body = {**GENERATE, "format": "json", "options": {"num_predict": 24, **options}}
+    response = post(http, "/api/generate", body)
+    assert response.status_code == 200, response.text
+    assert http.get("/health").json()["status"] == "ok"
+
+
+@pytest.mark.parametrize(
     ("bad", "position"),
     [([49152], 0), ([99999], 0), ([-1], 0), ([2**31], 0), ([2**40], 0), ([1, 2, 49152], 2), ([2**63], 0)],
 )

@@ -382,12 +382,11 @@ def test_unknown_fields_are_ignored(http, client):
 
 
 def test_fields_that_ask_for_what_lokal_lacks_are_400s(client):
-    """Through the official client: tools, logprobs and logit_bias were once a 200 that dropped them."""
-    tool = {"type": "function", "function": {"name": "now", "parameters": {"type": "object", "properties": {}}}}
+    """Through the official client: logit_bias was once a 200 that dropped it (tools and logprobs too, which are
+    implemented now: test_server_tools.py, test_server_logprobs.py)."""
     for kwargs, needle in (
-        ({"tools": [tool]}, "does not support tools"),
-        ({"logprobs": True}, "logprobs"),
-        ({"logprobs": True, "top_logprobs": 2}, "logprobs"),
+        ({"functions": [{"name": "now", "parameters": {"type": "object"}}]}, "send tools instead"),
+        ({"top_logprobs": 2}, "top_logprobs needs logprobs: true"),
         ({"logit_bias": {"50256": -100}}, "logit_bias"),
     ):
         with pytest.raises(openai.BadRequestError, match=needle):

@@ -43,6 +43,6 @@ def test_what_lokal_cannot_give_is_refused_with_a_reason(server: LiveServer) -> 
         echoed = http.post("/v1/completions", json={**base, "max_tokens": 4, "temperature": 0})
     assert too_many.status_code == generated.status_code == 400
     assert "logprobs must be 0 or 1" in too_many.json()["error"]["message"]
-    assert "prompt only" in generated.json()["error"]["message"]
+    assert "needs max_tokens: 0" in generated.json()["error"]["message"]
     assert echoed.status_code == 200
     assert echoed.json()["choices"][0]["text"].startswith("Hello there")

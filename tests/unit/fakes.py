@@ -14,10 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from lokal.config import Settings
-from lokal.engine.base import Completion, Format, TokenLogprob
+from lokal.engine.base import Completion, Format, GeneratedToken, TokenChoice, TokenLogprob
+from lokal.engine.messages import normalise_messages
 from lokal.engine.options import Options
 from lokal.engine.stream import TokenStream
 from lokal.engine.tokens import check_token_ids
+from lokal.engine.tools import ToolRequest, messages_for
 from lokal.errors import ModelNotFound, NoChatTemplate
 from lokal.store.memory import MemoryEstimate
 from lokal.store.types import LocalModel, ModelDetails
@@ -79,11 +81,14 @@ class FakeEngine:
         pieces: Sequence[str] = ("Hello", ",", " world"),
         has_template: bool = True,
         generate_error: BaseException | None = None,
+        tool_pieces: Sequence[str] | None = None,
     ) -> None:
         self.model = model
         self.context_length = context_length
         self.num_parallel = num_parallel
         self.pieces = tuple(pieces)
+        #: What a chat with tools answers (a call's JSON, say); None: the plain pieces.
+        self.tool_pieces = None if tool_pieces is None else tuple(tool_pieces)
         self.has_template = has_template
         self.generate_error = generate_error
         self.generate_calls: list[dict[str, Any]] = []
@@ -96,21 +101,35 @@ class FakeEngine:
         self.failed: str | None = None  # set by a test: the engine "crashed" with this message
 
     # -- generation -------------------------------------------------------------------------------
-    def _stream(self, prompt_tokens: Sequence[int]) -> TokenStream:
+    def _stream(
+        self, prompt_tokens: Sequence[int], logprobs: int | None = None, pieces: Sequence[str] | None = None
+    ) -> TokenStream:
+        """The scripted pieces, one token each; with `logprobs`, token i has log-probability -(i + 1) / 10 and
+        `logprobs` alternatives (itself first, then ids 900, 901, ... at lower values)."""
         stream = TokenStream(on_cancel=self._on_cancel)
-        for piece in self.pieces:
-            stream.put_piece(piece)
-        output = self.tokenize("".join(self.pieces), add_special=False)
+        pieces = self.pieces if pieces is None else tuple(pieces)
+        scored = []
+        for i, piece in enumerate(pieces):
+            token = None
+            if logprobs is not None:
+                value = -(i + 1) / 10
+                top = [TokenChoice(len(piece), piece.encode(), value)]
+                top += [TokenChoice(900 + j, f"alt{j}".encode(), value - j - 1) for j in range(logprobs - 1)]
+                token = GeneratedToken(len(piece), piece.encode(), value, tuple(top[:logprobs]))
+                scored.append(token)
+            stream.put_piece(piece, token)
+        output = self.tokenize("".join(pieces), add_special=False)
         stream.finish(
             Completion(
-                text="".join(self.pieces),
+                text="".join(pieces),
                 done_reason="stop",
                 prompt_eval_count=len(prompt_tokens),
                 prompt_eval_duration=1_000,
-                eval_count=len(self.pieces),
+                eval_count=len(pieces),
                 eval_duration=2_000,
                 total_duration=5_000,
                 context=(*prompt_tokens, *output),
+                logprobs=tuple(scored),
             )
         )
         return stream
@@ -119,24 +138,44 @@ class FakeEngine:
         self.cancels += 1
 
     def generate(
-        self, prompt: str | Sequence[int], options: Options, *, format: Format = None, add_special: bool = True
+        self,
+        prompt: str | Sequence[int],
+        options: Options,
+        *,
+        format: Format = None,
+        add_special: bool = True,
+        logprobs: int | None = None,
     ) -> TokenStream:
-        self.generate_calls.append({"prompt": prompt, "options": options, "format": format, "add_special": add_special})
+        self.generate_calls.append(
+            {"prompt": prompt, "options": options, "format": format, "add_special": add_special, "logprobs": logprobs}
+        )
         if self.generate_error is not None:
             raise self.generate_error
-        return self._stream(self.tokenize(prompt, add_special=add_special))
+        return self._stream(self.tokenize(prompt, add_special=add_special), logprobs)
 
-    def chat(self, messages: Sequence[dict[str, Any]], options: Options, *, format: Format = None) -> TokenStream:
-        self.chat_calls.append({"messages": list(messages), "options": options, "format": format})
+    def chat(
+        self,
+        messages: Sequence[dict[str, Any]],
+        options: Options,
+        *,
+        format: Format = None,
+        logprobs: int | None = None,
+        tools: ToolRequest | None = None,
+    ) -> TokenStream:
+        self.chat_calls.append(
+            {"messages": list(messages), "options": options, "format": format, "logprobs": logprobs, "tools": tools}
+        )
         if self.generate_error is not None:
             raise self.generate_error
-        return self._stream(self.tokenize(self.render_chat(messages)))
+        pieces = self.tool_pieces if tools is not None and tools.offered else None
+        return self._stream(self.tokenize(self.render_chat(messages, tools)), logprobs, pieces)
 
-    def render_chat(self, messages: Sequence[dict[str, Any]]) -> str:
+    def render_chat(self, messages: Sequence[dict[str, Any]], tools: ToolRequest | None = None) -> str:
         self.rendered.append([dict(m) for m in messages])
         if not self.has_template:
             raise NoChatTemplate(f"model '{self.model.name}' has no chat template")
-        return "".join(f"<|{m['role']}|>{m['content']}\n" for m in messages) + "<|assistant|>"
+        rendered = messages_for(normalise_messages(messages), tools)
+        return "".join(f"<|{m['role']}|>{m['content']}\n" for m in rendered) + "<|assistant|>"
 
     # -- tokens -----------------------------------------------------------------------------------
     def tokenize(self, text: str | Sequence[int], *, add_special: bool = True) -> list[int]:

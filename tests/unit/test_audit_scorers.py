@@ -333,9 +333,10 @@ def test_echo_puts_the_prompt_before_generated_text(lokal_app: Any) -> None:
 @pytest.mark.parametrize(
     ("body", "fragment"),
     [
-        ({"echo": True, "logprobs": 5, "max_tokens": 0}, "logprobs must be 0 or 1, got 5"),
-        ({"echo": True, "logprobs": 1, "max_tokens": 4}, "logprobs are given for the prompt only"),
-        ({"echo": True, "logprobs": 1}, "logprobs are given for the prompt only"),  # OpenAI's default is 16 tokens
+        ({"echo": True, "logprobs": 5, "max_tokens": 0}, "logprobs must be 0 or 1 with echo, got 5"),
+        ({"echo": True, "logprobs": 1, "max_tokens": 4}, "needs max_tokens: 0"),
+        ({"echo": True, "logprobs": 1}, "needs max_tokens: 0"),  # OpenAI's default is 16 tokens
+        ({"logprobs": 21}, "logprobs must be between 0 and 20, got 21"),
         ({"echo": True, "logprobs": 1, "max_tokens": 0, "stream": True}, "send stream: false"),
         ({"echo": True, "logprobs": True, "max_tokens": 0}, "logprobs"),  # strict types: not a bool
     ],

@@ -1,6 +1,6 @@
 import pytest
 
-from lokal.engine.options import Options
+from lokal.engine.options import PENALTY_BOUND, Options
 from lokal.errors import InvalidOptions
 
 
@@ -68,3 +68,11 @@ def test_stop_accepts_a_single_string_and_integral_floats_become_ints():
 def test_huge_values_inside_the_ranges_are_accepted():
     o = Options.from_mapping({"seed": 2**70, "num_predict": 10**12, "top_k": 2**31 - 1, "temperature": 1e308})
     assert (o.seed, o.num_predict, o.top_k, o.temperature) == (2**70, 10**12, 2**31 - 1, 1e308)
+
+
+def test_penalties_reach_a_sampler_bounded_so_float32_never_overflows() -> None:
+    # float32 overflows past 3.4e38: an infinite penalty turned grammar-masked logits into NaN (an abort)
+    o = Options.from_mapping({"presence_penalty": -1e300, "frequency_penalty": 1e300, "repeat_penalty": 0})
+    assert o.penalties() == (1 / PENALTY_BOUND, PENALTY_BOUND, -PENALTY_BOUND)
+    assert Options.from_mapping({"repeat_penalty": 1.1, "presence_penalty": 0.5}).penalties() == (1.1, 0.0, 0.5)
+    assert Options.from_mapping({"repeat_penalty": 1e300}).penalties()[0] == PENALTY_BOUND

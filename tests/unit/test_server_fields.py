@@ -78,8 +78,6 @@ ASKING: dict[str, Any] = {
     "tool_choice": "required",
     "function_call": {"name": "f"},
     "think": True,
-    "logprobs": True,
-    "top_logprobs": 3,
     "images": ["aGk="],
     "suffix": "end",
     "template": "{{ .Prompt }}",
@@ -103,8 +101,6 @@ HARMLESS: dict[str, Any] = {
     "tool_choice": "none",
     "function_call": "auto",
     "think": False,
-    "logprobs": False,
-    "top_logprobs": 0,
     "images": [],
     "suffix": "",
     "template": "",
@@ -140,20 +136,17 @@ def test_a_refused_field_is_a_400_naming_it_and_passes_when_it_asks_nothing(
     error = response.json()["error"]
     message = error["message"] if isinstance(error, dict) else error
     said = message.lower()
-    assert name.replace("_", " ") in said.replace("_", " ") or (
-        name in ("tools", "functions") and "does not support tools" in said
-    ), message
+    assert name.replace("_", " ") in said.replace("_", " "), message
     if name in HARMLESS:
         response = client.post(path, json={**base_body(route), name: HARMLESS[name]})
         assert response.status_code == 200, response.text
 
 
-def test_thinking_and_tools_keep_the_texts_clients_match() -> None:
-    """Clients look for these substrings (api-2026.md, "What clients break on" 7)."""
+def test_thinking_keeps_the_text_clients_match() -> None:
+    """Clients look for this substring (api-2026.md, "What clients break on" 7); for tools, which only the
+    transformers engine refuses, see tests/unit/test_tools.py."""
     with pytest.raises(InvalidOptions, match="model 'm' does not support thinking"):
         fields.refuse("POST /api/chat", {"model": "m", "think": "high"})
-    with pytest.raises(InvalidOptions, match="model 'm' does not support tools"):
-        fields.refuse("POST /v1/chat/completions", {"model": "m", "tools": ASKING["tools"]})
     fields.refuse("POST /api/chat", {"model": "m", "think": False, "unknown_to_both": {"x": 1}})  # passes
 
 
@@ -177,8 +170,9 @@ def test_developer_is_the_system_turn_and_content_parts_are_joined() -> None:
     ]
     with pytest.raises(InvalidOptions, match=r"messages\[0\].content\[0\] of type 'image_url' is not supported"):
         normalise_messages([{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}])
-    with pytest.raises(InvalidOptions, match=r"messages\[0\].tool_calls: tool calling is not implemented yet"):
-        normalise_messages([{"role": "assistant", "content": "", "tool_calls": [{"function": {"name": "f"}}]}])
+    # A past call is kept for lokal.engine.tools.messages_for, which checks it against the request's tools.
+    call = {"role": "assistant", "content": "", "tool_calls": [{"function": {"name": "f"}}]}
+    assert normalise_messages([call]) == [call]
 
 
 def test_embed_dimensions_cut_and_renormalise(client: TestClient) -> None:

@@ -1,4 +1,4 @@
-"""Pure pieces of the server: host checks, bind parsing, error text."""
+"""Pure pieces of the server: host checks, bind parsing, error text, response_format."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import pytest
 
 from lokal.config import parse_host
 from lokal.errors import InvalidOptions
+from lokal.server.openai_api import _format
 from lokal.server.security import host_is_local, is_loopback_host
 
 
@@ -56,3 +57,31 @@ def test_parse_host_reads_ollama_host_forms(text, expected):
 def test_parse_host_rejects_bad_ports(text):
     with pytest.raises(InvalidOptions, match="invalid host"):
         parse_host(text)
+
+
+@pytest.mark.parametrize(
+    ("response_format", "expected"),
+    [
+        (None, None),
+        ({"type": "text"}, None),
+        ({"type": "json_object"}, "json"),
+        ({"type": "json_schema", "json_schema": {"name": "a", "schema": {"type": "object"}}}, {"type": "object"}),
+    ],
+)
+def test_response_format_maps_to_an_engine_format(response_format, expected):
+    assert _format(response_format) == expected
+
+
+@pytest.mark.parametrize(
+    "response_format",
+    [
+        {"type": "json_schema"},
+        {"type": "json_schema", "json_schema": None},
+        {"type": "json_schema", "json_schema": [[], {}]},  # found by the fuzzer: was an AttributeError, a 500
+        {"type": "json_schema", "json_schema": {"schema": "object"}},
+        {"type": "yaml"},
+    ],
+)
+def test_a_malformed_response_format_is_a_clear_error(response_format):
+    with pytest.raises(InvalidOptions, match="response_format"):
+        _format(response_format)

@@ -11,9 +11,12 @@ from collections.abc import Iterator, Sequence
 from typing import Any, Literal, Protocol, runtime_checkable
 
 from lokal.engine.options import Options
+from lokal.engine.tools import ToolRequest
 from lokal.store.types import LocalModel
 
 DoneReason = Literal["stop", "length", "cancelled"]
+#: The most alternatives a generated token's log-probability comes with (Ollama's and OpenAI's limit).
+MAX_TOP_LOGPROBS = 20
 #: `format` as Ollama accepts it: None/"" (free text), "json", or a JSON schema object.
 Format = str | dict[str, Any] | None
 
@@ -33,6 +36,8 @@ class Completion:
     context: tuple[int, ...] = ()  # prompt + output token ids (Ollama's deprecated `context`)
     #: Of `prompt_eval_count`, the tokens whose KV cells came from the prompt cache instead of being evaluated.
     prompt_cache_count: int = 0
+    #: One entry per generated token when log-probabilities were asked for (`generate(..., logprobs=k)`).
+    logprobs: tuple[GeneratedToken, ...] = ()
 
     def timings(self) -> dict[str, int]:
         return {
@@ -54,10 +59,44 @@ class TokenLogprob:
     logprob: float | None  # None for the first token, which has no preceding context
 
 
+@dataclasses.dataclass(frozen=True)
+class TokenChoice:
+    """A token the model could have produced at one step, with its log-probability there (natural log)."""
+
+    token: int
+    bytes: bytes  # the token's own bytes: one character can span tokens, so `text` alone can lose data
+    logprob: float
+
+    @property
+    def text(self) -> str:
+        """The token's bytes as text (an incomplete UTF-8 character shows as U+FFFD)."""
+        return self.bytes.decode("utf-8", errors="replace")
+
+
+@dataclasses.dataclass(frozen=True)
+class GeneratedToken(TokenChoice):
+    """A generated token: its log-probability under the distribution it was sampled from (the log-softmax of
+    the model's logits, before any sampling option reshaped them) and the `top` most likely tokens there."""
+
+    top: tuple[TokenChoice, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class Chunk:
+    """One delivery of a stream: text (possibly empty while a stop string or a character is incomplete) and,
+    when log-probabilities were asked for, the generated token it came from."""
+
+    text: str
+    token: GeneratedToken | None = None
+
+
 class GenerationStream(Protocol):
-    """Iterate for text pieces; afterwards `result` holds the `Completion`. `cancel()` frees the slot."""
+    """Iterate for text pieces (or `chunks()` for text with log-probabilities); afterwards `result` holds the
+    `Completion`. `cancel()` frees the slot."""
 
     def __iter__(self) -> Iterator[str]: ...
+
+    def chunks(self) -> Iterator[Chunk]: ...
 
     @property
     def result(self) -> Completion: ...
@@ -82,15 +121,27 @@ class Engine(Protocol):
         *,
         format: Format = None,
         add_special: bool = True,
+        logprobs: int | None = None,
     ) -> GenerationStream:
-        """Start generating from a raw prompt (no template) and return its stream at once."""
+        """Start generating from a raw prompt (no template) and return its stream at once. `logprobs`: None for
+        none, else each generated token's log-probability with that many (0 to MAX_TOP_LOGPROBS) alternatives."""
         ...
 
-    def chat(self, messages: Sequence[dict[str, Any]], options: Options, *, format: Format = None) -> GenerationStream:
-        """Render `messages` with the model's chat template, then generate."""
+    def chat(
+        self,
+        messages: Sequence[dict[str, Any]],
+        options: Options,
+        *,
+        format: Format = None,
+        logprobs: int | None = None,
+        tools: ToolRequest | None = None,
+    ) -> GenerationStream:
+        """Render `messages` with the model's chat template, then generate. With `tools`, the tools are described
+        in the prompt and a call is held to their schemas (lokal.engine.tools); the output is the call's JSON,
+        which `tools.parse_calls` reads. An engine that cannot constrain output raises `Unsupported`."""
         ...
 
-    def render_chat(self, messages: Sequence[dict[str, Any]]) -> str: ...
+    def render_chat(self, messages: Sequence[dict[str, Any]], tools: ToolRequest | None = None) -> str: ...
 
     def tokenize(self, text: str, *, add_special: bool = True) -> list[int]: ...
 

@@ -18,7 +18,10 @@ import time
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
-from lokal.engine.base import Completion, DoneReason
+import numpy as np
+
+from lokal.engine import logprobs
+from lokal.engine.base import Completion, DoneReason, GeneratedToken
 from lokal.engine.stops import StopMatcher
 from lokal.engine.stream import TokenStream
 from lokal.errors import Cancelled, EngineError, QueueFull
@@ -46,7 +49,14 @@ class SequenceState:
     generated: list[int] = dataclasses.field(default_factory=list)
     text: list[str] = dataclasses.field(default_factory=list)
     cached_tokens: int = 0  # prompt tokens reused from a prompt cache
+    #: None: no log-probabilities; k: each generated token's, with its k most likely alternatives.
+    top_logprobs: int | None = None
+    logprobs: list[GeneratedToken] = dataclasses.field(default_factory=list)
     done: bool = False
+
+    @property
+    def wants_logprobs(self) -> bool:
+        return self.top_logprobs is not None
 
 
 S = TypeVar("S", bound=SequenceState)
@@ -94,6 +104,10 @@ class WorkerBatcher(Generic[S]):
 
     def _flush_text(self, seq: S) -> str:
         """Text still held back when `seq` ends."""
+        raise NotImplementedError
+
+    def _token_bytes(self, token: int) -> bytes:
+        """`token`'s own bytes, special tokens written out (for log-probability entries)."""
         raise NotImplementedError
 
     def _release(self, seq: S) -> None:
@@ -178,8 +192,9 @@ class WorkerBatcher(Generic[S]):
     def _stopped(self) -> None:
         """The worker loop ended (subclasses drop their running sequences and caches here)."""
 
-    def _accept(self, seq: S, token: int) -> None:
-        """A token was sampled for `seq`: end it (end-of-generation, stop string, length) or queue it for decoding."""
+    def _accept(self, seq: S, token: int, logits: np.ndarray | None = None) -> None:
+        """A token was sampled for `seq`: end it (end-of-generation, stop string, length) or queue it for decoding.
+        `logits`: the row it was sampled from, given when `seq.wants_logprobs`."""
         if not seq.first_token_at:
             seq.first_token_at = time.perf_counter()
         if seq.max_tokens == 0:  # num_predict 0: the prompt was evaluated (and stays cached), nothing is generated
@@ -192,6 +207,11 @@ class WorkerBatcher(Generic[S]):
         text = seq.stops.feed(self._piece(seq, token))
         if text:
             seq.text.append(text)
+        if logits is not None and seq.top_logprobs is not None:
+            scored = logprobs.score(logits, token, seq.top_logprobs, self._token_bytes)
+            seq.logprobs.append(scored)
+            seq.stream.put_piece(text, scored)
+        elif text:
             seq.stream.put_piece(text)
         if seq.stops.stopped:
             self._finish(seq, "stop")
@@ -223,5 +243,6 @@ class WorkerBatcher(Generic[S]):
                 eval_duration=_ns(end - first),
                 total_duration=_ns(end - seq.submitted_at),
                 context=(*seq.prompt, *seq.generated),
+                logprobs=tuple(seq.logprobs),
             )
         )

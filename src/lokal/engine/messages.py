@@ -44,12 +44,12 @@ def normalise_messages(messages: Sequence[Any], system: str | None = None) -> li
         if role not in _ROLES:
             allowed = sorted(_ROLES | set(_ALIASES))
             raise InvalidOptions(f"messages[{i}].role must be one of {allowed}, got {message.get('role')!r}")
-        if message.get("tool_calls"):
-            raise InvalidOptions(
-                f"messages[{i}].tool_calls: tool calling is not implemented yet, so a history with tool calls "
-                "cannot be rendered; drop the calls (keep their results as plain text)"
-            )
         entry: dict[str, Any] = {"role": role, "content": message_text(message.get("content"), f"messages[{i}]")}
+        calls = message.get("tool_calls")
+        if calls:  # rendered (and checked against the request's tools) by lokal.engine.tools.messages_for
+            if not isinstance(calls, list):
+                raise InvalidOptions(f"messages[{i}].tool_calls must be a list")
+            entry["tool_calls"] = calls
         for key in ("tool_name", "tool_call_id", "name"):
             if message.get(key) is not None:
                 entry[key] = message[key]

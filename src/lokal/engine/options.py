@@ -81,7 +81,21 @@ class Options:
     def greedy(self) -> bool:
         return self.temperature <= 0.0
 
+    def penalties(self) -> tuple[float, float, float]:
+        """(repeat, frequency, presence) penalties as a sampler applies them: bounded to PENALTY_BOUND.
 
+        Any value is accepted (as Ollama does), but past the bound the effect no longer changes (logits are
+        tens, a penalty of a million already forces or bans a token), while a value whose float32 is infinite
+        turned a grammar-masked logit (-inf) into NaN: llama.cpp then sampled a token the grammar forbids and
+        aborted the whole process ("Unexpected empty grammar stack"; found by CI's fuzzer, format + a
+        presence_penalty of -1.5e228). A repeat penalty of 0 divides by zero, so it becomes 1 / PENALTY_BOUND."""
+        repeat = min(max(self.repeat_penalty, 1 / PENALTY_BOUND), PENALTY_BOUND)
+        frequency = min(max(self.frequency_penalty, -PENALTY_BOUND), PENALTY_BOUND)
+        presence = min(max(self.presence_penalty, -PENALTY_BOUND), PENALTY_BOUND)
+        return repeat, frequency, presence
+
+
+PENALTY_BOUND = 1e6
 INT_FIELDS = {"top_k", "repeat_last_n", "seed", "num_predict", "num_ctx"}
 #: Passed to llama.cpp as int32 (seed is reduced modulo 2**32, num_predict only compared in Python).
 INT32_FIELDS = ("top_k", "repeat_last_n", "num_ctx")

@@ -18,13 +18,17 @@ import queue
 import threading
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 
-from lokal.engine.base import Completion
+from lokal.engine.base import Chunk, Completion, GeneratedToken
 
 _DONE = object()
 
 
 class TokenStream:
-    """A `GenerationStream`: text pieces, then `result`; `cancel()` asks the worker to stop."""
+    """A `GenerationStream`: text pieces, then `result`; `cancel()` asks the worker to stop.
+
+    Items travel as plain `str` when no log-probabilities were asked for (the common case costs nothing
+    extra) and as `Chunk` when a generated token comes with them; `__iter__` gives text, `chunks()` both.
+    """
 
     def __init__(self, on_cancel: Callable[[], None] | None = None) -> None:
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
@@ -71,8 +75,12 @@ class TokenStream:
         for item in items:
             self._async_queue.put_nowait(item)
 
-    def put_piece(self, text: str) -> None:
-        if text:
+    def put_piece(self, text: str, token: GeneratedToken | None = None) -> None:
+        """Hand over `text`; with `token` (its log-probabilities), even when `text` is empty, since a client
+        that asked for log-probabilities gets every token while a stop string or a character is held back."""
+        if token is not None:
+            self._deliver(Chunk(text, token))
+        elif text:
             self._deliver(text)
 
     def finish(self, completion: Completion) -> None:
@@ -103,12 +111,23 @@ class TokenStream:
         return self._result is not None or self._error is not None
 
     def __iter__(self) -> Iterator[str]:
+        return self._items(chunks=False)  # type: ignore[return-value]
+
+    def chunks(self) -> Iterator[Chunk]:
+        """Every delivery as a `Chunk`: text with the generated token it came from when log-probabilities
+        were asked for (such a chunk's text may be empty)."""
+        return self._items(chunks=True)  # type: ignore[return-value]
+
+    def _items(self, *, chunks: bool) -> Iterator[str | Chunk]:
+        # One generator per iteration (not one wrapping another), so that closing it early cancels at once.
         try:
             while True:
                 item = self._queue.get()
                 if item is _DONE:
                     break
-                yield item  # type: ignore[misc]
+                out = _convert(item, chunks)
+                if out is not None:
+                    yield out
         except GeneratorExit:
             self.cancel()
             raise
@@ -116,9 +135,13 @@ class TokenStream:
             raise self._error
 
     def __aiter__(self) -> AsyncIterator[str]:
-        return self._aiter()
+        return self._aitems(chunks=False)  # type: ignore[return-value]
 
-    async def _aiter(self) -> AsyncIterator[str]:
+    def achunks(self) -> AsyncIterator[Chunk]:
+        """`chunks()` for an asyncio caller."""
+        return self._aitems(chunks=True)  # type: ignore[return-value]
+
+    async def _aitems(self, *, chunks: bool) -> AsyncIterator[str | Chunk]:
         with self._lock:
             if self._async_queue is None:
                 self._loop = asyncio.get_running_loop()
@@ -131,7 +154,9 @@ class TokenStream:
                 item = await self._async_queue.get()
                 if item is _DONE:
                     break
-                yield item  # type: ignore[misc]
+                out = _convert(item, chunks)
+                if out is not None:
+                    yield out
         except (asyncio.CancelledError, GeneratorExit):
             self.cancel()
             raise
@@ -143,6 +168,15 @@ class TokenStream:
         for _ in self:
             pass
         return self.result.text
+
+
+def _convert(item: object, chunks: bool) -> str | Chunk | None:
+    """A delivered item as the iteration wants it: a `Chunk`, or text (None for a chunk without any)."""
+    if chunks:
+        return Chunk(item) if isinstance(item, str) else item  # type: ignore[return-value]
+    if isinstance(item, str):
+        return item
+    return item.text or None  # type: ignore[attr-defined]
 
 
 def flush_all(streams: Iterable[TokenStream]) -> None:

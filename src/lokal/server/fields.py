@@ -7,8 +7,8 @@ no route can forget it; tests check that every field the official `ollama` and `
 route is in the table, and that every refused one is refused; docs/server.md carries `markdown()`'s table.
 Fields in neither Ollama's nor OpenAI's API are ignored, as both servers do.
 
-A refused field is refused only when its value asks for something: `"logprobs": false`, `"tools": []`,
-`"think": false` or `"top_logprobs": 0` ask for nothing and pass (clients send such defaults).
+A refused field is refused only when its value asks for something: `"tools": []` or `"think": false` ask for
+nothing and pass (clients send such defaults).
 """
 
 from __future__ import annotations
@@ -49,10 +49,10 @@ def ignored(note: str) -> Field:
     return Field("ignored", note)
 
 
-_TOOLS = no("model '{model}' does not support tools (tool calling is not implemented yet)")
+_TOOLS = ok("functions the model may call, for every model (lokal.engine.tools: described in the prompt, grammar-held)")
 _THINK = no("model '{model}' does not support thinking")
-_LOGPROBS = no("log-probabilities of generated tokens are not supported yet; drop logprobs")
-_TOP_LOGPROBS = no("log-probabilities of generated tokens are not supported yet; drop top_logprobs")
+_LOGPROBS = ok("each generated token's log-probability (the log-softmax of the model's raw logits)")
+_TOP_LOGPROBS = ok("0 to 20 most likely alternatives per token; needs logprobs: true")
 _IMAGES = no("model '{model}' does not support images")
 _KEEP_ALIVE = ok("how long the model stays loaded: seconds, a Go duration, negative or huge = forever")
 _OPTIONS = ok("Ollama's model options (num_ctx, temperature, seed, stop, ...); unknown keys ignored, as Ollama does")
@@ -93,6 +93,8 @@ ROUTES: dict[str, dict[str, Field]] = {
         "keep_alive": _KEEP_ALIVE,
         "options": _OPTIONS,
         "tools": _TOOLS,
+        "tool_choice": ok('lokal extension (Ollama has none), as OpenAI\'s: "none", "auto", "required", a function'),
+        "parallel_tool_calls": ok("lokal extension, as OpenAI's: false allows one call per answer"),
         "think": _THINK,
         "logprobs": _LOGPROBS,
         "top_logprobs": _TOP_LOGPROBS,
@@ -130,14 +132,11 @@ ROUTES: dict[str, dict[str, Field]] = {
         "response_format": ok("text, json_object, json_schema"),
         "options": ok("lokal extension: Ollama options such as num_ctx"),
         "tools": _TOOLS,
-        "tool_choice": no(
-            "tool_choice {value!r} needs tool calling, which is not implemented yet",
-            asks=lambda v: v not in (None, "none", "auto"),
-        ),
-        "parallel_tool_calls": ignored("only means something with tools, which are refused"),
-        "functions": _TOOLS,
+        "tool_choice": ok('"none", "auto", "required", or a named function (then that call, every time)'),
+        "parallel_tool_calls": ok("false: at most one call per answer"),
+        "functions": no("functions is OpenAI's deprecated form of tools: send tools instead"),
         "function_call": no(
-            "function_call {value!r} needs tool calling, which is not implemented yet",
+            "function_call is OpenAI's deprecated form of tool_choice: send tools and tool_choice instead",
             asks=lambda v: v not in (None, "none", "auto"),
         ),
         "logprobs": _LOGPROBS,
@@ -177,7 +176,10 @@ ROUTES: dict[str, dict[str, Field]] = {
         "presence_penalty": ok("as OpenAI"),
         "n": ok("1 only; more is a 400"),
         "echo": ok("prepend the prompt (with logprobs: score it)"),
-        "logprobs": ok("0 or 1 with echo and max_tokens 0: the prompt's log-probabilities"),
+        "logprobs": ok(
+            "0 to 20: generated tokens' log-probabilities with that many alternatives; "
+            "0 or 1 with echo and max_tokens 0: the prompt's"
+        ),
         "options": ok("lokal extension: Ollama options such as num_ctx"),
         "suffix": no("suffix is not supported (the model does not support insert)"),
         "best_of": no("best_of is not supported; send several requests", asks=lambda v: v not in (None, 0, 1)),

@@ -22,6 +22,7 @@ from starlette.requests import ClientDisconnect
 
 from lokal import inference, shapes
 from lokal._version import __version__
+from lokal.engine import tools
 from lokal.errors import InvalidOptions, LokalError
 from lokal.server import ollama_schemas as S
 from lokal.server.body import JSONBodyRoute
@@ -56,16 +57,31 @@ async def version() -> dict[str, str]:
 # -- generation -----------------------------------------------------------------------------------
 
 
-async def _answer(request: Request, run: inference.Run, *, chat: bool, stream: bool, with_context: bool) -> Response:
-    """Stream (NDJSON) or collect one run; a client that leaves cancels it at once."""
+async def _answer(
+    request: Request,
+    run: inference.Run,
+    *,
+    chat: bool,
+    stream: bool,
+    with_context: bool,
+    with_logprobs: bool,
+    tool_request: tools.ToolRequest | None = None,
+) -> Response:
+    """Stream (NDJSON) or collect one run; a client that leaves cancels it at once. `with_logprobs`: each
+    streamed chunk carries its tokens' log-probabilities (even one whose text is held back), a reply that is
+    not streamed all of them. `tool_request`: the output may be a call, sent whole in one chunk (see
+    `tools.CallWatcher`)."""
     metrics = request.app.state.metrics
     started = time.perf_counter()
     model = run.model
 
-    def final(completion: Any, text: str = "") -> dict[str, Any]:
+    def final(completion: Any, text: str = "", calls: Any = None) -> dict[str, Any]:
+        all_logprobs = with_logprobs and not stream
         if chat:
-            return shapes.chat_final(model, completion, text=text)
-        return shapes.generate_final(model, completion, text=text, with_context=with_context)
+            return shapes.chat_final(model, completion, text=text, with_logprobs=all_logprobs, calls=calls)
+        return shapes.generate_final(
+            model, completion, text=text, with_context=with_context, with_logprobs=all_logprobs
+        )
 
     if not stream:
         first: list[float] = []
@@ -86,22 +102,32 @@ async def _answer(request: Request, run: inference.Run, *, chat: bool, stream: b
             run.release()
         completion = run.completion()
         metrics.completed(model, completion, first[0] - started if first else None)
-        return JSONResponse(final(completion, text))
+        calls = tools.parse_calls(text, tool_request) if tool_request is not None else None
+        return JSONResponse(final(completion, "" if calls else text, calls))
 
     chunk = shapes.chat_chunk if chat else shapes.generate_chunk
+
+    watcher = tools.CallWatcher(tool_request) if tool_request is not None else None
 
     async def body() -> AsyncIterator[bytes]:
         first_at = None
         finished = False
         try:
-            async for piece in run.stream:
+            async for piece in run.stream.achunks():
                 if first_at is None:
                     first_at = time.perf_counter()
-                yield ndjson_line(chunk(model, piece))
+                text = piece.text if watcher is None else watcher.feed(piece.text)
+                if text or piece.token is not None:
+                    tokens = None if piece.token is None else [piece.token]
+                    yield ndjson_line(chunk(model, text, tokens))
             completion = run.completion()
             finished = True
             run.release()
             metrics.completed(model, completion, first_at - started if first_at else None)
+            if watcher is not None:
+                text, calls = watcher.finish()
+                if text or calls:
+                    yield ndjson_line(shapes.chat_chunk(model, text, None, calls))
             yield ndjson_line(final(completion))
         except LokalError as exc:  # after the first byte the status is sent: report in the stream
             yield ndjson_line({"error": str(exc)})
@@ -137,6 +163,7 @@ async def generate(body: S.GenerateRequest, request: Request) -> Response:
         raise InvalidOptions("raw mode does not support template, system, or context")
     if not body.prompt:
         return await _load_or_unload(request, body.model, body, chat=False)  # type: ignore[arg-type]
+    logprobs = inference.logprobs_wanted(body.logprobs, body.top_logprobs)
     run = await in_thread(
         inference.start_generate,
         request.app.state.manager,
@@ -148,8 +175,11 @@ async def generate(body: S.GenerateRequest, request: Request) -> Response:
         options=body.options,
         keep_alive=body.keep_alive,
         context=body.context,
+        logprobs=logprobs,
     )
-    return await _answer(request, run, chat=False, stream=body.stream, with_context=not body.raw)
+    return await _answer(
+        request, run, chat=False, stream=body.stream, with_context=not body.raw, with_logprobs=logprobs is not None
+    )
 
 
 @router.post("/api/chat")
@@ -159,6 +189,8 @@ async def chat(body: S.ChatRequest, request: Request) -> Response:
     if not body.messages:
         return await _load_or_unload(request, body.model, body, chat=True)  # type: ignore[arg-type]
     messages = [m.model_dump(exclude_none=True) for m in body.messages]
+    logprobs = inference.logprobs_wanted(body.logprobs, body.top_logprobs)
+    tool_request = tools.request(body.tools, body.tool_choice, body.parallel_tool_calls)
     run = await in_thread(
         inference.start_chat,
         request.app.state.manager,
@@ -167,8 +199,18 @@ async def chat(body: S.ChatRequest, request: Request) -> Response:
         format=body.format,
         options=body.options,
         keep_alive=body.keep_alive,
+        logprobs=logprobs,
+        tools=tool_request,
     )
-    return await _answer(request, run, chat=True, stream=body.stream, with_context=False)
+    return await _answer(
+        request,
+        run,
+        chat=True,
+        stream=body.stream,
+        with_context=False,
+        with_logprobs=logprobs is not None,
+        tool_request=tool_request,
+    )
 
 
 # -- embeddings -----------------------------------------------------------------------------------

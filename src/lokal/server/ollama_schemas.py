@@ -41,14 +41,17 @@ class GenerateRequest(_ModelRequest):
     keep_alive: KeepAlive = None
     images: list[str] | None = None
     options: dict[str, Any] | None = None
+    logprobs: bool | None = None
+    top_logprobs: int | None = None
 
 
 class Message(_Request):
     role: str
     content: str | list[dict[str, Any]] | None = ""  # a list of text parts too, as OpenAI's clients send
     images: list[str] | None = None
-    tool_calls: list[dict[str, Any]] | None = None
+    tool_calls: list[dict[str, Any]] | None = None  # an assistant turn's calls (checked against the tools)
     tool_name: str | None = None
+    tool_call_id: str | None = None  # Ollama's server reads it too (ollama-python does not send it)
 
 
 class ChatRequest(_ModelRequest):
@@ -58,6 +61,12 @@ class ChatRequest(_ModelRequest):
     keep_alive: KeepAlive = None
     options: dict[str, Any] | None = None
     tools: list[dict[str, Any]] | None = None
+    # lokal's extensions (Ollama has neither): OpenAI's, so a client can make a model that would not call a
+    # tool on its own call one.
+    tool_choice: str | dict[str, Any] | None = None
+    parallel_tool_calls: bool | None = None
+    logprobs: bool | None = None
+    top_logprobs: int | None = None
 
 
 class EmbedRequest(_ModelRequest):

@@ -2,17 +2,24 @@
 models. Errors use OpenAI's envelope (see `errors.py`). `max_tokens` maps to `num_predict`; Ollama-style
 `options` (for example `num_ctx`) may be sent in the body as an extension, since the OpenAI API has none.
 
+Log-probabilities of generated tokens: `/v1/chat/completions` with `"logprobs": true, "top_logprobs": k` gives
+`choices[0].logprobs = {"content": [{"token", "logprob", "bytes", "top_logprobs"}], "refusal": null}`, and
+`/v1/completions` with `"logprobs": k` the legacy `{"tokens", "token_logprobs", "top_logprobs", "text_offset"}`
+(each `top_logprobs` dict holds the k most likely tokens plus the sampled one, as OpenAI's did); streamed, every
+chunk carries its own tokens' entries. Values are the log-softmax of the model's raw logits
+(`lokal.engine.logprobs`).
+
 Prompt log-probabilities (what `lokal audit` and lm-evaluation-harness's likelihood tasks need from a server):
-`/v1/completions` with `"echo": true, "logprobs": 1, "max_tokens": 0` answers OpenAI's legacy shape,
-`choices[0].logprobs = {"tokens", "token_logprobs", "text_offset", "top_logprobs"}`, with the engine's true
-log-likelihood of every prompt token (the first one's is null: it has no context). Limits, said plainly:
-`logprobs` is 0 or 1 and `top_logprobs` holds only the scored token itself (the engine computes no top-k
-alternatives); log-probabilities are given for the prompt only, so `logprobs` needs `max_tokens: 0` and no
-streaming; `text_offset` is the running length of the token texts (as vLLM computes it), which drifts from the
-prompt's character offsets where a token is part of a multi-byte character."""
+`/v1/completions` with `"echo": true, "logprobs": 1, "max_tokens": 0` answers the legacy shape with the engine's
+true log-likelihood of every prompt token (the first one's is null: it has no context). Limits, said plainly:
+for the prompt, `logprobs` is 0 or 1 and `top_logprobs` holds only the scored token itself (the scoring pass
+computes no top-k alternatives); prompt and generated tokens are not scored in one request (echo with logprobs
+needs `max_tokens: 0`), and not streamed; `text_offset` is the running length of the token texts (as vLLM
+computes it), which drifts from the text's character offsets where a token is part of a multi-byte character."""
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -23,6 +30,9 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict
 
 from lokal import inference
+from lokal.engine import tools
+from lokal.engine.base import GeneratedToken, TokenChoice
+from lokal.engine.logprobs import check_top
 from lokal.errors import InvalidOptions, LokalError, ModelNotFound
 from lokal.server.body import JSONBodyRoute
 from lokal.server.errors import internal_error_message, log_internal_error, request_id
@@ -47,7 +57,7 @@ class ChatMessage(_Body):
     role: str
     content: str | list[dict[str, Any]] | None = None
     name: str | None = None
-    tool_calls: list[dict[str, Any]] | None = None  # refused (messages.py) until tools are implemented
+    tool_calls: list[dict[str, Any]] | None = None  # an assistant turn's calls (checked against the tools)
     tool_call_id: str | None = None
 
 
@@ -97,12 +107,17 @@ class _Sampling(_Body):
 class ChatCompletionRequest(_Sampling):
     messages: list[ChatMessage]
     response_format: dict[str, Any] | None = None
+    logprobs: bool | None = None
+    top_logprobs: int | None = None
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    parallel_tool_calls: bool | None = None
 
 
 class CompletionRequest(_Sampling):
     prompt: str | list[str]
     echo: bool = False
-    logprobs: int | None = None  # 0 or 1; prompt tokens only (see the module docstring)
+    logprobs: int | None = None  # generated tokens: 0 to 20 alternatives; with echo, the prompt's: 0 or 1
 
     def token_limit(self) -> int | None:
         return self.max_completion_tokens if self.max_completion_tokens is not None else self.max_tokens
@@ -122,13 +137,38 @@ def _format(response_format: dict[str, Any] | None) -> Any:
     if kind == "json_object":
         return "json"
     if kind == "json_schema":
-        schema = (response_format.get("json_schema") or {}).get("schema")
+        spec = response_format.get("json_schema")
+        schema = spec.get("schema") if isinstance(spec, dict) else None
         if not isinstance(schema, dict):
             raise InvalidOptions("response_format.json_schema.schema must be a JSON schema object")
         return schema
     if kind in (None, "text"):
         return None
     raise InvalidOptions(f"response_format.type must be 'text', 'json_object' or 'json_schema', got {kind!r}")
+
+
+def _entry(choice: TokenChoice) -> dict[str, Any]:
+    return {"token": choice.text, "logprob": choice.logprob, "bytes": list(choice.bytes)}
+
+
+def _chat_logprobs(tokens: list[GeneratedToken]) -> dict[str, Any]:
+    """A chat choice's (or chunk's) `logprobs`: `top_logprobs` is always a list, as openai-python requires."""
+    content = [{**_entry(t), "top_logprobs": [_entry(c) for c in t.top]} for t in tokens]
+    return {"content": content, "refusal": None}
+
+
+def _legacy_generated(tokens: list[GeneratedToken], offset: int) -> dict[str, Any]:
+    """The legacy completion `logprobs` of generated tokens; `offset`: where the first one starts in the text."""
+    offsets = []
+    for token in tokens:
+        offsets.append(offset)
+        offset += len(token.text)
+    return {
+        "tokens": [t.text for t in tokens],
+        "token_logprobs": [t.logprob for t in tokens],
+        "top_logprobs": [{**{c.text: c.logprob for c in t.top}, t.text: t.logprob} for t in tokens],
+        "text_offset": offsets,
+    }
 
 
 def _usage(completion: Any) -> dict[str, Any]:
@@ -146,8 +186,32 @@ def _finish_reason(completion: Any) -> str:
     return "length" if completion.done_reason == "length" else "stop"
 
 
-async def _respond(request: Request, run: inference.Run, body: _Sampling, *, chat: bool, echo: str = "") -> Response:
-    """The answer to a started run; `echo` (a completion's prompt, when asked for) goes before the output."""
+def _tool_calls(calls: list[tools.ToolCall], *, streamed: bool = False) -> list[dict[str, Any]]:
+    """OpenAI's `tool_calls`: `arguments` a JSON string; a streamed delta also gives each call's `index`."""
+    out = []
+    for i, call in enumerate(calls):
+        entry: dict[str, Any] = {
+            "id": call.id,
+            "type": "function",
+            "function": {"name": call.name, "arguments": json.dumps(call.arguments, ensure_ascii=False)},
+        }
+        out.append({"index": i, **entry} if streamed else entry)
+    return out
+
+
+async def _respond(
+    request: Request,
+    run: inference.Run,
+    body: _Sampling,
+    *,
+    chat: bool,
+    echo: str = "",
+    with_logprobs: bool = False,
+    tool_request: tools.ToolRequest | None = None,
+) -> Response:
+    """The answer to a started run; `echo` (a completion's prompt, when asked for) goes before the output.
+    `with_logprobs`: the generated tokens' log-probabilities, in the chat or the legacy shape. `tool_request`:
+    the output may be tool calls (`finish_reason: "tool_calls"`; streamed, each call whole in one delta)."""
     metrics = request.app.state.metrics
     started = time.perf_counter()
     created = int(time.time())
@@ -173,7 +237,14 @@ async def _respond(request: Request, run: inference.Run, body: _Sampling, *, cha
         completion = run.completion()
         metrics.completed(run.model, completion, first - started if first else None)
         choice: dict[str, Any] = {"index": 0, "finish_reason": _finish_reason(completion), "logprobs": None}
-        if chat:
+        if with_logprobs:
+            tokens = list(completion.logprobs)
+            choice["logprobs"] = _chat_logprobs(tokens) if chat else _legacy_generated(tokens, len(echo))
+        calls = tools.parse_calls(text, tool_request) if tool_request is not None else None
+        if calls:
+            choice["message"] = {"role": "assistant", "content": None, "tool_calls": _tool_calls(calls)}
+            choice["finish_reason"] = "tool_calls"
+        elif chat:
             choice["message"] = {"role": "assistant", "content": text}
         else:
             choice["text"] = echo + text
@@ -192,14 +263,23 @@ async def _respond(request: Request, run: inference.Run, body: _Sampling, *, cha
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
     chunk_obj = "chat.completion.chunk" if chat else "text_completion"
 
-    def chunk(delta_text: str | None, finish: str | None, *, first: bool = False) -> dict[str, Any]:
+    def chunk(
+        delta_text: str | None,
+        finish: str | None,
+        *,
+        first: bool = False,
+        logprobs: dict[str, Any] | None = None,
+        calls: list[dict[str, Any]] | None = None,
+    ) -> dict[str, Any]:
         if chat:
             delta: dict[str, Any] = {"role": "assistant", "content": delta_text or ""} if first else {}
             if delta_text is not None and not first:
                 delta["content"] = delta_text
-            c: dict[str, Any] = {"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}
+            if calls:
+                delta["tool_calls"] = calls
+            c: dict[str, Any] = {"index": 0, "delta": delta, "finish_reason": finish, "logprobs": logprobs}
         else:
-            c = {"index": 0, "text": delta_text or "", "finish_reason": finish, "logprobs": None}
+            c = {"index": 0, "text": delta_text or "", "finish_reason": finish, "logprobs": logprobs}
         return {
             "id": ident,
             "object": chunk_obj,
@@ -209,25 +289,41 @@ async def _respond(request: Request, run: inference.Run, body: _Sampling, *, cha
             "choices": [c],
         }
 
+    watcher = tools.CallWatcher(tool_request) if tool_request is not None else None
+
     async def events() -> AsyncIterator[bytes]:
         first_at = None
         finished = False
         try:
             if echo:
                 yield sse_event(chunk(echo, None))
-            async for piece in run.stream:
+            offset = len(echo)  # where the next piece starts in the legacy text (its text_offset)
+            async for piece in run.stream.achunks():
+                text = piece.text if watcher is None else watcher.feed(piece.text)
+                if not text and piece.token is None:
+                    continue  # held back: the start of what may be a tool call
+                logprobs = None
+                if piece.token is not None:
+                    tokens = [piece.token]
+                    logprobs = _chat_logprobs(tokens) if chat else _legacy_generated(tokens, offset)
+                offset += len(text)
+                yield sse_event(chunk(text, None, first=first_at is None, logprobs=logprobs))
                 if first_at is None:
                     first_at = time.perf_counter()
-                    yield sse_event(chunk(piece, None, first=True))
-                else:
-                    yield sse_event(chunk(piece, None))
             completion = run.completion()
             finished = True
             run.release()
             metrics.completed(run.model, completion, first_at - started if first_at else None)
             if first_at is None and chat:
                 yield sse_event(chunk("", None, first=True))
-            yield sse_event(chunk(None, _finish_reason(completion)))
+            calls = None
+            if watcher is not None:
+                text, calls = watcher.finish()
+                if text:
+                    yield sse_event(chunk(text, None))
+                if calls:
+                    yield sse_event(chunk(None, None, calls=_tool_calls(calls, streamed=True)))
+            yield sse_event(chunk(None, "tool_calls" if calls else _finish_reason(completion)))
             if include_usage:
                 yield sse_event(
                     {
@@ -260,6 +356,8 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Res
     if not body.messages:
         raise InvalidOptions("messages must not be empty")
     messages = [m.model_dump(exclude_none=True) for m in body.messages]
+    logprobs = inference.logprobs_wanted(body.logprobs, body.top_logprobs)
+    tool_request = tools.request(body.tools, body.tool_choice, body.parallel_tool_calls)
     run = await in_thread(
         inference.start_chat,
         request.app.state.manager,
@@ -267,8 +365,10 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Res
         messages,
         format=_format(body.response_format),
         options=body.ollama_options(),
+        logprobs=logprobs,
+        tools=tool_request,
     )
-    return await _respond(request, run, body, chat=True)
+    return await _respond(request, run, body, chat=True, with_logprobs=logprobs is not None, tool_request=tool_request)
 
 
 @router.post("/completions")
@@ -277,8 +377,9 @@ async def completions(body: CompletionRequest, request: Request) -> Response:
         if len(body.prompt) != 1:
             raise InvalidOptions("prompt must be a string (a list of prompts is not supported)")
         body.prompt = body.prompt[0]
-    if body.logprobs is not None or body.token_limit() == 0:
+    if body.token_limit() == 0 or (body.echo and body.logprobs is not None):
         return await _prompt_only(request, body, body.prompt)
+    logprobs = check_top(body.logprobs, field="logprobs")
     run = await in_thread(
         inference.start_generate,
         request.app.state.manager,
@@ -286,8 +387,10 @@ async def completions(body: CompletionRequest, request: Request) -> Response:
         body.prompt,
         raw=True,
         options=body.ollama_options(),
+        logprobs=logprobs,
     )
-    return await _respond(request, run, body, chat=False, echo=body.prompt if body.echo else "")
+    echo = body.prompt if body.echo else ""
+    return await _respond(request, run, body, chat=False, echo=echo, with_logprobs=logprobs is not None)
 
 
 def _score_prompt(manager: Any, model: str, prompt: str, options: dict[str, Any] | None, *, logprobs: bool) -> Any:
@@ -318,13 +421,13 @@ async def _prompt_only(request: Request, body: CompletionRequest, prompt: str) -
     """A completion that generates nothing: `max_tokens: 0`, with the prompt echoed and scored when asked."""
     if body.token_limit() != 0:
         raise InvalidOptions(
-            "logprobs are given for the prompt only: send echo: true with max_tokens: 0 "
-            "(lokal does not report log-probabilities of generated tokens)"
+            "with echo, logprobs scores the prompt, which needs max_tokens: 0 (lokal does not score the prompt and "
+            "generated tokens in one request); drop echo for the generated tokens' log-probabilities"
         )
     if body.logprobs is not None and body.logprobs not in (0, 1):
         raise InvalidOptions(
-            f"logprobs must be 0 or 1, got {body.logprobs}: lokal gives each prompt token's own log-probability, "
-            "not top-k alternatives"
+            f"logprobs must be 0 or 1 with echo, got {body.logprobs}: lokal gives each prompt token's own "
+            "log-probability, not top-k alternatives (those are given for generated tokens: drop echo)"
         )
     if body.stream:
         raise InvalidOptions("max_tokens 0 and logprobs are answered in one response: send stream: false")

@@ -30,6 +30,7 @@ from fastapi import FastAPI
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import TypeAdapter
 
+from lokal.engine.base import MAX_TOP_LOGPROBS
 from lokal.engine.messages import TEXT_PART_TYPES
 from lokal.engine.options import FLOAT_FIELDS, INT32_MAX, INT_FIELDS, Options
 from lokal.server.response_schemas import (
@@ -158,6 +159,14 @@ def _ollama_model_request(schema: dict[str, Any]) -> None:
     _set(schema, "name", {**_NULLABLE_NAME, "deprecated": True, "description": "deprecated alias of model"})
 
 
+_TOP_LOGPROBS = {
+    "type": ["integer", "null"],
+    "minimum": 0,
+    "maximum": MAX_TOP_LOGPROBS,
+    "description": "alternatives per generated token; more than 0 needs logprobs: true",
+}
+
+
 def _ollama_generation(schema: dict[str, Any]) -> None:
     _ollama_model_request(schema)
     properties = schema["properties"]
@@ -165,13 +174,14 @@ def _ollama_generation(schema: dict[str, Any]) -> None:
     _set(schema, "keep_alive", _KEEP_ALIVE)
     if "format" in properties:
         _set(schema, "format", _FORMAT)
-    for field in ("images", "tools"):  # no model lokal runs takes images or tools
-        if field in properties:
-            _set(
-                schema,
-                field,
-                {"type": ["array", "null"], "maxItems": 0, "description": "not supported: non-empty is a 400"},
-            )
+    if "images" in properties:  # no model lokal runs takes images
+        _set(
+            schema,
+            "images",
+            {"type": ["array", "null"], "maxItems": 0, "description": "not supported: non-empty is a 400"},
+        )
+    if "top_logprobs" in properties:
+        _set(schema, "top_logprobs", _TOP_LOGPROBS)
     if "input" in properties:  # /api/embed
         text = {"type": "string", "minLength": 1}
         _set(schema, "input", {"anyOf": [text, {"type": "array", "items": text}], "description": "text(s) to embed"})
@@ -235,6 +245,7 @@ def _openai_sampling(schema: dict[str, Any], *, min_tokens: int) -> None:
 
 def _chat_completion(schema: dict[str, Any]) -> None:
     _openai_sampling(schema, min_tokens=1)
+    _set(schema, "top_logprobs", _TOP_LOGPROBS)
     schema["properties"]["messages"]["minItems"] = 1
     _set(
         schema,
@@ -263,7 +274,17 @@ def _chat_completion(schema: dict[str, Any]) -> None:
 def _completion(schema: dict[str, Any]) -> None:
     _openai_sampling(schema, min_tokens=0)
     schema["properties"]["max_tokens"]["description"] = "0 generates nothing: with echo and logprobs, scores the prompt"
-    _set(schema, "logprobs", {"type": ["integer", "null"], "minimum": 0, "maximum": 1})
+    _set(
+        schema,
+        "logprobs",
+        {
+            "type": ["integer", "null"],
+            "minimum": 0,
+            "maximum": MAX_TOP_LOGPROBS,
+            "description": "generated tokens' log-probabilities with this many alternatives; with echo "
+            "(and max_tokens 0), 0 or 1: the prompt's",
+        },
+    )
     prompt = {"type": "array", "items": {"type": "string"}, "minItems": 1, "maxItems": 1}
     _set(schema, "prompt", {"anyOf": [{"type": "string"}, prompt], "description": "one prompt (a list of one)"})
 

@@ -39,15 +39,31 @@ class Timings(TypedDict):
     eval_duration: int
 
 
+class TokenLogprob(TypedDict):
+    """A token and its natural-log probability; `bytes` are its own bytes (a character can span tokens)."""
+
+    token: str
+    logprob: float
+    bytes: NotRequired[list[int]]
+
+
+class Logprob(TokenLogprob):
+    """A generated token's entry (`logprobs: true`); `top_logprobs` with `top_logprobs` > 0, most likely first."""
+
+    top_logprobs: NotRequired[list[TokenLogprob]]
+
+
 class GenerateChunk(TypedDict):
     model: str
     created_at: datetime
     response: str
     done: Literal[False]
+    logprobs: NotRequired[list[Logprob]]  # with logprobs: true, this chunk's own tokens
 
 
 class GenerateFinal(Timings):
-    """The whole answer (`stream: false`) or a stream's last line. `context` unless `raw`."""
+    """The whole answer (`stream: false`) or a stream's last line. `context` unless `raw`; `logprobs` (all of
+    them) in a whole answer that asked for them."""
 
     model: str
     created_at: datetime
@@ -55,6 +71,7 @@ class GenerateFinal(Timings):
     done: Literal[True]
     done_reason: DoneReason
     context: NotRequired[list[int]]
+    logprobs: NotRequired[list[Logprob]]
 
 
 class GenerateLoaded(TypedDict):
@@ -67,9 +84,21 @@ class GenerateLoaded(TypedDict):
     response: Literal[""]
 
 
+class OllamaFunctionCall(TypedDict):
+    index: int
+    name: str
+    arguments: dict[str, Any]  # an object (a string breaks ollama-python)
+
+
+class OllamaToolCall(TypedDict):
+    id: str
+    function: OllamaFunctionCall
+
+
 class AssistantMessage(TypedDict):
     role: Literal["assistant"]
     content: str
+    tool_calls: NotRequired[list[OllamaToolCall]]  # each call whole, once (streamed: in one chunk)
 
 
 class ChatChunk(TypedDict):
@@ -77,6 +106,7 @@ class ChatChunk(TypedDict):
     created_at: datetime
     message: AssistantMessage
     done: Literal[False]
+    logprobs: NotRequired[list[Logprob]]
 
 
 class ChatFinal(Timings):
@@ -85,6 +115,7 @@ class ChatFinal(Timings):
     message: AssistantMessage
     done: Literal[True]
     done_reason: DoneReason
+    logprobs: NotRequired[list[Logprob]]
 
 
 class ChatLoaded(TypedDict):
@@ -193,6 +224,7 @@ class ProgressLine(TypedDict):
 # -- response shapes: OpenAI ------------------------------------------------------------------------------------
 
 FinishReason = Literal["stop", "length"]
+ChatFinishReason = Literal["stop", "length", "tool_calls"]
 
 
 class OpenAIErrorDetail(TypedDict):
@@ -219,15 +251,48 @@ class Usage(TypedDict):
     prompt_tokens_details: NotRequired[PromptTokensDetails]  # absent where no prompt cache is used (scoring)
 
 
+class FunctionCall(TypedDict):
+    name: str
+    arguments: str  # a JSON string, as openai-python parses it
+
+
+class ToolCall(TypedDict):
+    id: str
+    type: Literal["function"]
+    function: FunctionCall
+
+
+class StreamedToolCall(ToolCall):
+    index: int
+
+
 class ChatCompletionMessage(TypedDict):
     role: Literal["assistant"]
-    content: str
+    content: str | None  # null when the answer is tool calls
+    tool_calls: NotRequired[list[ToolCall]]
+
+
+class ChatTokenLogprob(TypedDict):
+    token: str
+    logprob: float
+    bytes: list[int] | None
+
+
+class ChatLogprobContent(ChatTokenLogprob):
+    top_logprobs: list[ChatTokenLogprob]  # always a list (empty for top_logprobs 0), as openai-python requires
+
+
+class ChatLogprobs(TypedDict):
+    """`logprobs: true`: one entry per generated token (a streamed chunk: its own tokens)."""
+
+    content: list[ChatLogprobContent]
+    refusal: None
 
 
 class ChatCompletionChoice(TypedDict):
     index: int
-    finish_reason: FinishReason
-    logprobs: None
+    finish_reason: ChatFinishReason
+    logprobs: ChatLogprobs | None
     message: ChatCompletionMessage
 
 
@@ -244,13 +309,14 @@ class ChatCompletion(TypedDict):
 class ChunkDelta(TypedDict):
     role: NotRequired[Literal["assistant"]]
     content: NotRequired[str]
+    tool_calls: NotRequired[list[StreamedToolCall]]  # each call whole in one delta
 
 
 class ChatCompletionChunkChoice(TypedDict):
     index: int
     delta: ChunkDelta
-    finish_reason: FinishReason | None
-    logprobs: None
+    finish_reason: ChatFinishReason | None
+    logprobs: ChatLogprobs | None
 
 
 class ChatCompletionChunk(TypedDict):
@@ -274,7 +340,8 @@ class UsageChunk(TypedDict):
 
 
 class LegacyLogprobs(TypedDict):
-    """Prompt log-probabilities (`echo: true, logprobs: 1, max_tokens: 0`); the first token's is null."""
+    """Generated tokens' log-probabilities (`logprobs: k`; each `top_logprobs` dict has the k most likely tokens
+    and the sampled one), or the prompt's (`echo: true, logprobs: 1, max_tokens: 0`; the first token's is null)."""
 
     tokens: list[str]
     token_logprobs: list[float | None]
@@ -303,7 +370,7 @@ class TextCompletionChunkChoice(TypedDict):
     index: int
     text: str
     finish_reason: FinishReason | None
-    logprobs: None
+    logprobs: LegacyLogprobs | None
 
 
 class TextCompletionChunk(TypedDict):

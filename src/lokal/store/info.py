@@ -52,7 +52,8 @@ class ModelInfo:
     memory: MemoryEstimate
     engine: str | None = None  # the engine the model's entry remembers
     memory_engine: str = "llamacpp"  # the engine `memory` was estimated for
-    #: Ollama's /api/show `capabilities`: ("embedding",) for a sentence-transformers folder (it cannot generate).
+    #: Ollama's /api/show `capabilities`: ("embedding",) for a sentence-transformers folder (it cannot generate);
+    #: "tools" where the model runs on llama.cpp.
     capabilities: tuple[str, ...] = ("completion",)
 
     def to_dict(self) -> dict[str, Any]:
@@ -142,6 +143,8 @@ def build_model_info(
         license=model.license or info.license,
         metadata=info.metadata,
         memory_engine=memory_engine,
+        # The llama.cpp engine calls tools for any model (lokal.engine.tools); the transformers engine cannot.
+        capabilities=("completion",) if memory_engine == "transformers" else ("completion", "tools"),
     )
 
 

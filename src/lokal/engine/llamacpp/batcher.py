@@ -15,6 +15,7 @@ import heapq
 import time
 
 import llama_cpp as L
+import numpy as np
 
 from lokal.engine.batching import SequenceState, WorkerBatcher
 from lokal.engine.llamacpp.runtime import Vocab
@@ -70,6 +71,7 @@ class Batcher(WorkerBatcher[Sequence]):
         #: Prompt cache: for each free sequence slot, the tokens whose KV cells it still holds.
         self._cached: dict[int, list[int]] = {}
         self._active: list[Sequence] = []
+        self._pieces: dict[int, bytes] = {}  # token id -> its bytes, special tokens written out (for logprobs)
         self.start()
 
     # -- hooks of WorkerBatcher ----------------------------------------------------------------
@@ -95,6 +97,18 @@ class Batcher(WorkerBatcher[Sequence]):
 
     def _flush_text(self, seq: Sequence) -> str:
         return seq.decoder.decode(b"", final=True)
+
+    def _token_bytes(self, token: int) -> bytes:
+        # Cached: up to 21 lookups per token when alternatives are asked for, and the vocabulary never changes.
+        piece = self._pieces.get(token)
+        if piece is None:
+            piece = self._pieces[token] = self._vocab.piece(token, special=True)
+        return piece
+
+    def _logits(self, index: int) -> np.ndarray:
+        """Output `index` of the last decode: the raw logits the sampler chain read (a view, valid until the
+        next decode)."""
+        return np.ctypeslib.as_array(L.llama_get_logits_ith(self._ctx, index), shape=(self._vocab.n_tokens,))
 
     def _release(self, seq: Sequence) -> None:
         seq.sampler.close()
@@ -186,6 +200,7 @@ class Batcher(WorkerBatcher[Sequence]):
             stream.hold()
         try:
             for seq, index in outputs:
-                self._accept(seq, seq.sampler.sample(self._ctx, index))
+                token = seq.sampler.sample(self._ctx, index)
+                self._accept(seq, token, self._logits(index) if seq.wants_logprobs else None)
         finally:
             flush_all(streams)

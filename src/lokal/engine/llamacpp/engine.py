@@ -20,11 +20,13 @@ from lokal.engine.llamacpp import runtime
 from lokal.engine.llamacpp.batcher import Batcher
 from lokal.engine.llamacpp.batcher import Sequence as BatchSequence
 from lokal.engine.llamacpp.chat_template import ChatTemplate, normalise_messages
-from lokal.engine.llamacpp.sampling import Sampler, grammar_for, resolve_seed
+from lokal.engine.llamacpp.sampling import Sampler, grammar_for, resolve_seed, schema_grammar
+from lokal.engine.logprobs import check_top
 from lokal.engine.options import Options
 from lokal.engine.stops import StopMatcher
 from lokal.engine.stream import TokenStream
 from lokal.engine.tokens import check_token_ids
+from lokal.engine.tools import CALL_TRIGGER, ToolRequest, call_schema, messages_for
 from lokal.errors import ContextOverflow, EngineError, InvalidOptions
 from lokal.store.types import LocalModel
 
@@ -105,7 +107,12 @@ class LlamaCppEngine:
         *,
         format: Format = None,
         add_special: bool = True,
+        logprobs: int | None = None,
+        tools: ToolRequest | None = None,
     ) -> TokenStream:
+        """`tools`: the request may call these (the prompt must already describe them, as `chat` renders it);
+        sampling then keeps a call to the tools' schemas (see lokal.engine.tools)."""
+        top_logprobs = check_top(logprobs)
         tokens = self.tokenize(prompt, add_special=add_special)
         if not tokens:
             if self.vocab.bos < 0:
@@ -113,8 +120,23 @@ class LlamaCppEngine:
             tokens = [self.vocab.bos]
         if len(tokens) >= self.context_length:
             raise ContextOverflow(len(tokens), self.context_length)
-        grammar = grammar_for(format)
-        sampler = Sampler(self.vocab.ptr, self.vocab.n_tokens, options, grammar, resolve_seed(options.seed))
+        patterns: tuple[str, ...] = ()
+        if tools is not None and tools.offered:
+            if format:
+                raise InvalidOptions("format and tools cannot be combined: a tool call is already constrained JSON")
+            grammar: str | None = schema_grammar(call_schema(tools), "tools")
+            patterns = (CALL_TRIGGER,) if tools.lazy else ()
+        else:
+            grammar = grammar_for(format)
+        sampler = Sampler(
+            self.vocab.ptr,
+            self.vocab.n_tokens,
+            options,
+            grammar,
+            resolve_seed(options.seed),
+            lazy_patterns=patterns,
+            end_token=self.vocab.eos,
+        )
         stream = TokenStream()
         seq = BatchSequence(
             prompt=tokens,
@@ -122,6 +144,7 @@ class LlamaCppEngine:
             max_tokens=options.num_predict if options.num_predict >= 0 else -1,
             stops=StopMatcher(options.stop),
             stream=stream,
+            top_logprobs=top_logprobs,
         )
         try:
             self._batcher.submit(seq)
@@ -130,16 +153,24 @@ class LlamaCppEngine:
             raise
         return stream
 
-    def render_chat(self, messages: Sequence[dict[str, Any]]) -> str:
-        return self.template.render(normalise_messages(messages, self.model.system))
+    def render_chat(self, messages: Sequence[dict[str, Any]], tools: ToolRequest | None = None) -> str:
+        return self.template.render(messages_for(normalise_messages(messages, self.model.system), tools))
 
-    def chat(self, messages: Sequence[dict[str, Any]], options: Options, *, format: Format = None) -> TokenStream:
-        prompt = self.render_chat(messages)
+    def chat(
+        self,
+        messages: Sequence[dict[str, Any]],
+        options: Options,
+        *,
+        format: Format = None,
+        logprobs: int | None = None,
+        tools: ToolRequest | None = None,
+    ) -> TokenStream:
+        prompt = self.render_chat(messages, tools)
         # The template writes any BOS itself; let the tokenizer add one only if the text lacks it.
         tokens = self.tokenize(prompt, add_special=True)
         if len(tokens) >= 2 and tokens[0] == tokens[1] == self.vocab.bos:
             tokens = tokens[1:]
-        return self.generate(tokens, options, format=format)
+        return self.generate(tokens, options, format=format, logprobs=logprobs, tools=tools)
 
     # -- tokens ------------------------------------------------------------------------------------
     def tokenize(self, text: str | Sequence[int], *, add_special: bool = True) -> list[int]:

@@ -1,21 +1,68 @@
 """Per-sequence sampler chains built from Ollama-style options.
 
-Order as in llama.cpp's common sampler: grammar (when JSON output is asked for) restricts the candidates,
-then repetition penalties, top-k, top-p, min-p, temperature, and a seeded draw. Temperature 0 is greedy.
+Order as in llama.cpp's common sampler: grammar (JSON output, a tool call) restricts the candidates, then
+repetition penalties, top-k, top-p, min-p, temperature, and a seeded draw. Temperature 0 is greedy. The grammar
+is checked against the drawn token first and applied to every candidate only when it rejects that token (as
+llama.cpp's common sampler does; see `Sampler`).
 """
 
 from __future__ import annotations
 
+import ctypes
 import json
 import random
+from collections.abc import Sequence
 from typing import Any
 
 import llama_cpp as L
+import numpy as np
 from llama_cpp.llama_grammar import JSON_GBNF, LlamaGrammar
 
 from lokal.engine.base import Format
 from lokal.engine.options import Options
-from lokal.errors import InvalidOptions
+from lokal.errors import EngineError, InvalidOptions
+
+#: The largest repetition count (maxLength, minItems, ...) a schema may ask for. The converter writes a bounded
+#: repetition out in full, so `"maxLength": 1000000000` would be a grammar of gigabytes: a request could take
+#: the server's memory. 10,000 characters or items is more than any one answer holds (a grammar of ~80 KB).
+MAX_SCHEMA_REPEAT = 10_000
+#: And the grammar as a whole, whatever its shape.
+MAX_GRAMMAR_CHARS = 4_000_000
+_SPACE = 'space ::= | " " | "\\n" [ \\t]{0,20}'
+_REPEAT_KEYS = ("minLength", "maxLength", "minItems", "maxItems", "minProperties", "maxProperties")
+
+
+def _check_repeats(schema: Any, what: str) -> None:
+    if isinstance(schema, list):
+        for item in schema:
+            _check_repeats(item, what)
+    elif isinstance(schema, dict):
+        for key, value in schema.items():
+            if key in _REPEAT_KEYS and isinstance(value, int | float) and value > MAX_SCHEMA_REPEAT:
+                raise InvalidOptions(
+                    f"{what}: {key} {value} is more than lokal turns into a grammar (at most {MAX_SCHEMA_REPEAT}); "
+                    "use a smaller bound or none"
+                )
+            _check_repeats(value, what)
+
+
+def schema_grammar(schema: dict[str, Any], what: str) -> str:
+    """GBNF for a JSON schema (llama-cpp-python's converter); `what` names the schema in the error. Bounded in
+    size (MAX_SCHEMA_REPEAT, MAX_GRAMMAR_CHARS): the schema comes from a client."""
+    _check_repeats(schema, what)
+    try:
+        grammar = LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False)._grammar
+    except Exception as exc:
+        raise InvalidOptions(f"{what}: this JSON schema cannot be turned into a grammar: {exc}") from None
+    # Whitespace as llama.cpp's own converter allows it now (a newline and indentation, not just one space):
+    # models like to pretty-print JSON, and each token the grammar rejects costs a pass over the vocabulary.
+    grammar = grammar.replace('space ::= " "?', _SPACE, 1)
+    if len(grammar) > MAX_GRAMMAR_CHARS:
+        raise InvalidOptions(
+            f"{what}: this JSON schema makes a grammar of {len(grammar):,} characters, more than lokal runs "
+            f"({MAX_GRAMMAR_CHARS:,}); simplify it"
+        )
+    return grammar
 
 
 def grammar_for(format: Format) -> str | None:
@@ -25,10 +72,7 @@ def grammar_for(format: Format) -> str | None:
     if format == "json":
         return JSON_GBNF
     if isinstance(format, dict):
-        try:
-            return LlamaGrammar.from_json_schema(json.dumps(format), verbose=False)._grammar
-        except Exception as exc:
-            raise InvalidOptions(f"invalid format: this JSON schema cannot be turned into a grammar: {exc}") from None
+        return schema_grammar(format, "invalid format")
     raise InvalidOptions(f'invalid format {format!r}: expected "json" or a valid JSON Schema object')
 
 
@@ -36,29 +80,62 @@ def resolve_seed(seed: int) -> int:
     return random.SystemRandom().randrange(2**32) if seed < 0 else seed % 2**32
 
 
-class Sampler:
-    """Owns one llama.cpp sampler chain; free it with `close()`."""
+FIRST_ALLOWED_TRIES = 32
+_CANDIDATE = np.dtype([("id", "<i4"), ("logit", "<f4"), ("p", "<f4")])  # llama.cpp's llama_token_data
 
-    def __init__(self, vocab: Any, n_vocab: int, options: Options, grammar: str | None, seed: int) -> None:
+
+class Sampler:
+    """Owns one llama.cpp sampler chain (and a grammar sampler beside it); free it with `close()`.
+
+    Without a grammar, `sample` is one `llama_sampler_sample` call. With one, it samples the way llama.cpp's
+    own common sampler does: the chain first, over the raw candidates, and the grammar asked about that one
+    token; only if the grammar rejects it is the grammar applied to the whole vocabulary and the token drawn
+    again. Applying the grammar to 49,152 candidates every step cost more than the decode itself on the bundled
+    model (measured: format "json" decoded at 0.47 x the speed of plain text); a model mostly proposes tokens
+    the grammar allows, so the check is usually all it pays. The output is what the grammar allows either way.
+    """
+
+    def __init__(
+        self,
+        vocab: Any,
+        n_vocab: int,
+        options: Options,
+        grammar: str | None,
+        seed: int,
+        *,
+        lazy_patterns: Sequence[str] = (),
+        end_token: int = -1,
+    ) -> None:
+        """`lazy_patterns`: the grammar holds only once the output so far matches one of these (llama.cpp's
+        lazy grammar, fed from the first capture group); none: from the first token. `end_token`: what to
+        answer when the grammar allows no token at all (the sequence then ends)."""
         self.ptr = L.llama_sampler_chain_init(L.llama_sampler_chain_default_params())
+        self.grammar = None
+        self.n_vocab = n_vocab
+        self.end_token = end_token
         add = lambda s: L.llama_sampler_chain_add(self.ptr, s)  # noqa: E731
         if grammar is not None:
-            g = L.llama_sampler_init_grammar(vocab, grammar.encode(), b"root")
+            if lazy_patterns:
+                patterns = (ctypes.c_char_p * len(lazy_patterns))(*(p.encode() for p in lazy_patterns))
+                g = L.llama_sampler_init_grammar_lazy_patterns(
+                    vocab, grammar.encode(), b"root", patterns, len(lazy_patterns), None, 0
+                )
+            else:
+                g = L.llama_sampler_init_grammar(vocab, grammar.encode(), b"root")
             if not g:
                 L.llama_sampler_free(self.ptr)
                 raise InvalidOptions("invalid format: llama.cpp rejected the grammar built from it")
-            add(g)
-        if options.repeat_penalty != 1.0 or options.presence_penalty or options.frequency_penalty:
+            self.grammar = g
+            self._candidates = np.empty(n_vocab, dtype=_CANDIDATE)
+            self._ids = np.arange(n_vocab, dtype=np.int32)
+            self._one = np.zeros(1, dtype=_CANDIDATE)
+        repeat, frequency, presence = options.penalties()
+        #: Greedy with nothing that reorders the logits: the grammar's pick is the most likely token it allows,
+        #: which `_first_allowed` finds by asking about tokens in order (see `sample`).
+        self._by_order = options.greedy and repeat == 1.0 and not presence and not frequency
+        if repeat != 1.0 or presence or frequency:
             last_n = n_vocab if options.repeat_last_n == -1 else options.repeat_last_n
-            add(
-                L.llama_sampler_init_penalties(
-                    n_vocab,
-                    last_n,
-                    options.repeat_penalty,
-                    options.frequency_penalty,
-                    options.presence_penalty,
-                )
-            )
+            add(L.llama_sampler_init_penalties(n_vocab, last_n, repeat, frequency, presence))
         if options.greedy:
             add(L.llama_sampler_init_greedy())
             return
@@ -72,10 +149,73 @@ class Sampler:
         add(L.llama_sampler_init_dist(seed))
 
     def sample(self, ctx: Any, index: int) -> int:
-        """Pick the next token from output `index` of the last decode (also accepts it into the chain)."""
-        return L.llama_sampler_sample(self.ptr, ctx, index)
+        """Pick the next token from output `index` of the last decode (also accepts it into the samplers)."""
+        if self.grammar is None:
+            return L.llama_sampler_sample(self.ptr, ctx, index)
+        logits = np.ctypeslib.as_array(L.llama_get_logits_ith(ctx, index), shape=(self.n_vocab,))
+        token = self._draw(logits, with_grammar=False)
+        if not self._allowed(token):
+            token = self._first_allowed(logits) if self._by_order else -1
+            if token < 0:
+                token = self._draw(logits, with_grammar=True)
+            if token < 0:  # the grammar allows nothing here: end the sequence rather than sample a forbidden token
+                if self.end_token < 0:
+                    raise EngineError("the grammar allows no next token and the model has no end-of-text token")
+                return self.end_token
+        L.llama_sampler_accept(self.grammar, token)
+        L.llama_sampler_accept(self.ptr, token)
+        return token
+
+    def _view(self, candidates: np.ndarray) -> L.llama_token_data_array:
+        return L.llama_token_data_array(
+            data=ctypes.cast(candidates.ctypes.data, L.llama_token_data_p),
+            size=len(candidates),
+            selected=-1,
+            sorted=False,
+        )
+
+    def _draw(self, logits: np.ndarray, *, with_grammar: bool) -> int:
+        """The chain's pick over every token (restricted by the grammar first if `with_grammar`); -1 when the
+        grammar left no token possible."""
+        candidates = self._candidates
+        candidates["id"] = self._ids
+        candidates["logit"] = logits
+        candidates["p"] = 0.0
+        view = self._view(candidates)
+        if with_grammar:
+            L.llama_sampler_apply(self.grammar, ctypes.byref(view))
+            if not np.isfinite(candidates["logit"][: view.size]).any():
+                return -1
+        L.llama_sampler_apply(self.ptr, ctypes.byref(view))
+        if not 0 <= view.selected < view.size:
+            raise EngineError(f"llama.cpp's sampler selected no token (index {view.selected} of {view.size})")
+        chosen = candidates[view.selected]
+        if with_grammar and not np.isfinite(chosen["logit"]):
+            return -1
+        return int(chosen["id"])
+
+    def _first_allowed(self, logits: np.ndarray) -> int:
+        """Greedy only: the most likely token the grammar allows, found by asking about the FIRST_ALLOWED_TRIES
+        most likely ones in order (ties by lower id, as the greedy sampler breaks them); -1 if none of them is.
+        The same token the full pass picks, for a fraction of its cost: measured on the bundled model, 15 % of a
+        tool call's tokens were rejected at first, and each full pass took ~8 ms against a 12 ms decode."""
+        top = np.argpartition(-logits, FIRST_ALLOWED_TRIES)[:FIRST_ALLOWED_TRIES]
+        for token in sorted(top.tolist(), key=lambda i: (-logits[i], i)):
+            if self._allowed(token):
+                return token
+        return -1
+
+    def _allowed(self, token: int) -> bool:
+        """Whether the grammar, in its state now, allows `token` next."""
+        one = self._one
+        one[0] = (token, 1.0, 0.0)
+        L.llama_sampler_apply(self.grammar, ctypes.byref(self._view(one)))
+        return bool(np.isfinite(one["logit"][0]))
 
     def close(self) -> None:
         if self.ptr:
             L.llama_sampler_free(self.ptr)
             self.ptr = None
+        if self.grammar:
+            L.llama_sampler_free(self.grammar)
+            self.grammar = None

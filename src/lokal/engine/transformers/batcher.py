@@ -23,8 +23,10 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import time
+from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -84,6 +86,11 @@ def forward(model: Any, cache_arg: str, cache: Any, **inputs: Any) -> tuple[Any,
     return out.logits, updated
 
 
+def _row(logits: torch.Tensor) -> np.ndarray:
+    """One sequence's raw logits as the float array `logprobs.score` reads."""
+    return logits.float().cpu().numpy()
+
+
 def cache_is_mergeable(cache: Any) -> bool:
     """True when every layer is a plain growing key/value pair that can be padded and concatenated."""
     from transformers.cache_utils import DynamicLayer
@@ -103,10 +110,12 @@ class Batcher(WorkerBatcher[Sequence]):
         max_queue: int,
         device: torch.device,
         batchable: bool,
+        token_bytes: Callable[[int], bytes],
         name: str = "lokal-transformers",
     ) -> None:
         super().__init__(n_ctx_seq=n_ctx_seq, max_queue=max_queue, name=name)
         self.model = model
+        self._token_bytes_of = token_bytes
         self.eos_ids = eos_ids
         self.n_seq = n_seq
         self.device = device
@@ -145,6 +154,9 @@ class Batcher(WorkerBatcher[Sequence]):
     def _flush_text(self, seq: Sequence) -> str:
         return seq.detokenizer.flush()
 
+    def _token_bytes(self, token: int) -> bytes:
+        return self._token_bytes_of(token)
+
     def _stopped(self) -> None:
         self._rows.clear()
         self._cache = self._mask = None
@@ -166,7 +178,7 @@ class Batcher(WorkerBatcher[Sequence]):
         self._merge(cache, len(seq.prompt))
         seq.stream.hold()
         try:
-            self._accept(seq, seq.sampler.sample(logits[0, -1]))
+            self._accept(seq, seq.sampler.sample(logits[0, -1]), _row(logits[0, -1]) if seq.wants_logprobs else None)
         finally:
             flush_all([seq.stream])
         self._compact()
@@ -205,7 +217,7 @@ class Batcher(WorkerBatcher[Sequence]):
             for i, seq in enumerate(list(rows)):
                 seq.n_past += 1
                 seq.next_token = None
-                self._accept(seq, seq.sampler.sample(logits[i]))
+                self._accept(seq, seq.sampler.sample(logits[i]), _row(logits[i]) if seq.wants_logprobs else None)
         finally:
             flush_all(streams)
         self._compact()

@@ -20,17 +20,24 @@ from typing import Any
 import torch
 
 from lokal.engine.base import Format, TokenLogprob
+from lokal.engine.logprobs import check_top
 from lokal.engine.messages import normalise_messages
 from lokal.engine.options import Options
 from lokal.engine.stops import StopMatcher
 from lokal.engine.stream import TokenStream
 from lokal.engine.tokens import check_token_ids
+from lokal.engine.tools import ToolRequest, messages_for
 from lokal.engine.transformers import loader
 from lokal.engine.transformers.batcher import Batcher, Detokenizer, cache_argument, cache_is_mergeable, forward
 from lokal.engine.transformers.batcher import Sequence as BatchSequence
 from lokal.engine.transformers.sampling import Sampler, resolve_seed
 from lokal.errors import ContextOverflow, EngineError, InvalidOptions, NoChatTemplate, Unsupported
 from lokal.store.types import LocalModel
+
+_NO_TOOLS = (
+    "model '{model}' does not support tools on the transformers engine: tool calling needs the llama.cpp "
+    "engine's grammar sampler (it keeps a call to the tool's schema); drop tools or use --engine llamacpp"
+)
 
 
 class TransformersEngine:
@@ -82,6 +89,7 @@ class TransformersEngine:
             max_queue=max_queue,
             device=self.device,
             batchable=batchable,
+            token_bytes=self._token_bytes,
             name=f"lokal-transformers[{model.name}]",
         )
 
@@ -112,8 +120,13 @@ class TransformersEngine:
         *,
         format: Format = None,
         add_special: bool = True,
+        logprobs: int | None = None,
+        tools: ToolRequest | None = None,
     ) -> TokenStream:
         batcher = self._generator()
+        top_logprobs = check_top(logprobs)
+        if tools is not None and tools.offered:
+            raise Unsupported(_NO_TOOLS.format(model=self.model.name))
         if format:
             raise Unsupported(
                 "format (JSON or a JSON schema) needs the llama.cpp engine's grammar sampler; "
@@ -135,11 +148,12 @@ class TransformersEngine:
             stops=StopMatcher(options.stop),
             stream=stream,
             detokenizer=Detokenizer(self.tokenizer),
+            top_logprobs=top_logprobs,
         )
         batcher.submit(seq)
         return stream
 
-    def render_chat(self, messages: Sequence[dict[str, Any]]) -> str:
+    def render_chat(self, messages: Sequence[dict[str, Any]], tools: ToolRequest | None = None) -> str:
         template = self.model.template or getattr(self.tokenizer, "chat_template", None)
         if not template or self.kind == "sentence-transformers":
             raise NoChatTemplate(
@@ -148,7 +162,7 @@ class TransformersEngine:
             )
         try:
             return self.tokenizer.apply_chat_template(
-                normalise_messages(messages, self.model.system),
+                messages_for(normalise_messages(messages, self.model.system), tools),
                 chat_template=template,
                 tokenize=False,
                 add_generation_prompt=True,
@@ -156,10 +170,26 @@ class TransformersEngine:
         except ValueError as exc:  # the template's own raise_exception(), e.g. "roles must alternate"
             raise InvalidOptions(f"the model's chat template rejected these messages: {exc}") from None
 
-    def chat(self, messages: Sequence[dict[str, Any]], options: Options, *, format: Format = None) -> TokenStream:
+    def chat(
+        self,
+        messages: Sequence[dict[str, Any]],
+        options: Options,
+        *,
+        format: Format = None,
+        logprobs: int | None = None,
+        tools: ToolRequest | None = None,
+    ) -> TokenStream:
         self._generator()
+        if tools is not None and tools.offered:
+            raise Unsupported(_NO_TOOLS.format(model=self.model.name))
         # The template writes any BOS itself, so the rendered text is tokenized without adding specials.
-        return self.generate(self.tokenize(self.render_chat(messages), add_special=False), options, format=format)
+        tokens = self.tokenize(self.render_chat(messages, tools), add_special=False)
+        return self.generate(tokens, options, format=format, logprobs=logprobs)
+
+    def _token_bytes(self, token: int) -> bytes:
+        """A token's text with special tokens written out, as UTF-8 (a byte-level token that holds part of a
+        character decodes to U+FFFD here: the tokenizer gives no portable way to its raw bytes)."""
+        return self.tokenizer.decode([token], skip_special_tokens=False, clean_up_tokenization_spaces=False).encode()
 
     # -- tokens ------------------------------------------------------------------------------------
     def tokenize(self, text: str | Sequence[int], *, add_special: bool = True) -> list[int]:

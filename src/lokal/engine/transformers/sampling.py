@@ -60,7 +60,8 @@ class Sampler:
 
     def _penalise(self, scores: torch.Tensor) -> torch.Tensor:
         o = self.options
-        if o.repeat_penalty == 1.0 and not o.presence_penalty and not o.frequency_penalty:
+        repeat, frequency, presence = o.penalties()  # bounded as the llama.cpp engine bounds them
+        if repeat == 1.0 and not presence and not frequency:
             return scores
         if o.repeat_last_n == 0 or not self.history:
             return scores
@@ -69,9 +70,9 @@ class Sampler:
         ids = torch.tensor(list(counts), dtype=torch.long)
         n = torch.tensor([counts[i] for i in counts], dtype=scores.dtype)
         picked = scores[ids]
-        if o.repeat_penalty != 1.0:
-            picked = torch.where(picked > 0, picked / o.repeat_penalty, picked * o.repeat_penalty)
-        picked = picked - n * o.frequency_penalty - o.presence_penalty
+        if repeat != 1.0:
+            picked = torch.where(picked > 0, picked / repeat, picked * repeat)
+        picked = picked - n * frequency - presence
         scores = scores.clone()
         scores[ids] = picked
         return scores
