@@ -214,6 +214,29 @@ def test_penalties_that_overflow_float32_do_not_abort_a_grammar(live, http, opti
 
 
 @pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/api/generate", {**GENERATE, "format": {"$ref": "https://127.0.0.1:9/schema.json"}}),
+        (
+            "/api/chat",
+            {
+                "model": MODEL,
+                "stream": False,
+                "messages": [{"role": "user", "content": "Hi"}],
+                "tools": [
+                    {"type": "function", "function": {"name": "f", "parameters": {"$ref": "http://127.0.0.1:9/x"}}}
+                ],
+                "tool_choice": "required",
+            },
+        ),
+        ("/api/generate", {**GENERATE, "format": {"type": "string", "maxLength": 10**9}}),
+    ],
+)
+def test_a_clients_schema_never_fetches_a_url_or_takes_the_memory(http, path, body):
+    refused(post(http, path, body), 400, "format" if path == "/api/generate" else "tools")
+
+
+@pytest.mark.parametrize(
     ("bad", "position"),
     [([49152], 0), ([99999], 0), ([-1], 0), ([2**31], 0), ([2**40], 0), ([1, 2, 49152], 2), ([2**63], 0)],
 )

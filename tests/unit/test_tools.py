@@ -262,3 +262,14 @@ def test_a_schema_that_would_make_a_huge_grammar_is_refused(schema):
     with pytest.raises(InvalidOptions, match=r"tools: .* more than lokal turns into a grammar"):
         schema_grammar(tools.call_schema(tools.request([tool], "required")), "tools")
     assert len(schema_grammar({"type": "string", "maxLength": 10_000}, "format")) < 200_000  # at the bound: fine
+
+
+@pytest.mark.parametrize("ref", ["https://example.invalid/schema.json", "http://127.0.0.1:9/x", "file:///etc/passwd"])
+def test_a_schema_never_makes_the_server_fetch_a_reference(ref):
+    """llama-cpp-python's converter downloads an https:// $ref: from a client's schema, a request to anywhere."""
+    from lokal.engine.llamacpp.sampling import grammar_for
+
+    with pytest.raises(InvalidOptions, match="not a local reference"):
+        grammar_for({"type": "object", "properties": {"a": {"$ref": ref}}})
+    local = {"$defs": {"city": {"type": "string"}}, "type": "object", "properties": {"a": {"$ref": "#/$defs/city"}}}
+    assert "root ::=" in grammar_for(local)

@@ -32,10 +32,13 @@ _SPACE = 'space ::= | " " | "\\n" [ \\t]{0,20}'
 _REPEAT_KEYS = ("minLength", "maxLength", "minItems", "maxItems", "minProperties", "maxProperties")
 
 
-def _check_repeats(schema: Any, what: str) -> None:
+def _check_schema(schema: Any, what: str) -> None:
+    """Refuse what a client's schema must not make the server do: a huge grammar (MAX_SCHEMA_REPEAT), or fetch a
+    URL (llama-cpp-python's converter downloads an `https://` `$ref` with `requests`: a server-side request to
+    wherever the client points). Only local references (`#/...`) are followed."""
     if isinstance(schema, list):
         for item in schema:
-            _check_repeats(item, what)
+            _check_schema(item, what)
     elif isinstance(schema, dict):
         for key, value in schema.items():
             if key in _REPEAT_KEYS and isinstance(value, int | float) and value > MAX_SCHEMA_REPEAT:
@@ -43,13 +46,17 @@ def _check_repeats(schema: Any, what: str) -> None:
                     f"{what}: {key} {value} is more than lokal turns into a grammar (at most {MAX_SCHEMA_REPEAT}); "
                     "use a smaller bound or none"
                 )
-            _check_repeats(value, what)
+            if key == "$ref" and not (isinstance(value, str) and value.startswith("#")):
+                raise InvalidOptions(
+                    f"{what}: $ref {value!r} is not a local reference: lokal follows only '#/...' (it fetches nothing)"
+                )
+            _check_schema(value, what)
 
 
 def schema_grammar(schema: dict[str, Any], what: str) -> str:
     """GBNF for a JSON schema (llama-cpp-python's converter); `what` names the schema in the error. Bounded in
     size (MAX_SCHEMA_REPEAT, MAX_GRAMMAR_CHARS): the schema comes from a client."""
-    _check_repeats(schema, what)
+    _check_schema(schema, what)
     try:
         grammar = LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False)._grammar
     except Exception as exc:
