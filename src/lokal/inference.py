@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from lokal.config import parse_duration
+from lokal.engine import tools as engine_tools
 from lokal.engine.base import Completion, Engine, Format
 from lokal.engine.logprobs import check_top
 from lokal.engine.manager import UNSET, EngineManager
@@ -101,12 +102,33 @@ def model_params(parameters: Mapping[str, Any] | None) -> dict[str, Any] | None:
     model is never created with a setting it would silently not use."""
     if parameters is None:
         return None
-    known = sorted(field.name for field in dataclasses.fields(Options))
+    known = sorted([field.name for field in dataclasses.fields(Options)] + list(_MODEL_ONLY_PARAMS))
     unknown = sorted(set(parameters) - set(known))
     if unknown:
         raise InvalidOptions(f"parameters: lokal has no parameter {unknown[0]!r}; it supports {', '.join(known)}")
+    for name, check in _MODEL_ONLY_PARAMS.items():
+        if name in parameters:
+            check(parameters[name])
     Options.from_mapping(parameters)  # types and ranges, with the option's name in the message
     return dict(parameters)
+
+
+#: Parameters a model records that are not sampling options: each with its check.
+_MODEL_ONLY_PARAMS = {"tool_choice": engine_tools.check_model_tool_choice}
+
+
+def tool_request(
+    manager: EngineManager,
+    model: str,
+    tools: Sequence[Any] | None,
+    tool_choice: Any = None,
+    parallel_tool_calls: bool | None = None,
+) -> ToolRequest | None:
+    """A request's tools as a ToolRequest (see `lokal.engine.tools.request`). A request with tools that names
+    no `tool_choice` gets the model's default (`PARAMETER tool_choice`), else "auto"."""
+    if tools and tool_choice is None:
+        tool_choice = manager.store.resolve(model).params.get("tool_choice")  # type: ignore[attr-defined]
+    return engine_tools.request(tools, tool_choice, parallel_tool_calls)
 
 
 def load(manager: EngineManager, model: str, *, options: Any = None, keep_alive: Any = None) -> int:

@@ -67,18 +67,20 @@ def openai_call(client: openai.OpenAI, seed: int, stream: bool, tool_choice: Any
     params = {"model": MODEL, "messages": ASK, "tools": [WEATHER, TIME], "tool_choice": tool_choice, **sampled(seed)}
     if not stream:
         choice = client.chat.completions.create(**params).choices[0]
-        assert choice.finish_reason == "tool_calls" and choice.message.content is None
+        assert choice.finish_reason == "tool_calls" and choice.message.content is None, (seed, choice)
         return [(c.function.name, json.loads(c.function.arguments)) for c in choice.message.tool_calls]
     calls: dict[int, dict[str, Any]] = {}
     finish = None
+    text = ""
     for chunk in client.chat.completions.create(**params, stream=True):
+        text += chunk.choices[0].delta.content or ""
         for delta_call in chunk.choices[0].delta.tool_calls or []:
             entry = calls.setdefault(delta_call.index, {"name": "", "arguments": ""})
             assert delta_call.id and delta_call.type == "function"  # each call whole in one delta
             entry["name"] += delta_call.function.name or ""
             entry["arguments"] += delta_call.function.arguments or ""
         finish = chunk.choices[0].finish_reason or finish
-    assert finish == "tool_calls"
+    assert finish == "tool_calls", (seed, finish, text)  # a call cut off by max_tokens comes back as text
     return [(c["name"], json.loads(c["arguments"])) for _, c in sorted(calls.items())]
 
 

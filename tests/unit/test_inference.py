@@ -176,6 +176,28 @@ def test_model_params_apply_without_options(manager: EngineManager, factory: Fak
     run.release()
 
 
+TOOL = {"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {}}}}
+
+
+def test_a_models_tool_choice_is_the_default_of_requests_with_tools(manager: EngineManager, store: FakeStore) -> None:
+    store.add(make_model("caller:latest", params={"tool_choice": "required"}))
+    made = inference.tool_request(manager, "caller", [TOOL])
+    assert made is not None and made.required
+    auto = inference.tool_request(manager, "caller", [TOOL], "auto")  # the request's own choice wins
+    assert auto is not None and not auto.required
+    assert inference.tool_request(manager, "caller", None) is None
+    plain = inference.tool_request(manager, "fake", [TOOL])  # a model without the parameter: auto
+    assert plain is not None and not plain.required and plain.offered
+
+
+def test_model_params_know_tool_choice() -> None:
+    assert inference.model_params({"tool_choice": "required", "top_k": 3}) == {"tool_choice": "required", "top_k": 3}
+    with pytest.raises(InvalidOptions, match=r"tool_choice must be one of auto, required, none, got 'always'"):
+        inference.model_params({"tool_choice": "always"})
+    with pytest.raises(InvalidOptions, match=r"no parameter 'tools'; it supports .*tool_choice"):
+        inference.model_params({"tools": []})
+
+
 def test_an_options_object_is_used_as_is(manager: EngineManager, factory: FakeFactory) -> None:
     given = Options(temperature=0.0, num_ctx=128)
     run = inference.start_generate(manager, "fake", "x", options=given)

@@ -25,12 +25,17 @@ LICENSE Apache-2.0
     assert spec.license == "Apache-2.0"
 
 
+def test_tool_choice_is_a_word_not_a_number() -> None:
+    assert parse("FROM m\nPARAMETER tool_choice required").parameters == {"tool_choice": "required"}
+
+
 def test_render_reads_back_as_the_same_model() -> None:
-    text = render("m", "/models/m.gguf", {"temperature": 0.5, "stop": ["a", "b"]}, 'Say "hi".\nThen stop.', "MIT")
+    params = {"temperature": 0.5, "stop": ["a", "b"], "tool_choice": "required"}
+    text = render("m", "/models/m.gguf", params, 'Say "hi".\nThen stop.', "MIT")
     spec = parse(text)
     assert (spec.from_, spec.parameters, spec.system, spec.license) == (
         "/models/m.gguf",
-        {"temperature": 0.5, "stop": ["a", "b"]},
+        params,
         'Say "hi".\nThen stop.',
         "MIT",
     )

@@ -167,6 +167,19 @@ def request(
     return ToolRequest(parsed, required=required, only=only, parallel=parallel_tool_calls is not False)
 
 
+#: The `tool_choice` values a model may record as its default (`PARAMETER tool_choice required`).
+MODEL_TOOL_CHOICES = ("auto", "required", "none")
+
+
+def check_model_tool_choice(value: Any) -> str:
+    """A model's default `tool_choice`: used when a request with tools names none. Agent frameworks cannot send
+    one (langchain-ollama and llama-index-llms-ollama drop it, as the ollama client has no such field), and a
+    small model left to "auto" rarely calls: `required` makes it call."""
+    if value not in MODEL_TOOL_CHOICES:
+        raise InvalidOptions(f"parameter tool_choice must be one of {', '.join(MODEL_TOOL_CHOICES)}, got {value!r}")
+    return value
+
+
 def system_text(req: ToolRequest) -> str:
     """The instructions and tool list the system turn gets (a template with no tools of its own sees them here)."""
     described = [{"name": t.name, "description": t.description, "parameters": t.parameters} for t in req.callable]

@@ -93,7 +93,10 @@ ROUTES: dict[str, dict[str, Field]] = {
         "keep_alive": _KEEP_ALIVE,
         "options": _OPTIONS,
         "tools": _TOOLS,
-        "tool_choice": ok('lokal extension (Ollama has none), as OpenAI\'s: "none", "auto", "required", a function'),
+        "tool_choice": ok(
+            'lokal extension (Ollama has none), as OpenAI\'s: "none", "auto", "required", a function; '
+            "unset: the model's PARAMETER tool_choice, else auto"
+        ),
         "parallel_tool_calls": ok("lokal extension, as OpenAI's: false allows one call per answer"),
         "think": _THINK,
         "logprobs": _LOGPROBS,
@@ -132,7 +135,10 @@ ROUTES: dict[str, dict[str, Field]] = {
         "response_format": ok("text, json_object, json_schema"),
         "options": ok("lokal extension: Ollama options such as num_ctx"),
         "tools": _TOOLS,
-        "tool_choice": ok('"none", "auto", "required", or a named function (then that call, every time)'),
+        "tool_choice": ok(
+            '"none", "auto", "required", or a named function (then that call, every time); '
+            "unset: the model's PARAMETER tool_choice, else auto"
+        ),
         "parallel_tool_calls": ok("false: at most one call per answer"),
         "functions": no("functions is OpenAI's deprecated form of tools: send tools instead"),
         "function_call": no(

@@ -190,7 +190,9 @@ async def chat(body: S.ChatRequest, request: Request) -> Response:
         return await _load_or_unload(request, body.model, body, chat=True)  # type: ignore[arg-type]
     messages = [m.model_dump(exclude_none=True) for m in body.messages]
     logprobs = inference.logprobs_wanted(body.logprobs, body.top_logprobs)
-    tool_request = tools.request(body.tools, body.tool_choice, body.parallel_tool_calls)
+    tool_request = inference.tool_request(
+        request.app.state.manager, body.model, body.tools, body.tool_choice, body.parallel_tool_calls
+    )
     run = await in_thread(
         inference.start_chat,
         request.app.state.manager,

@@ -28,6 +28,8 @@ _REFUSED = {
     "llama-export-lora) and use FROM with the merged GGUF",
 }
 _INT_PARAMETERS = {"top_k", "repeat_last_n", "seed", "num_predict", "num_ctx"}
+#: `tool_choice` is lokal's (Ollama has none): the model's default for requests with tools that name none.
+_STRING_PARAMETERS = {"stop", "tool_choice"}
 
 
 class ModelfileError(InvalidOptions):
@@ -69,7 +71,7 @@ def _value(text: str, lines: list[str], index: int, where: str) -> tuple[str, in
 
 
 def _parameter_value(name: str, raw: str, where: str) -> Any:
-    if name == "stop":
+    if name in _STRING_PARAMETERS:
         return raw
     if name in _INT_PARAMETERS:
         try:
