@@ -118,3 +118,26 @@ def test_a_refused_field_says_so_to_curl_too(server):
     status, text = curl(server, "/api/generate", {"model": MODEL, "prompt": "Hi", "think": True})
     assert status == 400
     assert json.loads(text) == {"error": f"model '{MODEL}' does not support thinking"}
+
+
+CURLED = {
+    "/api/generate",
+    "/api/chat",
+    "/api/embed",
+    "/api/embeddings",
+    "/api/show",
+    "/api/copy",
+    "/api/delete",
+    "/api/create",
+    "/api/pull",
+    "/v1/chat/completions",
+    "/v1/completions",
+    "/v1/embeddings",
+}
+RAW_BODY = {"/api/blobs/{digest}"}  # a file's bytes (`curl -T`), not JSON
+
+
+def test_every_route_with_a_json_body_has_a_curl_test_above(server):
+    spec = server.app.openapi()
+    with_body = {path for path, operations in spec["paths"].items() if set(operations) - {"get", "head"}}
+    assert with_body - RAW_BODY == CURLED, "a new POST/DELETE route needs a curl test here (and a CURLED entry)"
