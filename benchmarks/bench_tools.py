@@ -8,6 +8,8 @@ Variants, each over the same questions (temperature 0 unless `--temperature`, `-
                prompt alone costs, so the grammar's own cost is required / described
     auto       tools offered, tool_choice auto: the lazy grammar, which a text answer never triggers
     required   tool_choice required: the grammar holds every token; the answer is a call
+    unpruned   required, with a rejected token's full grammar pass checking all 49,152 tokens instead of
+               walking the vocabulary's prefix tree (sampling.TokenPrefixTree): what the tree saves
     json       format "json" without tools: llama.cpp's JSON grammar on every token, for scale
 
 Per request, from the engine's own timings (Ollama's fields), with the prompt cache emptied before each one (the
@@ -67,7 +69,7 @@ TOOLS = [
         },
     },
 ]
-VARIANTS = ("plain", "described", "auto", "required", "json")
+VARIANTS = ("plain", "described", "auto", "required", "unpruned", "json")
 
 
 def run_one(
@@ -76,15 +78,16 @@ def run_one(
     options = Options.from_mapping({"temperature": temperature, "seed": 1, "num_predict": max_tokens})
     messages = [{"role": "user", "content": question}]
     req = None
-    if variant in ("auto", "required"):
-        req = tools.request(TOOLS, variant)
+    engine.narrow_grammar = variant != "unpruned"
+    if variant in ("auto", "required", "unpruned"):
+        req = tools.request(TOOLS, "required" if variant == "unpruned" else variant)
     elif variant == "described":  # the prompt "required" renders, sampled without any grammar
         messages = tools.messages_for(messages, tools.request(TOOLS, "required"))
     engine._batcher._cached.clear()  # no prompt cache: every TTFT is a whole prefill (the variants share prefixes)
     stream = engine.chat(messages, options, tools=req, format="json" if variant == "json" else None)
     text = stream.text()
     result = stream.result
-    if variant == "required" and tools.parse_calls(text, req) is None and result.done_reason != "length":
+    if variant in ("required", "unpruned") and tools.parse_calls(text, req) is None and result.done_reason != "length":
         raise RuntimeError(f"required gave no call: {text[:200]!r}")
     decoded = max(result.eval_count - 1, 1)
     return {
@@ -143,6 +146,11 @@ def main() -> None:
     verdict = "met" if cost <= 0.10 else "NOT met"
     print(f"\ngrammar cost per decoded token (required vs described): {cost * 100:+.1f} % (goal <= 10 %: {verdict})")
     summary["grammar_cost"] = cost
+    # required and unpruned sample the same tokens (same seed, same prompt): compare them request by request.
+    pairs = zip(samples["required"], samples["unpruned"], strict=True)
+    pruned = statistics.median(a["decode_ms_per_token"] / b["decode_ms_per_token"] for a, b in pairs)
+    print(f"required with the prefix tree / without it, per decoded token (paired median): {pruned:.3f}")
+    summary["prefix_tree_ratio"] = pruned
     if args.json:
         args.json.write_text(json.dumps(summary, indent=2))
 

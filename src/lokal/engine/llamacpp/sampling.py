@@ -3,7 +3,8 @@
 Order as in llama.cpp's common sampler: grammar (JSON output, a tool call) restricts the candidates, then
 repetition penalties, top-k, top-p, min-p, temperature, and a seeded draw. Temperature 0 is greedy. The grammar
 is checked against the drawn token first and applied to every candidate only when it rejects that token (as
-llama.cpp's common sampler does; see `Sampler`).
+llama.cpp's common sampler does; see `Sampler`), and that pass walks the vocabulary's prefix tree
+(`TokenPrefixTree`) rather than all of it.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import ctypes
 import json
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 import llama_cpp as L
@@ -91,6 +92,77 @@ FIRST_ALLOWED_TRIES = 32
 _CANDIDATE = np.dtype([("id", "<i4"), ("logit", "<f4"), ("p", "<f4")])  # llama.cpp's llama_token_data
 
 
+class TokenPrefixTree:
+    """The vocabulary as a tree of token texts (a token's parent: the longest other token its text starts
+    with), so that a full grammar pass can skip what the grammar would reject anyway: the grammar is asked
+    about the roots, then about the children of what it allowed, level by level.
+
+    Why it is exact: llama.cpp's grammar reads a token's text (`token_to_piece` with special tokens rendered)
+    character by character and rejects it as soon as no stack of the grammar accepts the next character. A
+    token whose text starts with a rejected token's text is therefore rejected too, and its subtree need not be
+    asked about. Parents are only tokens whose text is whole UTF-8 characters, so no parent ends inside a
+    character; end-of-generation tokens (the grammar allows them when it is complete, whatever their text) and
+    empty ones are roots and never parents. The grammar still checks every token that is kept.
+
+    Measured on the bundled model at the steps where a sampled tool call needed a full pass: the grammar
+    allowed 2 to 35 of 49,152 tokens, and a pass that checked all of them took 3 to 9 ms."""
+
+    def __init__(self, pieces: Sequence[bytes], end_of_generation: Collection[int]) -> None:
+        """`pieces[t]`: token t's text as llama.cpp's grammar sees it (`token_to_piece`, special tokens
+        rendered); `end_of_generation`: the ids the grammar treats as the end (`llama_vocab_is_eog`)."""
+        texts = list(pieces)
+        n_vocab = len(texts)
+        root_only = [not text or token in end_of_generation for token, text in enumerate(texts)]
+        by_text: dict[bytes, int] = {}
+        for token, text in enumerate(texts):
+            if not root_only[token] and _whole_utf8(text):
+                by_text.setdefault(text, token)
+        parent = np.full(n_vocab, -1, dtype=np.int64)
+        for token, text in enumerate(texts):
+            if root_only[token]:
+                continue
+            for end in range(len(text) - 1, 0, -1):
+                if (found := by_text.get(text[:end])) is not None:
+                    parent[token] = found
+                    break
+        self.roots = np.flatnonzero(parent < 0).astype(np.int32)
+        with_parent = np.flatnonzero(parent >= 0)
+        #: Children of token t: children[child_start[t]:child_start[t + 1]] (grouped by parent).
+        self.children = with_parent[np.argsort(parent[with_parent], kind="stable")].astype(np.int32)
+        self.child_start = np.concatenate(([0], np.cumsum(np.bincount(parent[with_parent], minlength=n_vocab))))
+
+    def allowed(self, check: Callable[[np.ndarray], np.ndarray]) -> np.ndarray | None:
+        """The ids (ascending) of the tokens the grammar allows; `check(ids)` tells which of `ids` it allows.
+        None when it allows most roots (inside a JSON string, say): the tree would then ask about nearly every
+        token, level by level, and one pass over the whole vocabulary is cheaper (measured: 25 ms against 21)."""
+        kept = self.roots[check(self.roots)]
+        if len(kept) > len(self.roots) // 2:
+            return None
+        found = [kept]
+        level = self._children_of(kept)
+        while len(level):
+            kept = level[check(level)]
+            found.append(kept)
+            level = self._children_of(kept)
+        return np.sort(np.concatenate(found))
+
+    def _children_of(self, tokens: np.ndarray) -> np.ndarray:
+        starts, ends = self.child_start[tokens], self.child_start[tokens + 1]
+        counts = ends - starts
+        if not counts.any():
+            return tokens[:0]
+        offsets = np.repeat(starts - (np.cumsum(counts) - counts), counts) + np.arange(counts.sum())
+        return self.children[offsets]
+
+
+def _whole_utf8(text: bytes) -> bool:
+    try:
+        text.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 class Sampler:
     """Owns one llama.cpp sampler chain (and a grammar sampler beside it); free it with `close()`.
 
@@ -100,6 +172,11 @@ class Sampler:
     again. Applying the grammar to 49,152 candidates every step cost more than the decode itself on the bundled
     model (measured: format "json" decoded at 0.47 x the speed of plain text); a model mostly proposes tokens
     the grammar allows, so the check is usually all it pays. The output is what the grammar allows either way.
+
+    After a rejection, greedy sampling without penalties asks about the next most likely tokens in order
+    (`_first_allowed`); otherwise the allowed tokens are found through the vocabulary's prefix tree (when the
+    engine gives one), and the chain draws from those alone: the same tokens, the same draw, for a fraction of
+    the pass (measured: 1.6 ms against 6.1 ms a rejection, sampled tool calls on the bundled model).
     """
 
     def __init__(
@@ -112,10 +189,12 @@ class Sampler:
         *,
         lazy_patterns: Sequence[str] = (),
         end_token: int = -1,
+        prefix_tree: TokenPrefixTree | None = None,
     ) -> None:
         """`lazy_patterns`: the grammar holds only once the output so far matches one of these (llama.cpp's
         lazy grammar, fed from the first capture group); none: from the first token. `end_token`: what to
-        answer when the grammar allows no token at all (the sequence then ends)."""
+        answer when the grammar allows no token at all (the sequence then ends). `prefix_tree`: the
+        vocabulary's tree that narrows a full grammar pass (none: every token is checked)."""
         self.ptr = L.llama_sampler_chain_init(L.llama_sampler_chain_default_params())
         self.grammar = None
         self.n_vocab = n_vocab
@@ -136,6 +215,7 @@ class Sampler:
             self._candidates = np.empty(n_vocab, dtype=_CANDIDATE)
             self._ids = np.arange(n_vocab, dtype=np.int32)
             self._one = np.zeros(1, dtype=_CANDIDATE)
+            self._prefix_tree = prefix_tree
         repeat, frequency, presence = options.penalties()
         #: Greedy with nothing that reorders the logits: the grammar's pick is the most likely token it allows,
         #: which `_first_allowed` finds by asking about tokens in order (see `sample`).
@@ -184,9 +264,18 @@ class Sampler:
     def _draw(self, logits: np.ndarray, *, with_grammar: bool) -> int:
         """The chain's pick over every token (restricted by the grammar first if `with_grammar`); -1 when the
         grammar left no token possible."""
-        candidates = self._candidates
-        candidates["id"] = self._ids
-        candidates["logit"] = logits
+        ids = self._prefix_tree.allowed(self._allows) if with_grammar and self._prefix_tree is not None else None
+        if ids is not None:
+            if not len(ids):
+                return -1
+            candidates = self._candidates[: len(ids)]
+            candidates["id"] = ids
+            candidates["logit"] = logits[ids]
+            with_grammar = False  # every candidate left is allowed
+        else:
+            candidates = self._candidates
+            candidates["id"] = self._ids
+            candidates["logit"] = logits
         candidates["p"] = 0.0
         view = self._view(candidates)
         if with_grammar:
@@ -211,6 +300,14 @@ class Sampler:
             if self._allowed(token):
                 return token
         return -1
+
+    def _allows(self, ids: np.ndarray) -> np.ndarray:
+        """Which of `ids` the grammar, in its state now, allows next: one pass over just those tokens."""
+        candidates = self._candidates[: len(ids)]
+        candidates["id"] = ids
+        candidates["logit"] = 0.0
+        L.llama_sampler_apply(self.grammar, ctypes.byref(self._view(candidates)))
+        return np.isfinite(candidates["logit"])
 
     def _allowed(self, token: int) -> bool:
         """Whether the grammar, in its state now, allows `token` next."""
