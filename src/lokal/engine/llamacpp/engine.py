@@ -139,6 +139,7 @@ class LlamaCppEngine:
             grammar,
             resolve_seed(options.seed),
             lazy_patterns=patterns,
+            lazy_vocab=self.vocab,
             end_token=self.vocab.eos,
             prefix_tree=self._token_prefix_tree() if grammar is not None and self.narrow_grammar else None,
         )

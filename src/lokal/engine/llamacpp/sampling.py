@@ -12,6 +12,7 @@ from __future__ import annotations
 import ctypes
 import json
 import random
+import re
 from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
@@ -20,6 +21,7 @@ import numpy as np
 from llama_cpp.llama_grammar import JSON_GBNF, LlamaGrammar
 
 from lokal.engine.base import Format
+from lokal.engine.llamacpp.runtime import Vocab
 from lokal.engine.options import Options
 from lokal.errors import EngineError, InvalidOptions
 
@@ -163,6 +165,65 @@ def _whole_utf8(text: bytes) -> bool:
     return True
 
 
+class LazyTrigger:
+    """Mirrors a lazy grammar's trigger (llama.cpp's `llama_grammar_accept_impl`: the pieces so far, matched
+    whole against each pattern as bytes, the grammar fed from the first non-empty capture group to the end)
+    so the text it would feed the grammar is checked first, on a grammar of its own: llama.cpp does not check
+    it, and text the grammar rejects aborts the process."""
+
+    def __init__(self, patterns: Sequence[str], grammar: str, vocab: Vocab) -> None:
+        self._patterns = [re.compile(p.encode()) for p in patterns]
+        self._grammar = grammar
+        self._vocab = vocab
+        self._buffer = b""
+
+    def feed(self, token: int) -> str:
+        """ "waiting" (no trigger yet), "fired" (the grammar takes the text from here on and accepts it) or
+        "broken" (the trigger fires with text the grammar rejects)."""
+        self._buffer += self._vocab.piece(token, special=True)
+        for pattern in self._patterns:
+            match = pattern.fullmatch(self._buffer)
+            if match is None:
+                continue
+            start = next((match.start(i) for i in range(1, len(match.groups()) + 1) if match.group(i)), None)
+            if start is None:
+                continue
+            return "fired" if self._accepts(self._buffer[start:]) else "broken"
+        return "waiting"
+
+    def _accepts(self, text: bytes) -> bool:
+        """Whether the grammar, from its start, accepts `text` (its whole UTF-8 characters: the grammar holds a
+        partial one until it completes, and checks it then)."""
+        whole = _utf8_prefix(text)
+        probe = L.llama_sampler_init_grammar(self._vocab.ptr, self._grammar.encode(), b"root")
+        if not probe:
+            return False
+        one = np.zeros(1, dtype=_CANDIDATE)
+        view = L.llama_token_data_array(
+            data=ctypes.cast(one.ctypes.data, L.llama_token_data_p), size=1, selected=-1, sorted=False
+        )
+        try:
+            for token in self._vocab.tokenize(whole, add_special=False):
+                one[0] = (token, 1.0, 0.0)
+                L.llama_sampler_apply(probe, ctypes.byref(view))
+                if not np.isfinite(one["logit"][0]):
+                    return False
+                L.llama_sampler_accept(probe, token)
+            return True
+        finally:
+            L.llama_sampler_free(probe)
+
+
+def _utf8_prefix(text: bytes) -> str:
+    """The longest prefix of `text` that is whole UTF-8 characters, decoded."""
+    for end in range(len(text), max(len(text) - 4, -1), -1):
+        try:
+            return text[:end].decode("utf-8")
+        except UnicodeDecodeError:
+            continue
+    return text.decode("utf-8", errors="ignore")
+
+
 class Sampler:
     """Owns one llama.cpp sampler chain (and a grammar sampler beside it); free it with `close()`.
 
@@ -188,20 +249,26 @@ class Sampler:
         seed: int,
         *,
         lazy_patterns: Sequence[str] = (),
+        lazy_vocab: Vocab | None = None,
         end_token: int = -1,
         prefix_tree: TokenPrefixTree | None = None,
     ) -> None:
         """`lazy_patterns`: the grammar holds only once the output so far matches one of these (llama.cpp's
-        lazy grammar, fed from the first capture group); none: from the first token. `end_token`: what to
-        answer when the grammar allows no token at all (the sequence then ends). `prefix_tree`: the
-        vocabulary's tree that narrows a full grammar pass (none: every token is checked)."""
+        lazy grammar, fed from the first capture group); none: from the first token. `lazy_vocab` (needed with
+        patterns): the vocabulary, to check what the trigger would feed the grammar (see `LazyTrigger`).
+        `end_token`: what to answer when the grammar allows no token at all (the sequence then ends).
+        `prefix_tree`: the vocabulary's tree that narrows a full grammar pass (none: every token is checked)."""
         self.ptr = L.llama_sampler_chain_init(L.llama_sampler_chain_default_params())
         self.grammar = None
+        self._trigger: LazyTrigger | None = None
         self.n_vocab = n_vocab
         self.end_token = end_token
         add = lambda s: L.llama_sampler_chain_add(self.ptr, s)  # noqa: E731
         if grammar is not None:
             if lazy_patterns:
+                if lazy_vocab is None:
+                    raise TypeError("a lazy grammar needs lazy_vocab, to check what its trigger feeds the grammar")
+                self._trigger = LazyTrigger(lazy_patterns, grammar, lazy_vocab)
                 patterns = (ctypes.c_char_p * len(lazy_patterns))(*(p.encode() for p in lazy_patterns))
                 g = L.llama_sampler_init_grammar_lazy_patterns(
                     vocab, grammar.encode(), b"root", patterns, len(lazy_patterns), None, 0
@@ -249,9 +316,25 @@ class Sampler:
                 if self.end_token < 0:
                     raise EngineError("the grammar allows no next token and the model has no end-of-text token")
                 return self.end_token
-        L.llama_sampler_accept(self.grammar, token)
-        L.llama_sampler_accept(self.ptr, token)
+        self._accept(token)
         return token
+
+    def _accept(self, token: int) -> None:
+        """Accept `token` into the grammar and the chain. A lazy grammar not yet triggered allows every token,
+        and the token that fires its trigger feeds the grammar text it never checked: where that text breaks
+        the grammar (`{}` opening an answer, for a call's `{...}`), llama.cpp throws through its C API and the
+        process aborts. `LazyTrigger` sees that coming; the answer is then not a call, and goes on as text
+        with the grammar dropped (the front ends give it back as text: nothing is lost)."""
+        if self._trigger is not None:
+            verdict = self._trigger.feed(token)
+            if verdict == "broken":
+                L.llama_sampler_free(self.grammar)
+                self.grammar = None
+            if verdict != "waiting":
+                self._trigger = None
+        if self.grammar is not None:
+            L.llama_sampler_accept(self.grammar, token)
+        L.llama_sampler_accept(self.ptr, token)
 
     def _view(self, candidates: np.ndarray) -> L.llama_token_data_array:
         return L.llama_token_data_array(
