@@ -17,6 +17,7 @@ from typing import Any
 
 from lokal import inference, shapes
 from lokal.config import Settings
+from lokal.engine import tool_formats
 from lokal.engine import tools as engine_tools
 from lokal.engine.base import Format
 from lokal.shapes import Response
@@ -114,7 +115,7 @@ class Client:
             logprobs=wanted,
             tools=tool_request,
         )
-        events = _Stream(self._events(run, chat=True, tool_request=tool_request), run)
+        events = _Stream(self._events(run, chat=True, tool_request=run.tools), run)
         return events if stream else _collect(events, chat=True, with_logprobs=wanted is not None)
 
     def _events(
@@ -126,7 +127,7 @@ class Client:
         tool_request: engine_tools.ToolRequest | None = None,
     ) -> Iterator[Response]:
         chunk = shapes.chat_chunk if chat else shapes.generate_chunk
-        watcher = engine_tools.CallWatcher(tool_request) if tool_request is not None else None
+        watcher = tool_formats.CallWatcher(tool_request) if tool_request is not None else None
         finished = False
         try:
             for piece in run.stream.chunks():

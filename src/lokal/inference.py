@@ -41,6 +41,8 @@ class Run:
     stream: TokenStream
     load_duration: int
     keep_alive: Any
+    #: A chat's tools, bound to the model's tool format: what its output is read with.
+    tools: ToolRequest | None = None
     released: bool = False
 
     @property
@@ -204,18 +206,20 @@ def start_chat(
     tools: ToolRequest | None = None,
 ) -> Run:
     """Start a chat. `tools` (from `lokal.engine.tools.request`): the model may (or must) call them; the run's
-    output is then read with a `CallWatcher` (streamed) or `parse_calls`."""
+    output is then read with `run.tools` (bound to the model's tool format) through `tool_formats.CallWatcher`
+    (streamed) or `tool_formats.read_answer`."""
     check_top(logprobs)
     alive = keep_alive_seconds(keep_alive)
     engine, load_ns = manager.acquire(model, num_ctx=_num_ctx(manager, model, options), keep_alive=alive)
     try:
+        tools = engine.bind_tools(tools) if tools is not None else None
         stream = engine.chat(
             [dict(m) for m in messages], _options(engine, options), format=format, logprobs=logprobs, tools=tools
         )
     except BaseException:
         manager.release(engine, keep_alive=alive)
         raise
-    return Run(manager, engine, stream, load_ns, alive)  # type: ignore[arg-type]
+    return Run(manager, engine, stream, load_ns, alive, tools=tools)  # type: ignore[arg-type]
 
 
 def embed(

@@ -170,6 +170,9 @@ class FakeEngine:
         pieces = self.tool_pieces if tools is not None and tools.offered else None
         return self._stream(self.tokenize(self.render_chat(messages, tools)), logprobs, pieces)
 
+    def bind_tools(self, tools: ToolRequest) -> ToolRequest:
+        return tools  # the generic format
+
     def render_chat(self, messages: Sequence[dict[str, Any]], tools: ToolRequest | None = None) -> str:
         self.rendered.append([dict(m) for m in messages])
         if not self.has_template:

@@ -10,7 +10,7 @@ import pytest
 from fakes import FakeFactory, FakeStore, make_model, make_settings
 from fastapi.testclient import TestClient
 
-from lokal.engine import tools
+from lokal.engine import tool_formats, tools
 from lokal.engine.llamacpp.sampling import schema_grammar
 from lokal.errors import InvalidOptions
 
@@ -49,7 +49,7 @@ def test_none_knows_the_tools_but_offers_none():
     out = tools.messages_for(history, req)  # the history's call renders; no instructions are added
     assert [m["role"] for m in out] == ["assistant"]
     assert tools.parse_calls(CALL, req) is None
-    watcher = tools.CallWatcher(req)
+    watcher = tool_formats.CallWatcher(req)
     assert watcher.feed(CALL) == CALL and watcher.finish() == ("", None)
 
 
@@ -144,16 +144,16 @@ def test_parse_calls():
 
 def test_the_watcher_streams_text_and_holds_a_call():
     req = tools.request([WEATHER])
-    text = tools.CallWatcher(req)
+    text = tool_formats.CallWatcher(req)
     assert [text.feed(p) for p in [" ", "Hello", " there"]] == ["", " Hello", " there"]
     assert text.finish() == ("", None)
 
-    call = tools.CallWatcher(req)
+    call = tool_formats.CallWatcher(req)
     assert [call.feed(p) for p in ["\n", CALL[:10], CALL[10:]]] == ["", "", ""]
     rest, calls = call.finish()
     assert rest == "" and calls[0].arguments == {"city": "Paris"}
 
-    cut = tools.CallWatcher(req)
+    cut = tool_formats.CallWatcher(req)
     cut.feed(CALL[:20])
     assert cut.finish() == (CALL[:20], None)  # nothing lost
 

@@ -137,8 +137,13 @@ class Engine(Protocol):
         tools: ToolRequest | None = None,
     ) -> GenerationStream:
         """Render `messages` with the model's chat template, then generate. With `tools`, the tools are described
-        in the prompt and a call is held to their schemas (lokal.engine.tools); the output is the call's JSON,
-        which `tools.parse_calls` reads. An engine that cannot constrain output raises `Unsupported`."""
+        in the prompt and a call is held to their schemas, in the model's tool format (`bind_tools`); the output
+        is read with `tool_formats.read_answer`. An engine that cannot constrain output raises `Unsupported`."""
+        ...
+
+    def bind_tools(self, tools: ToolRequest) -> ToolRequest:
+        """`tools` bound to how this model writes calls (lokal.engine.tool_formats): what `chat` renders and
+        holds them to, and what its output must be read with."""
         ...
 
     def render_chat(self, messages: Sequence[dict[str, Any]], tools: ToolRequest | None = None) -> str: ...

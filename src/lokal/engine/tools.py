@@ -56,6 +56,9 @@ class ToolRequest:
     parallel: bool = True
     #: False for tool_choice "none": the tools are known (a history may call them) but not offered.
     offered: bool = True
+    #: The model's way of writing calls (a `lokal.engine.tool_formats.ToolFormat`), set by the engine that runs
+    #: the request (`Engine.bind_tools`); None is the generic format.
+    format: Any = None
 
     @property
     def callable(self) -> tuple[Tool, ...]:
@@ -283,42 +286,3 @@ def parse_calls(text: str, req: ToolRequest) -> list[ToolCall] | None:
             return None
         out.append(ToolCall(new_call_id(), call["name"], call["arguments"]))
     return out
-
-
-class CallWatcher:
-    """Splits a streamed answer into text to pass on at once and a call to hold back until the end, so a client
-    gets a plain answer as it streams and a call whole, once (Ollama's and OpenAI's streaming contract).
-
-    Whitespace at the start is held until the first visible character decides: `{` opens a call (the grammar
-    then holds it to the schema), anything else is text. A call that does not parse at the end (cut off by a
-    length limit) is given back as text: nothing is lost."""
-
-    def __init__(self, req: ToolRequest) -> None:
-        self.req = req
-        self._held: list[str] = []
-        self._mode: str | None = None  # None: undecided; "text"; "call"
-
-    def feed(self, piece: str) -> str:
-        """The text to pass on now for `piece` ("" while held)."""
-        if self._mode == "text" or not self.req.offered:
-            return piece
-        self._held.append(piece)
-        if self._mode == "call":
-            return ""
-        so_far = "".join(self._held)
-        if not so_far.strip():
-            return ""
-        if looks_like_call(so_far):
-            self._mode = "call"
-            return ""
-        self._mode, self._held = "text", []
-        return so_far
-
-    def finish(self) -> tuple[str, list[ToolCall] | None]:
-        """At the end: (text still to pass on, the calls or None)."""
-        held, self._held = "".join(self._held), []
-        if self._mode == "call":
-            calls = parse_calls(held, self.req)
-            if calls:
-                return "", calls
-        return held, None

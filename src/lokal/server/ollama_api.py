@@ -22,7 +22,7 @@ from starlette.requests import ClientDisconnect
 
 from lokal import inference, shapes
 from lokal._version import __version__
-from lokal.engine import tools
+from lokal.engine import tool_formats, tools
 from lokal.errors import InvalidOptions, LokalError
 from lokal.server import ollama_schemas as S
 from lokal.server.body import JSONBodyRoute
@@ -70,7 +70,7 @@ async def _answer(
     """Stream (NDJSON) or collect one run; a client that leaves cancels it at once. `with_logprobs`: each
     streamed chunk carries its tokens' log-probabilities (even one whose text is held back), a reply that is
     not streamed all of them. `tool_request`: the output may be a call, sent whole in one chunk (see
-    `tools.CallWatcher`)."""
+    `tool_formats.CallWatcher`)."""
     metrics = request.app.state.metrics
     started = time.perf_counter()
     model = run.model
@@ -102,12 +102,14 @@ async def _answer(
             run.release()
         completion = run.completion()
         metrics.completed(model, completion, first[0] - started if first else None)
-        calls = tools.parse_calls(text, tool_request) if tool_request is not None else None
-        return JSONResponse(final(completion, "" if calls else text, calls))
+        calls = None
+        if tool_request is not None:
+            text, calls = tool_formats.read_answer(text, tool_request)
+        return JSONResponse(final(completion, text, calls))
 
     chunk = shapes.chat_chunk if chat else shapes.generate_chunk
 
-    watcher = tools.CallWatcher(tool_request) if tool_request is not None else None
+    watcher = tool_formats.CallWatcher(tool_request) if tool_request is not None else None
 
     async def body() -> AsyncIterator[bytes]:
         first_at = None
@@ -211,7 +213,7 @@ async def chat(body: S.ChatRequest, request: Request) -> Response:
         stream=body.stream,
         with_context=False,
         with_logprobs=logprobs is not None,
-        tool_request=tool_request,
+        tool_request=run.tools,
     )
 
 

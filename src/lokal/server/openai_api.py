@@ -30,7 +30,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict
 
 from lokal import inference
-from lokal.engine import tools
+from lokal.engine import tool_formats, tools
 from lokal.engine.base import GeneratedToken, TokenChoice
 from lokal.engine.logprobs import check_top
 from lokal.errors import InvalidOptions, LokalError, ModelNotFound
@@ -240,9 +240,12 @@ async def _respond(
         if with_logprobs:
             tokens = list(completion.logprobs)
             choice["logprobs"] = _chat_logprobs(tokens) if chat else _legacy_generated(tokens, len(echo))
-        calls = tools.parse_calls(text, tool_request) if tool_request is not None else None
+        calls = None
+        if tool_request is not None:
+            text, calls = tool_formats.read_answer(text, tool_request)
         if calls:
-            choice["message"] = {"role": "assistant", "content": None, "tool_calls": _tool_calls(calls)}
+            message = {"role": "assistant", "content": text or None, "tool_calls": _tool_calls(calls)}
+            choice["message"] = message
             choice["finish_reason"] = "tool_calls"
         elif chat:
             choice["message"] = {"role": "assistant", "content": text}
@@ -289,7 +292,7 @@ async def _respond(
             "choices": [c],
         }
 
-    watcher = tools.CallWatcher(tool_request) if tool_request is not None else None
+    watcher = tool_formats.CallWatcher(tool_request) if tool_request is not None else None
 
     async def events() -> AsyncIterator[bytes]:
         first_at = None
@@ -370,7 +373,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Res
         logprobs=logprobs,
         tools=tool_request,
     )
-    return await _respond(request, run, body, chat=True, with_logprobs=logprobs is not None, tool_request=tool_request)
+    return await _respond(request, run, body, chat=True, with_logprobs=logprobs is not None, tool_request=run.tools)
 
 
 @router.post("/completions")

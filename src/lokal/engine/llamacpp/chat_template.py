@@ -27,13 +27,14 @@ class ChatTemplate:
             else None
         )
 
-    def render(self, messages: Sequence[dict[str, Any]]) -> str:
+    def render(self, messages: Sequence[dict[str, Any]], **extra: Any) -> str:
+        """`extra`: what else the template reads (`tools`, for a template that renders them)."""
         if self._formatter is None:
             raise NoChatTemplate(
                 f"model '{self.model_name}' has no chat template in its GGUF metadata; "
                 f"use generate (lokal run with a prompt, or /api/generate) instead of chat"
             )
         try:
-            return self._formatter(messages=list(messages)).prompt
+            return self._formatter(messages=list(messages), **extra).prompt
         except ValueError as exc:  # the template's own raise_exception(), e.g. "roles must alternate"
             raise InvalidOptions(f"the model's chat template rejected these messages: {exc}") from None

@@ -7,6 +7,7 @@ generations; each is guarded by a lock and runs on the caller's thread.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import threading
 from collections.abc import Sequence
@@ -20,13 +21,14 @@ from lokal.engine.llamacpp import runtime
 from lokal.engine.llamacpp.batcher import Batcher
 from lokal.engine.llamacpp.batcher import Sequence as BatchSequence
 from lokal.engine.llamacpp.chat_template import ChatTemplate, normalise_messages
-from lokal.engine.llamacpp.sampling import Sampler, TokenPrefixTree, grammar_for, resolve_seed, schema_grammar
+from lokal.engine.llamacpp.sampling import Sampler, TokenPrefixTree, call_grammar, grammar_for, resolve_seed
 from lokal.engine.logprobs import check_top
 from lokal.engine.options import Options
 from lokal.engine.stops import StopMatcher
 from lokal.engine.stream import TokenStream
 from lokal.engine.tokens import check_token_ids
-from lokal.engine.tools import CALL_TRIGGER, ToolRequest, call_schema, messages_for
+from lokal.engine.tool_formats import ToolFormat, detect, format_of
+from lokal.engine.tools import ToolRequest
 from lokal.errors import ContextOverflow, EngineError, InvalidOptions
 from lokal.store.types import LocalModel
 
@@ -82,6 +84,8 @@ class LlamaCppEngine:
                 eos_token=self.vocab.token_text(self.vocab.eos) if self.vocab.eos >= 0 else "",
                 model_name=model.name,
             )
+            #: How this model writes tool calls: its template's own format, or the generic one.
+            self.tool_format: ToolFormat = detect(template)
             self._batcher = Batcher(
                 self._ctx,
                 self.vocab,
@@ -128,8 +132,9 @@ class LlamaCppEngine:
         if tools is not None and tools.offered:
             if format:
                 raise InvalidOptions("format and tools cannot be combined: a tool call is already constrained JSON")
-            grammar: str | None = schema_grammar(call_schema(tools), "tools")
-            patterns = (CALL_TRIGGER,) if tools.lazy else ()
+            shape = format_of(tools).shape(tools)
+            grammar: str | None = call_grammar(shape)
+            patterns = (shape.trigger,) if tools.lazy else ()
         else:
             grammar = grammar_for(format)
         sampler = Sampler(
@@ -170,8 +175,17 @@ class LlamaCppEngine:
             )
         return self._prefix_tree
 
+    def bind_tools(self, tools: ToolRequest) -> ToolRequest:
+        return dataclasses.replace(tools, format=self.tool_format)
+
     def render_chat(self, messages: Sequence[dict[str, Any]], tools: ToolRequest | None = None) -> str:
-        return self.template.render(messages_for(normalise_messages(messages, self.model.system), tools))
+        """The chat prompt; with tools, in the model's tool format (its template given the tools, or the
+        generic format's system turn)."""
+        if tools is not None and tools.format is None:
+            tools = self.bind_tools(tools)
+        fmt = format_of(tools) if tools is not None else self.tool_format  # a history's calls, without tools
+        rendered, extra = fmt.render(normalise_messages(messages, self.model.system), tools)
+        return self.template.render(rendered, **extra)
 
     def chat(
         self,
@@ -182,6 +196,7 @@ class LlamaCppEngine:
         logprobs: int | None = None,
         tools: ToolRequest | None = None,
     ) -> TokenStream:
+        tools = self.bind_tools(tools) if tools is not None else None
         prompt = self.render_chat(messages, tools)
         # The template writes any BOS itself; let the tokenizer add one only if the text lacks it.
         tokens = self.tokenize(prompt, add_special=True)

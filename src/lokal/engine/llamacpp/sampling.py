@@ -23,6 +23,7 @@ from llama_cpp.llama_grammar import JSON_GBNF, LlamaGrammar
 from lokal.engine.base import Format
 from lokal.engine.llamacpp.runtime import Vocab
 from lokal.engine.options import Options
+from lokal.engine.tool_formats import CallShape
 from lokal.errors import EngineError, InvalidOptions
 
 #: The largest repetition count (maxLength, minItems, ...) a schema may ask for. The converter writes a bounded
@@ -73,6 +74,18 @@ def schema_grammar(schema: dict[str, Any], what: str) -> str:
             f"({MAX_GRAMMAR_CHARS:,}); simplify it"
         )
     return grammar
+
+
+def call_grammar(shape: CallShape) -> str:
+    """GBNF for tool calls of `shape` (lokal.engine.tool_formats): its schema alone, or each call between the
+    format's tags, `shape.repeat` at most, whitespace between them."""
+    grammar = schema_grammar(shape.schema, "tools")
+    if not shape.open:
+        return grammar
+    grammar = re.sub(r"^root ::=", "tool-call ::=", grammar, count=1, flags=re.M)
+    block = f"{json.dumps(shape.open)} tool-space tool-call tool-space {json.dumps(shape.close)}"
+    more = f" (tool-space tool-block){{0,{shape.repeat - 1}}}" if shape.repeat > 1 else ""
+    return f'root ::= tool-block{more}\ntool-block ::= {block}\ntool-space ::= | " " | "\\n" [ \\t]{{0,20}}\n{grammar}'
 
 
 def grammar_for(format: Format) -> str | None:

@@ -153,6 +153,9 @@ class TransformersEngine:
         batcher.submit(seq)
         return stream
 
+    def bind_tools(self, tools: ToolRequest) -> ToolRequest:
+        return tools  # the generic format: this engine refuses tools it would have to constrain anyway
+
     def render_chat(self, messages: Sequence[dict[str, Any]], tools: ToolRequest | None = None) -> str:
         template = self.model.template or getattr(self.tokenizer, "chat_template", None)
         if not template or self.kind == "sentence-transformers":
