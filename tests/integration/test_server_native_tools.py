@@ -1,6 +1,6 @@
 """Native tool formats on a real `lokal serve`: the bundled SmolLM2 imported (through the official client's
 `create_blob` + `create(files=...)`, as a user imports a GGUF) from copies whose `tokenizer.chat_template` is
-replaced (gguf's own `copy_with_new_metadata`) by templates in the Hermes/Qwen and Llama 3.x styles. The
+replaced (gguf's own `copy_with_new_metadata`) by templates in the Hermes/Qwen, Llama 3.x and Mistral styles. The
 templates below are written for these tests: they render tools, calls and results the way those families do.
 
 A 135M model does not know these formats, so calls are asked for with tool_choice "required" (or the model's
@@ -12,6 +12,7 @@ given (the tools, the history's calls and results, in the rendered prompt).
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import gguf
@@ -84,6 +85,27 @@ Respond with a JSON for a function call, in the format \
 
 {% endif %}"""
 
+MISTRAL_TEMPLATE = """\
+{%- set last_user = messages | selectattr('role', 'equalto', 'user') | list | last %}
+{%- for message in messages if message.role != 'system' %}
+{%- if message.role == 'user' %}
+{%- if tools and message is sameas last_user %}[AVAILABLE_TOOLS]{{ tools | tojson }}[/AVAILABLE_TOOLS]{% endif %}\
+[INST]{{ message.content }}[/INST]
+{%- elif message.tool_calls %}[TOOL_CALLS][
+{%- for call in message.tool_calls %}
+{%- if call.id is not string or call.id | length != 9 %}\
+{{ raise_exception('Tool call ids must be 9 letters and digits') }}{% endif %}\
+{"name": "{{ call.function.name }}", "arguments": {{ call.function.arguments | tojson }}, "id": "{{ call.id }}"}\
+{{ ", " if not loop.last }}
+{%- endfor %}]<|im_end|>
+{%- elif message.role == 'tool' %}
+{%- if message.tool_call_id is not defined or message.tool_call_id | length != 9 %}\
+{{ raise_exception('Tool results need the 9-character id of their call') }}{% endif %}\
+[TOOL_RESULTS]{"content": {{ message.content | tojson }}, "call_id": "{{ message.tool_call_id }}"}[/TOOL_RESULTS]
+{%- else %}{{ message.content }}<|im_end|>
+{%- endif %}
+{%- endfor %}"""
+
 WEATHER_PARAMS = {
     "type": "object",
     "properties": {
@@ -112,7 +134,7 @@ HISTORY = [
     },
     {"role": "tool", "tool_call_id": "call_1", "content": '{"temperature": 18, "sky": "clear"}'},
 ]
-MAX_TOKENS = 400
+MAX_TOKENS = 640  # 8 calls (the limit) with the model's indentation: up to about 400 tokens
 SEEDS = range(6)
 
 
@@ -131,7 +153,8 @@ def live(tmp_path_factory: pytest.TempPathFactory, smollm2_model):
     base = tmp_path_factory.mktemp("native-tools")
     with serve(base / "server") as server:
         client = ollama.Client(host=server.url)
-        for name, template in (("hermes", HERMES_TEMPLATE), ("llama3", LLAMA3_TEMPLATE)):
+        templates = (("hermes", HERMES_TEMPLATE), ("llama3", LLAMA3_TEMPLATE), ("mistral", MISTRAL_TEMPLATE))
+        for name, template in templates:
             path = with_template(smollm2_model.path, base / f"{name}.gguf", template)
             digest = client.create_blob(path)
             assert client.create(name, files={"model.gguf": digest}).status == "success"
@@ -161,7 +184,7 @@ def rendered_prompt(live: LiveServer, model: str, messages, tools) -> str:
         live.manager.release(engine)
 
 
-@pytest.mark.parametrize("model", ["hermes", "llama3"])
+@pytest.mark.parametrize("model", ["hermes", "llama3", "mistral"])
 def test_the_template_renders_the_tools_and_the_history_natively(live, model):
     prompt = rendered_prompt(live, model, HISTORY, [WEATHER])
     assert "You can call these tools" not in prompt  # not the generic format's system turn
@@ -172,9 +195,16 @@ def test_the_template_renders_the_tools_and_the_history_natively(live, model):
             in prompt
         )
         assert '<tool_response>\n{"temperature": 18, "sky": "clear"}\n</tool_response>' in prompt
-    else:
+    elif model == "llama3":
         assert '{"name": "get_weather", "parameters": {"city": "Paris", "unit": "celsius"}}' in prompt
         assert '<|start_header_id|>ipython<|end_header_id|>\n\n{"temperature": 18' in prompt
+    else:
+        # The client's id "call_1" is not Mistral's: it is given one the template takes, the same for the result.
+        (call_id,) = re.findall(r'"id": "([a-zA-Z0-9]{9})"', prompt)
+        call = {"name": "get_weather", "arguments": {"city": "Paris", "unit": "celsius"}, "id": call_id}
+        assert f"[TOOL_CALLS][{json.dumps(call)}]" in prompt
+        result = {"content": HISTORY[2]["content"], "call_id": call_id}
+        assert f"[TOOL_RESULTS]{json.dumps(result)}[/TOOL_RESULTS]" in prompt
 
 
 def openai_calls(oai: openai.OpenAI, model: str, seed: int, stream: bool) -> list[tuple[str, dict]]:
@@ -200,12 +230,12 @@ def openai_calls(oai: openai.OpenAI, model: str, seed: int, stream: bool) -> lis
             calls[call.index] = (call.function.name, json.loads(call.function.arguments))
         finish = chunk.choices[0].finish_reason or finish
     assert finish == "tool_calls", (seed, finish, text)
-    assert "<tool_call>" not in text  # the call's syntax never leaks into the text
+    assert "<tool_call>" not in text and "[TOOL_CALLS]" not in text  # the call's syntax never leaks into the text
     return [calls[i] for i in sorted(calls)]
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
-@pytest.mark.parametrize("model", ["hermes", "llama3"])
+@pytest.mark.parametrize("model", ["hermes", "llama3", "mistral"])
 def test_forced_calls_come_in_the_native_syntax_and_validate(oai, model, stream):
     for seed in SEEDS:
         calls = openai_calls(oai, model, seed, stream)
@@ -267,3 +297,30 @@ def test_llama3_refuses_a_history_turn_with_two_calls(oai):
     two = [*ASK, {**HISTORY[1], "tool_calls": [call, {**call, "id": "call_2"}]}, HISTORY[2]]
     with pytest.raises(openai.BadRequestError, match="renders one call a turn"):
         oai.chat.completions.create(model="llama3", messages=two, tools=[WEATHER], max_tokens=8)
+
+
+def test_mistral_calls_keep_the_ids_the_model_wrote_through_a_follow_up(live, oai):
+    """The id in the answer is the one the model wrote (9 letters and digits, as its template takes back), and a
+    follow-up that sends the call and its result with that id renders them with it, and is answered."""
+    first = oai.chat.completions.create(
+        model="mistral",
+        messages=ASK,
+        tools=[WEATHER],
+        tool_choice="required",
+        parallel_tool_calls=False,  # greedy, this model repeats the call until its token limit
+        temperature=0,
+        max_tokens=MAX_TOKENS,
+    )
+    (call,) = first.choices[0].message.tool_calls or [None]
+    assert call is not None and re.fullmatch(r"[a-zA-Z0-9]{9}", call.id), first.choices[0]
+    messages = [
+        *ASK,
+        first.choices[0].message.model_dump(exclude_none=True),
+        {"role": "tool", "tool_call_id": call.id, "content": "18 degrees, clear"},
+    ]
+    prompt = rendered_prompt(live, "mistral", messages, [WEATHER])
+    assert f'"id": "{call.id}"}}]' in prompt and f'"call_id": "{call.id}"}}[/TOOL_RESULTS]' in prompt
+    follow = oai.chat.completions.create(
+        model="mistral", messages=messages, tools=[WEATHER], tool_choice="none", temperature=0, max_tokens=16
+    )
+    assert follow.choices[0].finish_reason in ("stop", "length") and not follow.choices[0].message.tool_calls

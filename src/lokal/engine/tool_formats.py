@@ -7,6 +7,8 @@ A template that renders `tools` itself was trained on a format of its own, and a
   the template wraps in `<tool_response>`.
 - **Llama 3.x** (the template has the `ipython` role): one call, the whole answer, as
   `{"name": ..., "parameters": {...}}`; results come back as `ipython` turns.
+- **Mistral** (the template holds `[TOOL_CALLS]`): every call in one array after any text,
+  `[TOOL_CALLS][{"name": ..., "arguments": {...}, "id": "a1b2c3d4e"}]`, ids of 9 letters and digits.
 - **Generic** (every other template, `lokal.engine.tools`): the tools described in the system turn and a call
   as `{"tool_calls": [...]}`.
 
@@ -22,7 +24,10 @@ Everything here is pure; the engine picks the format once per model (`detect`).
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
+import re
+import string
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -167,15 +172,27 @@ class NativeFormat(ToolFormat):
         return variants[0] if len(variants) == 1 else {"anyOf": variants}
 
 
-class HermesFormat(NativeFormat):
-    """`<tool_call>{"name": ..., "arguments": {...}}</tool_call>`, one block per call, after any text."""
+class TaggedFormat(NativeFormat):
+    """Calls in blocks that open with a tag (`OPEN`, then JSON, then `CLOSE`), after any text the model writes
+    first: that text is the answer's content, and the first tag starts the call (a lazy grammar's trigger)."""
 
-    name = "hermes"
-    OPEN, CLOSE = "<tool_call>", "</tool_call>"
+    OPEN = CLOSE = ""
 
     def shape(self, req: ToolRequest) -> CallShape:
-        # Lazy: text first, then the first tag starts the grammar, which holds the rest to calls.
-        return CallShape(self.call_schema(req), r"^[\s\S]*?(<tool_call>[\s\S]*)", self.OPEN, self.CLOSE, req.max_calls)
+        trigger = rf"^[\s\S]*?({re.escape(self.OPEN)}[\s\S]*)"
+        return CallShape(self.block_schema(req), trigger, self.OPEN, self.CLOSE, self.blocks(req))
+
+    def block_schema(self, req: ToolRequest) -> dict[str, Any]:
+        """The JSON in one block."""
+        raise NotImplementedError
+
+    def blocks(self, req: ToolRequest) -> int:
+        """How many blocks an answer may hold."""
+        raise NotImplementedError
+
+    def block_calls(self, data: Any, req: ToolRequest) -> list[ToolCall] | None:
+        """The calls one block's JSON holds, or None if it is not valid calls."""
+        raise NotImplementedError
 
     def parse(self, text: str, req: ToolRequest) -> tuple[str, list[ToolCall] | None]:
         start = text.find(self.OPEN)
@@ -192,10 +209,10 @@ class HermesFormat(NativeFormat):
             except ValueError:
                 return text, None
             at = _skip_space(text, at)
-            call = _valid_call(data, req, self.arguments_key)
-            if call is None or not text.startswith(self.CLOSE, at):
+            found = self.block_calls(data, req)
+            if found is None or not text.startswith(self.CLOSE, at):
                 return text, None
-            calls.append(call)
+            calls.extend(found)
             at = _skip_space(text, at + len(self.CLOSE))
         if len(calls) > req.max_calls:
             return text, None
@@ -207,6 +224,120 @@ class HermesFormat(NativeFormat):
             return Scan(text[:start], text[start:], call=True)
         keep = _tag_prefix_length(text, self.OPEN)
         return Scan(text[: len(text) - keep], text[len(text) - keep :])
+
+
+class HermesFormat(TaggedFormat):
+    """`<tool_call>{"name": ..., "arguments": {...}}</tool_call>`, one block per call, after any text."""
+
+    name = "hermes"
+    OPEN, CLOSE = "<tool_call>", "</tool_call>"
+
+    def block_schema(self, req: ToolRequest) -> dict[str, Any]:
+        return self.call_schema(req)
+
+    def blocks(self, req: ToolRequest) -> int:
+        return req.max_calls
+
+    def block_calls(self, data: Any, req: ToolRequest) -> list[ToolCall] | None:
+        call = _valid_call(data, req, self.arguments_key)
+        return [call] if call is not None else None
+
+
+class MistralFormat(TaggedFormat):
+    """Mistral 7B v0.3, Nemo and their kin: `[TOOL_CALLS][{"name": ..., "arguments": {...}, "id": ...}, ...]`,
+    every call in one array, each with an id of exactly 9 letters and digits.
+
+    Its templates refuse any other id (`raise_exception`) in the history, both on a past call and on the tool
+    result that answers it, so `render` gives a client's ids (`call_x1y2z3w4`) a 9-character form, the same
+    one every time, and a tool result without `tool_call_id` (Ollama's clients send only `tool_name`) the id of
+    the call it answers. A call the model writes keeps the id it wrote (that is the id the client sends back),
+    unless an earlier call of the answer has it."""
+
+    name = "mistral"
+    OPEN = "[TOOL_CALLS]"
+
+    def block_schema(self, req: ToolRequest) -> dict[str, Any]:
+        one = self.call_schema(req)
+        variants = one.get("anyOf", [one])
+        item_id = {"type": "string", "pattern": "^[a-zA-Z0-9]{9}$"}
+        items = [
+            {**v, "properties": {**v["properties"], "id": item_id}, "required": [*v["required"], "id"]}
+            for v in variants
+        ]
+        return {
+            "type": "array",
+            "items": items[0] if len(items) == 1 else {"anyOf": items},
+            "minItems": 1,
+            "maxItems": req.max_calls,
+        }
+
+    def blocks(self, req: ToolRequest) -> int:
+        return 1
+
+    def block_calls(self, data: Any, req: ToolRequest) -> list[ToolCall] | None:
+        if not isinstance(data, list) or not data:
+            return None
+        calls: list[ToolCall] = []
+        for item in data:
+            call = _valid_call(item, req, self.arguments_key)
+            if call is None:
+                return None
+            # The model's id, unless it wrote that one already (a small model writes "123456789" for each call):
+            # then one of its kind, so each result still pairs with its call.
+            taken = {c.id for c in calls}
+            given = item.get("id")
+            call_id = given if _is_mistral_id(given) and given not in taken else _mistral_id(call.id)
+            calls.append(dataclasses.replace(call, id=call_id))
+        return calls
+
+    def render(self, messages: Sequence[dict[str, Any]], req: ToolRequest | None) -> tuple[list[dict[str, Any]], dict]:
+        out, extra = super().render(messages, req)
+        pending: list[tuple[str, str]] = []  # (name, id) of the last assistant turn's calls not yet answered
+        for i, message in enumerate(out):
+            if message.get("tool_calls"):
+                calls = [
+                    {**call, "id": _mistral_id(call["id"] or f"{i}.{j}")}
+                    for j, call in enumerate(message["tool_calls"])
+                ]
+                message["tool_calls"] = calls
+                pending = [(call["function"]["name"], call["id"]) for call in calls]
+            elif message["role"] == "tool":
+                given = message.get("tool_call_id")
+                if given:
+                    message["tool_call_id"] = _mistral_id(given)
+                    pending = [p for p in pending if p[1] != message["tool_call_id"]]
+                elif pending:
+                    # The first unanswered call of that name, else the first unanswered one.
+                    match = next((p for p in pending if p[0] == message.get("name")), pending[0])
+                    message["tool_call_id"] = match[1]
+                    pending.remove(match)
+                else:
+                    raise InvalidOptions(
+                        f"messages[{i}] is a tool result that answers no call: give its tool_call_id, "
+                        "or the assistant turn with the call before it"
+                    )
+        return out, extra
+
+
+_MISTRAL_ID = re.compile(r"[a-zA-Z0-9]{9}")
+_BASE62 = string.digits + string.ascii_letters
+
+
+def _is_mistral_id(value: Any) -> bool:
+    return isinstance(value, str) and _MISTRAL_ID.fullmatch(value) is not None
+
+
+def _mistral_id(value: str) -> str:
+    """A call id as Mistral's templates take it: itself if it is 9 letters and digits, else 9 base-62 digits
+    of its SHA-256 (the same id each time, so a call and its result still pair up, and a prompt renders alike)."""
+    if _is_mistral_id(value):
+        return value
+    n = int.from_bytes(hashlib.sha256(value.encode()).digest()[:8], "big")
+    digits = []
+    for _ in range(9):
+        n, r = divmod(n, 62)
+        digits.append(_BASE62[r])
+    return "".join(digits)
 
 
 class Llama3Format(NativeFormat):
@@ -256,10 +387,12 @@ def _tag_prefix_length(text: str, tag: str) -> int:
 
 HERMES = HermesFormat()
 LLAMA3 = Llama3Format()
+MISTRAL = MistralFormat()
 #: Markers in the template, in the order llama.cpp's chat.cpp looks for them.
 _MARKERS: tuple[tuple[str, ToolFormat], ...] = (
     ("<tool_call>", HERMES),
     ("<|start_header_id|>ipython<|end_header_id|>", LLAMA3),
+    ("[TOOL_CALLS]", MISTRAL),
 )
 
 

@@ -83,7 +83,9 @@ def call_grammar(shape: CallShape) -> str:
     if not shape.open:
         return grammar
     grammar = re.sub(r"^root ::=", "tool-call ::=", grammar, count=1, flags=re.M)
-    block = f"{json.dumps(shape.open)} tool-space tool-call tool-space {json.dumps(shape.close)}"
+    block = f"{json.dumps(shape.open)} tool-space tool-call"
+    if shape.close:
+        block += f" tool-space {json.dumps(shape.close)}"
     more = f" (tool-space tool-block){{0,{shape.repeat - 1}}}" if shape.repeat > 1 else ""
     return f'root ::= tool-block{more}\ntool-block ::= {block}\ntool-space ::= | " " | "\\n" [ \\t]{{0,20}}\n{grammar}'
 
