@@ -17,7 +17,7 @@ from typing import Any
 
 from lokal import inference, shapes
 from lokal.config import Settings
-from lokal.engine import tool_formats
+from lokal.engine import answer
 from lokal.engine import tools as engine_tools
 from lokal.engine.base import Format
 from lokal.shapes import Response
@@ -58,9 +58,12 @@ class Client:
         context: Sequence[int] | None = None,
         logprobs: bool | None = None,
         top_logprobs: int | None = None,
+        think: bool | str | None = None,
     ) -> Response | Iterator[Response]:
         """Ollama's generate. `logprobs=True` adds each generated token's log-probability (`logprobs` entries
-        with `token`, `logprob`, `bytes`), and `top_logprobs` (0-20) that many alternatives per token."""
+        with `token`, `logprob`, `bytes`), and `top_logprobs` (0-20) that many alternatives per token. `think`
+        (true, false, "low" ... "max"; unset: on for a model that thinks): a thinking model's reasoning comes
+        as `thinking`, apart from the `response`."""
         wanted = inference.logprobs_wanted(logprobs, top_logprobs)
         if not prompt:
             name, reason = inference.load_or_unload(self.manager, model, options=options, keep_alive=keep_alive)
@@ -77,6 +80,7 @@ class Client:
             keep_alive=keep_alive,
             context=context,
             logprobs=wanted,
+            think=think,
         )
         events = _Stream(self._events(run, chat=False, with_context=not raw), run)
         return events if stream else _collect(events, chat=False, with_logprobs=wanted is not None)
@@ -94,11 +98,13 @@ class Client:
         top_logprobs: int | None = None,
         tools: Sequence[Mapping[str, Any]] | None = None,
         tool_choice: str | Mapping[str, Any] | None = None,
+        think: bool | str | None = None,
     ) -> Response | Iterator[Response]:
         """Ollama's chat; `logprobs` and `top_logprobs` as in `generate`. `tools` (Ollama's and OpenAI's
         `{"type": "function", "function": {...}}`): the model may call them, and a call comes back as
         `message.tool_calls` (streamed: whole, in one chunk). `tool_choice` (lokal's, as OpenAI's: "none",
-        "auto", "required" or `{"type": "function", "function": {"name": ...}}`; unset: the model's default)."""
+        "auto", "required" or `{"type": "function", "function": {"name": ...}}`; unset: the model's default).
+        `think` as in `generate`; the reasoning comes as `message.thinking`."""
         wanted = inference.logprobs_wanted(logprobs, top_logprobs)
         tool_request = inference.tool_request(self.manager, model, tools, tool_choice)
         if not messages:
@@ -114,6 +120,7 @@ class Client:
             keep_alive=keep_alive,
             logprobs=wanted,
             tools=tool_request,
+            think=think,
         )
         events = _Stream(self._events(run, chat=True, tool_request=run.tools), run)
         return events if stream else _collect(events, chat=True, with_logprobs=wanted is not None)
@@ -126,21 +133,24 @@ class Client:
         with_context: bool = True,
         tool_request: engine_tools.ToolRequest | None = None,
     ) -> Iterator[Response]:
-        chunk = shapes.chat_chunk if chat else shapes.generate_chunk
-        watcher = tool_formats.CallWatcher(tool_request) if tool_request is not None else None
+        def chunk(text: str, tokens: Any, thinking: str = "", calls: Any = None) -> dict[str, Any]:
+            if chat:
+                return shapes.chat_chunk(run.model, text, tokens, calls, thinking=thinking)
+            return shapes.generate_chunk(run.model, text, tokens, thinking=thinking)
+
+        watcher = answer.AnswerWatcher(tool_request, run.thinking)
         finished = False
         try:
             for piece in run.stream.chunks():
-                text = piece.text if watcher is None else watcher.feed(piece.text)
-                if text or piece.token is not None:
+                thinking, text = watcher.feed(piece.text)
+                if text or thinking or piece.token is not None:
                     tokens = None if piece.token is None else [piece.token]
-                    yield Response.wrap(chunk(run.model, text, tokens))
+                    yield Response.wrap(chunk(text, tokens, thinking))
             completion = run.completion()
             finished = True
-            if watcher is not None:
-                text, calls = watcher.finish()
-                if text or calls:
-                    yield Response.wrap(shapes.chat_chunk(run.model, text, None, calls))
+            thinking, text, calls = watcher.finish()
+            if text or thinking or calls:
+                yield Response.wrap(chunk(text, None, thinking, calls))
             final = (
                 shapes.chat_final(run.model, completion)
                 if chat
@@ -216,6 +226,7 @@ def _collect(events: Iterator[Response], *, chat: bool, with_logprobs: bool = Fa
     """The streamed chunks as one reply, as Ollama answers `stream: false`: the text joined and, when asked
     for, every token's log-probabilities."""
     parts: builtins.list[str] = []
+    reasoning: builtins.list[str] = []
     logprobs: builtins.list[Any] = []
     calls: builtins.list[Any] = []
     final: Response | None = None
@@ -224,6 +235,7 @@ def _collect(events: Iterator[Response], *, chat: bool, with_logprobs: bool = Fa
             final = event
         else:
             parts.append(event["message"]["content"] if chat else event["response"])
+            reasoning.append((event["message"] if chat else event).get("thinking") or "")
             logprobs.extend(event.get("logprobs") or ())
             if chat:
                 calls.extend(event["message"].get("tool_calls") or ())
@@ -232,8 +244,8 @@ def _collect(events: Iterator[Response], *, chat: bool, with_logprobs: bool = Fa
         final["message"]["tool_calls"] = calls
     if with_logprobs:
         final["logprobs"] = logprobs
-    if chat:
-        final["message"]["content"] = "".join(parts)
-    else:
-        final["response"] = "".join(parts)
+    reply = final["message"] if chat else final
+    reply["content" if chat else "response"] = "".join(parts)
+    if any(reasoning):
+        reply["thinking"] = "".join(reasoning)
     return final

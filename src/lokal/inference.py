@@ -14,12 +14,14 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from lokal.config import parse_duration
+from lokal.engine import thinking
 from lokal.engine import tools as engine_tools
 from lokal.engine.base import Completion, Engine, Format
 from lokal.engine.logprobs import check_top
 from lokal.engine.manager import UNSET, EngineManager
 from lokal.engine.options import Options
 from lokal.engine.stream import TokenStream
+from lokal.engine.thinking import Reading
 from lokal.engine.tokens import check_token_ids
 from lokal.engine.tools import ToolRequest
 from lokal.errors import InvalidOptions, NoChatTemplate
@@ -44,6 +46,11 @@ class Run:
     #: A chat's tools, bound to the model's tool format: what its output is read with.
     tools: ToolRequest | None = None
     released: bool = False
+
+    @property
+    def thinking(self) -> Reading | None:
+        """A thinking model's answer: how it splits into reasoning and text (lokal.engine.answer reads it)."""
+        return self.stream.thinking
 
     @property
     def model(self) -> str:
@@ -119,6 +126,18 @@ def model_params(parameters: Mapping[str, Any] | None) -> dict[str, Any] | None:
 _MODEL_ONLY_PARAMS = {"tool_choice": engine_tools.check_model_tool_choice}
 
 
+def think_level(engine: Engine, think: str | bool | None, model: str) -> str | None:
+    """The level an answer thinks at (None: no reasoning) from a request's `think` (`thinking.requested`): unset
+    is "medium" for a model that thinks, as Ollama has it; asked of a model that cannot, Ollama's 400."""
+    if think is None:
+        return "medium" if engine.can_think else None
+    if think is False:
+        return None
+    if not engine.can_think:
+        raise InvalidOptions(f"model '{model}' does not support thinking")  # the name as sent, as Ollama says it
+    return think
+
+
 def tool_request(
     manager: EngineManager,
     model: str,
@@ -166,28 +185,37 @@ def start_generate(
     keep_alive: Any = None,
     context: Sequence[int] | None = None,
     logprobs: int | None = None,
+    think: Any = None,
 ) -> Run:
     """Start a completion. Unless `raw`, the prompt goes through the model's chat template as a user turn
-    (as Ollama does); a model without a template gets the prompt as is. `logprobs`: see `logprobs_wanted`."""
+    (as Ollama does); a model without a template gets the prompt as is. `logprobs`: see `logprobs_wanted`.
+    `think`: Ollama's (true, false, a level; unset thinks on a model that can), see `think_level`."""
     check_top(logprobs)  # before a model loads for a request that cannot run
+    wanted = thinking.requested(think)
+    if raw and wanted:
+        raise InvalidOptions("raw mode does not support think: the prompt is sent as is, without the template")
     alive = keep_alive_seconds(keep_alive)
     engine, load_ns = manager.acquire(model, num_ctx=_num_ctx(manager, model, options), keep_alive=alive)
     try:
         opts = _options(engine, options)
+        reading = None
         if raw:
             tokens: list[int] | str = prompt
         else:
             messages = [{"role": "system", "content": system}] if system else []
             messages.append({"role": "user", "content": prompt})
+            level = think_level(engine, wanted, model)
             try:
-                tokens = engine.render_chat(messages)
+                tokens = engine.render_chat(messages, think=level)
             except NoChatTemplate:
                 system = system or engine.model.system
                 tokens = f"{system}\n\n{prompt}" if system else prompt
+            else:
+                reading = thinking.Reading.of_prompt(tokens) if level is not None else None
         if context:
             history = check_token_ids(context, engine.vocab_size, what="context")
             tokens = [*history, *engine.tokenize(tokens, add_special=False)] if isinstance(tokens, str) else tokens
-        stream = engine.generate(tokens, opts, format=format, logprobs=logprobs)
+        stream = engine.generate(tokens, opts, format=format, logprobs=logprobs, reading=reading)
     except BaseException:
         manager.release(engine, keep_alive=alive)
         raise
@@ -204,17 +232,24 @@ def start_chat(
     keep_alive: Any = None,
     logprobs: int | None = None,
     tools: ToolRequest | None = None,
+    think: Any = None,
 ) -> Run:
-    """Start a chat. `tools` (from `lokal.engine.tools.request`): the model may (or must) call them; the run's
-    output is then read with `run.tools` (bound to the model's tool format) through `tool_formats.CallWatcher`
-    (streamed) or `tool_formats.read_answer`."""
+    """Start a chat. `tools` (from `lokal.engine.tools.request`): the model may (or must) call them. `think`:
+    Ollama's (true, false, a level; unset thinks on a model that can), see `think_level`. The run's output is
+    read with `lokal.engine.answer` (`run.tools`, bound to the model's tool format, and `run.thinking`)."""
     check_top(logprobs)
+    wanted = thinking.requested(think)
     alive = keep_alive_seconds(keep_alive)
     engine, load_ns = manager.acquire(model, num_ctx=_num_ctx(manager, model, options), keep_alive=alive)
     try:
         tools = engine.bind_tools(tools) if tools is not None else None
         stream = engine.chat(
-            [dict(m) for m in messages], _options(engine, options), format=format, logprobs=logprobs, tools=tools
+            [dict(m) for m in messages],
+            _options(engine, options),
+            format=format,
+            logprobs=logprobs,
+            tools=tools,
+            think=think_level(engine, wanted, model),
         )
     except BaseException:
         manager.release(engine, keep_alive=alive)

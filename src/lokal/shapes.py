@@ -55,9 +55,14 @@ def logprobs(tokens: Sequence[GeneratedToken]) -> list[dict[str, Any]]:
     return out
 
 
-def generate_chunk(model: str, text: str, tokens: Sequence[GeneratedToken] | None = None) -> dict[str, Any]:
-    """One streamed piece; with `tokens`, the log-probabilities of the tokens it came from."""
+def generate_chunk(
+    model: str, text: str, tokens: Sequence[GeneratedToken] | None = None, thinking: str = ""
+) -> dict[str, Any]:
+    """One streamed piece; with `tokens`, the log-probabilities of the tokens it came from; `thinking`, a
+    thinking model's reasoning (beside an empty `response`, as Ollama streams it)."""
     out: dict[str, Any] = {"model": model, "created_at": now_rfc3339(), "response": text, "done": False}
+    if thinking:
+        out["thinking"] = thinking
     if tokens is not None:
         out["logprobs"] = logprobs(tokens)
     return out
@@ -70,8 +75,10 @@ def tool_calls(calls: Sequence[ToolCall]) -> list[dict[str, Any]]:
     ]
 
 
-def _assistant(text: str, calls: Sequence[ToolCall] | None) -> dict[str, Any]:
+def _assistant(text: str, calls: Sequence[ToolCall] | None, thinking: str = "") -> dict[str, Any]:
     message: dict[str, Any] = {"role": "assistant", "content": text}
+    if thinking:
+        message["thinking"] = thinking
     if calls:
         message["tool_calls"] = tool_calls(calls)
     return message
@@ -82,12 +89,14 @@ def chat_chunk(
     text: str,
     tokens: Sequence[GeneratedToken] | None = None,
     calls: Sequence[ToolCall] | None = None,
+    thinking: str = "",
 ) -> dict[str, Any]:
-    """One streamed piece; a tool call comes whole in one chunk (`calls`), with empty content."""
+    """One streamed piece; a tool call comes whole in one chunk (`calls`), with empty content; `thinking`, a
+    thinking model's reasoning."""
     out: dict[str, Any] = {
         "model": model,
         "created_at": now_rfc3339(),
-        "message": _assistant(text, calls),
+        "message": _assistant(text, calls, thinking),
         "done": False,
     }
     if tokens is not None:
@@ -96,7 +105,13 @@ def chat_chunk(
 
 
 def generate_final(
-    model: str, completion: Completion, *, text: str = "", with_context: bool = True, with_logprobs: bool = False
+    model: str,
+    completion: Completion,
+    *,
+    text: str = "",
+    with_context: bool = True,
+    with_logprobs: bool = False,
+    thinking: str = "",
 ) -> dict[str, Any]:
     """The last object: `done`, the reason, the timings; `with_logprobs` (a reply that was not streamed) adds
     every generated token's log-probabilities."""
@@ -107,6 +122,8 @@ def generate_final(
         "done": True,
         "done_reason": completion.done_reason,
     }
+    if thinking:
+        out["thinking"] = thinking
     if with_context:
         out["context"] = list(completion.context)
     out.update(completion.timings())
@@ -122,13 +139,14 @@ def chat_final(
     text: str = "",
     with_logprobs: bool = False,
     calls: Sequence[ToolCall] | None = None,
+    thinking: str = "",
 ) -> dict[str, Any]:
-    """The last object; a reply that was not streamed carries its tool `calls` here (`done_reason` stays "stop",
-    as Ollama's does: it has no "tool_calls" reason)."""
+    """The last object; a reply that was not streamed carries its tool `calls` (and `thinking`) here
+    (`done_reason` stays "stop", as Ollama's does: it has no "tool_calls" reason)."""
     out: dict[str, Any] = {
         "model": model,
         "created_at": now_rfc3339(),
-        "message": _assistant(text, calls),
+        "message": _assistant(text, calls, thinking),
         "done": True,
         "done_reason": completion.done_reason,
     }

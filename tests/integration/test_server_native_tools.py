@@ -13,14 +13,12 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 
-import gguf
 import jsonschema
 import ollama
 import openai
 import pytest
-from gguf.scripts.gguf_new_metadata import MetadataDetails, copy_with_new_metadata
+from gguf_copies import with_template
 from server_fixture import LiveServer, serve
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -136,16 +134,6 @@ HISTORY = [
 ]
 MAX_TOKENS = 640  # 8 calls (the limit) with the model's indentation: up to about 400 tokens
 SEEDS = range(6)
-
-
-def with_template(source: Path, target: Path, template: str) -> Path:
-    """A copy of a GGUF file with another chat template (tensors as they are)."""
-    reader = gguf.GGUFReader(source)
-    arch = reader.get_field(gguf.Keys.General.ARCHITECTURE)
-    writer = gguf.GGUFWriter(target, arch=arch.contents(), endianess=reader.endianess)
-    new = {gguf.Keys.Tokenizer.CHAT_TEMPLATE: MetadataDetails(gguf.GGUFValueType.STRING, template)}
-    copy_with_new_metadata(reader, writer, new, [])
-    return target
 
 
 @pytest.fixture(scope="module")

@@ -18,9 +18,10 @@ from lokal.engine.base import Completion, Format, GeneratedToken, TokenChoice, T
 from lokal.engine.messages import normalise_messages
 from lokal.engine.options import Options
 from lokal.engine.stream import TokenStream
+from lokal.engine.thinking import Reading
 from lokal.engine.tokens import check_token_ids
 from lokal.engine.tools import ToolRequest, messages_for
-from lokal.errors import ModelNotFound, NoChatTemplate
+from lokal.errors import InvalidOptions, ModelNotFound, NoChatTemplate
 from lokal.store.memory import MemoryEstimate
 from lokal.store.types import LocalModel, ModelDetails
 
@@ -82,8 +83,10 @@ class FakeEngine:
         has_template: bool = True,
         generate_error: BaseException | None = None,
         tool_pieces: Sequence[str] | None = None,
+        can_think: bool = False,
     ) -> None:
         self.model = model
+        self.can_think = can_think
         self.context_length = context_length
         self.num_parallel = num_parallel
         self.pieces = tuple(pieces)
@@ -145,13 +148,23 @@ class FakeEngine:
         format: Format = None,
         add_special: bool = True,
         logprobs: int | None = None,
+        reading: Reading | None = None,
     ) -> TokenStream:
         self.generate_calls.append(
-            {"prompt": prompt, "options": options, "format": format, "add_special": add_special, "logprobs": logprobs}
+            {
+                "prompt": prompt,
+                "options": options,
+                "format": format,
+                "add_special": add_special,
+                "logprobs": logprobs,
+                "reading": reading,
+            }
         )
         if self.generate_error is not None:
             raise self.generate_error
-        return self._stream(self.tokenize(prompt, add_special=add_special), logprobs)
+        stream = self._stream(self.tokenize(prompt, add_special=add_special), logprobs)
+        stream.thinking = reading
+        return stream
 
     def chat(
         self,
@@ -161,24 +174,41 @@ class FakeEngine:
         format: Format = None,
         logprobs: int | None = None,
         tools: ToolRequest | None = None,
+        think: str | None = None,
     ) -> TokenStream:
         self.chat_calls.append(
-            {"messages": list(messages), "options": options, "format": format, "logprobs": logprobs, "tools": tools}
+            {
+                "messages": list(messages),
+                "options": options,
+                "format": format,
+                "logprobs": logprobs,
+                "tools": tools,
+                "think": think,
+            }
         )
         if self.generate_error is not None:
             raise self.generate_error
         pieces = self.tool_pieces if tools is not None and tools.offered else None
-        return self._stream(self.tokenize(self.render_chat(messages, tools)), logprobs, pieces)
+        prompt = self.render_chat(messages, tools, think)
+        stream = self._stream(self.tokenize(prompt), logprobs, pieces)
+        stream.thinking = Reading.of_prompt(prompt) if think is not None else None
+        return stream
 
     def bind_tools(self, tools: ToolRequest) -> ToolRequest:
         return tools  # the generic format
 
-    def render_chat(self, messages: Sequence[dict[str, Any]], tools: ToolRequest | None = None) -> str:
+    def render_chat(
+        self, messages: Sequence[dict[str, Any]], tools: ToolRequest | None = None, think: str | None = None
+    ) -> str:
+        """A template of its own; a thinking fake (`can_think`) opens the reasoning when asked to think."""
         self.rendered.append([dict(m) for m in messages])
         if not self.has_template:
             raise NoChatTemplate(f"model '{self.model.name}' has no chat template")
+        if think is not None and not self.can_think:
+            raise InvalidOptions(f"model '{self.model.name}' does not support thinking")
         rendered = messages_for(normalise_messages(messages), tools)
-        return "".join(f"<|{m['role']}|>{m['content']}\n" for m in rendered) + "<|assistant|>"
+        prompt = "".join(f"<|{m['role']}|>{m['content']}\n" for m in rendered) + "<|assistant|>"
+        return prompt + "<think>\n" if think is not None else prompt
 
     # -- tokens -----------------------------------------------------------------------------------
     def tokenize(self, text: str | Sequence[int], *, add_special: bool = True) -> list[int]:

@@ -142,12 +142,19 @@ def test_a_refused_field_is_a_400_naming_it_and_passes_when_it_asks_nothing(
         assert response.status_code == 200, response.text
 
 
-def test_thinking_keeps_the_text_clients_match() -> None:
-    """Clients look for this substring (api-2026.md, "What clients break on" 7); for tools, which only the
-    transformers engine refuses, see tests/unit/test_tools.py."""
-    with pytest.raises(InvalidOptions, match="model 'm' does not support thinking"):
-        fields.refuse("POST /api/chat", {"model": "m", "think": "high"})
-    fields.refuse("POST /api/chat", {"model": "m", "think": False, "unknown_to_both": {"x": 1}})  # passes
+def test_thinking_keeps_the_text_clients_match(client: TestClient) -> None:
+    """Clients look for this substring (api-2026.md, "What clients break on" 7), with the model as sent; for
+    tools, which only the transformers engine refuses, see tests/unit/test_tools.py."""
+    for path in ("/api/chat", "/api/generate"):
+        body = {**base_body(f"POST {path}"), "think": "high"}
+        response = client.post(path, json=body)
+        assert response.status_code == 400 and response.json() == {
+            "error": f"model '{MODEL}' does not support thinking"
+        }
+    response = client.post(
+        "/v1/chat/completions", json={**base_body("POST /v1/chat/completions"), "reasoning_effort": "low"}
+    )
+    assert response.status_code == 400 and "does not support thinking" in response.json()["error"]["message"]
 
 
 def test_docs_carry_the_table_the_code_has() -> None:

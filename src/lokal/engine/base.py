@@ -103,6 +103,9 @@ class GenerationStream(Protocol):
 
     def cancel(self) -> None: ...
 
+    #: A thinking model's answer: how it splits into reasoning and text (lokal.engine.thinking.Reading), or None.
+    thinking: Any
+
 
 @runtime_checkable
 class Engine(Protocol):
@@ -113,6 +116,7 @@ class Engine(Protocol):
     context_length: int  # tokens available to one sequence
     num_parallel: int  # sequences decoded together
     vocab_size: int  # valid token ids are 0 to vocab_size - 1 (checked before any id reaches the runtime)
+    can_think: bool  # its template has a reasoning section (lokal.engine.thinking.can_think)
 
     def generate(
         self,
@@ -122,9 +126,11 @@ class Engine(Protocol):
         format: Format = None,
         add_special: bool = True,
         logprobs: int | None = None,
+        reading: Any = None,
     ) -> GenerationStream:
         """Start generating from a raw prompt (no template) and return its stream at once. `logprobs`: None for
-        none, else each generated token's log-probability with that many (0 to MAX_TOP_LOGPROBS) alternatives."""
+        none, else each generated token's log-probability with that many (0 to MAX_TOP_LOGPROBS) alternatives.
+        `reading`: the prompt asks a thinking model to think (lokal.engine.thinking.Reading, from `chat`)."""
         ...
 
     def chat(
@@ -135,8 +141,11 @@ class Engine(Protocol):
         format: Format = None,
         logprobs: int | None = None,
         tools: ToolRequest | None = None,
+        think: str | None = None,
     ) -> GenerationStream:
-        """Render `messages` with the model's chat template, then generate. With `tools`, the tools are described
+        """Render `messages` with the model's chat template, then generate. `think`: a thinking model's level
+        ("low" ... "max", lokal.engine.thinking), or None for no reasoning; the stream's `thinking` then says how
+        to split the answer. With `tools`, the tools are described
         in the prompt and a call is held to their schemas, in the model's tool format (`bind_tools`); the output
         is read with `tool_formats.read_answer`. An engine that cannot constrain output raises `Unsupported`."""
         ...
@@ -146,7 +155,9 @@ class Engine(Protocol):
         holds them to, and what its output must be read with."""
         ...
 
-    def render_chat(self, messages: Sequence[dict[str, Any]], tools: ToolRequest | None = None) -> str: ...
+    def render_chat(
+        self, messages: Sequence[dict[str, Any]], tools: ToolRequest | None = None, think: str | None = None
+    ) -> str: ...
 
     def tokenize(self, text: str, *, add_special: bool = True) -> list[int]: ...
 

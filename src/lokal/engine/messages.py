@@ -53,6 +53,11 @@ def normalise_messages(messages: Sequence[Any], system: str | None = None) -> li
         for key in ("tool_name", "tool_call_id", "name"):
             if message.get(key) is not None:
                 entry[key] = message[key]
+        # An assistant turn's reasoning: Ollama's `thinking`, OpenAI-compatible servers' `reasoning_content`
+        # (what thinking templates, Qwen 3's among them, read).
+        reasoning = message.get("reasoning_content") or message.get("thinking")
+        if role == "assistant" and isinstance(reasoning, str) and reasoning:
+            entry["reasoning_content"] = reasoning
         out.append(entry)
     if system and not any(m["role"] == "system" for m in out):
         out.insert(0, {"role": "system", "content": system})

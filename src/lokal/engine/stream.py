@@ -17,6 +17,7 @@ import contextlib
 import queue
 import threading
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from typing import Any
 
 from lokal.engine.base import Chunk, Completion, GeneratedToken
 
@@ -41,6 +42,8 @@ class TokenStream:
         self.cancelled = False
         self.first_piece_at: float | None = None  # perf_counter() of the first piece, for TTFT
         self._held: list[object] | None = None  # deliveries kept back until `flush_all`
+        #: Set by the engine when the answer is a thinking model's (lokal.engine.thinking.Reading): how to split it.
+        self.thinking: Any = None
 
     # -- worker side -------------------------------------------------------------------------
     def _deliver(self, item: object) -> None:

@@ -243,14 +243,14 @@ def messages_for(messages: Sequence[dict[str, Any]], req: ToolRequest | None) ->
             if role != "assistant":
                 raise InvalidOptions(f"messages[{i}]: only an assistant message can have tool_calls")
             text = _call_json(message["tool_calls"], f"messages[{i}]", names)
-            out.append({"role": "assistant", "content": text})
+            out.append(_with_reasoning({"role": "assistant", "content": text}, message))
         elif role == "tool":
             response = {"tool": message.get("tool_name") or message.get("name") or "", "content": message["content"]}
             if message.get("tool_call_id"):
                 response["tool_call_id"] = message["tool_call_id"]
             out.append({"role": "user", "content": json.dumps({"tool_response": response}, ensure_ascii=False)})
         else:
-            out.append({"role": role, "content": message["content"]})
+            out.append(_with_reasoning({"role": role, "content": message["content"]}, message))
     if req is not None and req.offered:
         instructions = system_text(req)
         if out and out[0]["role"] == "system":
@@ -258,6 +258,13 @@ def messages_for(messages: Sequence[dict[str, Any]], req: ToolRequest | None) ->
         else:
             out.insert(0, {"role": "system", "content": instructions})
     return out
+
+
+def _with_reasoning(entry: dict[str, Any], message: dict[str, Any]) -> dict[str, Any]:
+    """An assistant turn's reasoning (lokal.engine.thinking) is kept for a thinking template to render."""
+    if message.get("reasoning_content"):
+        entry["reasoning_content"] = message["reasoning_content"]
+    return entry
 
 
 def looks_like_call(text: str) -> bool:

@@ -50,7 +50,10 @@ def ignored(note: str) -> Field:
 
 
 _TOOLS = ok("functions the model may call, for every model (lokal.engine.tools: described in the prompt, grammar-held)")
-_THINK = no("model '{model}' does not support thinking")
+_THINK = ok(
+    "true, false or a level (low, medium, high, max): a thinking model's reasoning, apart from the answer; "
+    "unset: it thinks; a model that cannot: 400 does not support thinking"
+)
 _LOGPROBS = ok("each generated token's log-probability (the log-softmax of the model's raw logits)")
 _TOP_LOGPROBS = ok("0 to 20 most likely alternatives per token; needs logprobs: true")
 _IMAGES = no("model '{model}' does not support images")
@@ -148,8 +151,9 @@ ROUTES: dict[str, dict[str, Field]] = {
         "logprobs": _LOGPROBS,
         "top_logprobs": _TOP_LOGPROBS,
         "logit_bias": no("logit_bias is not supported yet; drop it"),
-        "reasoning_effort": no(
-            "model '{model}' does not support thinking (reasoning_effort)", asks=lambda v: v not in (None, "none")
+        "reasoning_effort": ok(
+            "a thinking model's level (none: off, minimal: low, xhigh: max, as Ollama maps it); "
+            "its reasoning comes as reasoning_content"
         ),
         "verbosity": no("verbosity is not supported; drop it (or ask for brevity in the prompt)"),
         "modalities": no("only text output is supported (modalities)", asks=lambda v: v not in (None, ["text"])),

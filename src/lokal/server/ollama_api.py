@@ -22,7 +22,7 @@ from starlette.requests import ClientDisconnect
 
 from lokal import inference, shapes
 from lokal._version import __version__
-from lokal.engine import tool_formats, tools
+from lokal.engine import answer, tools
 from lokal.errors import InvalidOptions, LokalError
 from lokal.server import ollama_schemas as S
 from lokal.server.body import JSONBodyRoute
@@ -70,17 +70,20 @@ async def _answer(
     """Stream (NDJSON) or collect one run; a client that leaves cancels it at once. `with_logprobs`: each
     streamed chunk carries its tokens' log-probabilities (even one whose text is held back), a reply that is
     not streamed all of them. `tool_request`: the output may be a call, sent whole in one chunk (see
-    `tool_formats.CallWatcher`)."""
+    `tool_formats.CallWatcher`); a thinking model's reasoning is split from the text (`lokal.engine.answer`).
+    """
     metrics = request.app.state.metrics
     started = time.perf_counter()
     model = run.model
 
-    def final(completion: Any, text: str = "", calls: Any = None) -> dict[str, Any]:
+    def final(completion: Any, text: str = "", calls: Any = None, thinking: str = "") -> dict[str, Any]:
         all_logprobs = with_logprobs and not stream
         if chat:
-            return shapes.chat_final(model, completion, text=text, with_logprobs=all_logprobs, calls=calls)
+            return shapes.chat_final(
+                model, completion, text=text, with_logprobs=all_logprobs, calls=calls, thinking=thinking
+            )
         return shapes.generate_final(
-            model, completion, text=text, with_context=with_context, with_logprobs=all_logprobs
+            model, completion, text=text, with_context=with_context, with_logprobs=all_logprobs, thinking=thinking
         )
 
     if not stream:
@@ -102,14 +105,15 @@ async def _answer(
             run.release()
         completion = run.completion()
         metrics.completed(model, completion, first[0] - started if first else None)
-        calls = None
-        if tool_request is not None:
-            text, calls = tool_formats.read_answer(text, tool_request)
-        return JSONResponse(final(completion, text, calls))
+        thinking, text, calls = answer.read(text, tool_request, run.thinking)
+        return JSONResponse(final(completion, text, calls, thinking))
 
-    chunk = shapes.chat_chunk if chat else shapes.generate_chunk
+    def chunk(text: str, tokens: Any, thinking: str = "", calls: Any = None) -> dict[str, Any]:
+        if chat:
+            return shapes.chat_chunk(model, text, tokens, calls, thinking=thinking)
+        return shapes.generate_chunk(model, text, tokens, thinking=thinking)
 
-    watcher = tool_formats.CallWatcher(tool_request) if tool_request is not None else None
+    watcher = answer.AnswerWatcher(tool_request, run.thinking)
 
     async def body() -> AsyncIterator[bytes]:
         first_at = None
@@ -118,18 +122,17 @@ async def _answer(
             async for piece in run.stream.achunks():
                 if first_at is None:
                     first_at = time.perf_counter()
-                text = piece.text if watcher is None else watcher.feed(piece.text)
-                if text or piece.token is not None:
+                thinking, text = watcher.feed(piece.text)
+                if text or thinking or piece.token is not None:
                     tokens = None if piece.token is None else [piece.token]
-                    yield ndjson_line(chunk(model, text, tokens))
+                    yield ndjson_line(chunk(text, tokens, thinking))
             completion = run.completion()
             finished = True
             run.release()
             metrics.completed(model, completion, first_at - started if first_at else None)
-            if watcher is not None:
-                text, calls = watcher.finish()
-                if text or calls:
-                    yield ndjson_line(shapes.chat_chunk(model, text, None, calls))
+            thinking, text, calls = watcher.finish()
+            if text or thinking or calls:
+                yield ndjson_line(chunk(text, None, thinking, calls))
             yield ndjson_line(final(completion))
         except LokalError as exc:  # after the first byte the status is sent: report in the stream
             yield ndjson_line({"error": str(exc)})
@@ -178,6 +181,7 @@ async def generate(body: S.GenerateRequest, request: Request) -> Response:
         keep_alive=body.keep_alive,
         context=body.context,
         logprobs=logprobs,
+        think=body.think,
     )
     return await _answer(
         request, run, chat=False, stream=body.stream, with_context=not body.raw, with_logprobs=logprobs is not None
@@ -205,6 +209,7 @@ async def chat(body: S.ChatRequest, request: Request) -> Response:
         keep_alive=body.keep_alive,
         logprobs=logprobs,
         tools=tool_request,
+        think=body.think,
     )
     return await _answer(
         request,

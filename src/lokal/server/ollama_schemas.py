@@ -43,6 +43,7 @@ class GenerateRequest(_ModelRequest):
     options: dict[str, Any] | None = None
     logprobs: bool | None = None
     top_logprobs: int | None = None
+    think: bool | str | None = None  # true, false, or "low" / "medium" / "high" / "max"
 
 
 class Message(_Request):
@@ -52,6 +53,7 @@ class Message(_Request):
     tool_calls: list[dict[str, Any]] | None = None  # an assistant turn's calls (checked against the tools)
     tool_name: str | None = None
     tool_call_id: str | None = None  # Ollama's server reads it too (ollama-python does not send it)
+    thinking: str | None = None  # an assistant turn's reasoning, given to the template as reasoning_content
 
 
 class ChatRequest(_ModelRequest):
@@ -67,6 +69,7 @@ class ChatRequest(_ModelRequest):
     parallel_tool_calls: bool | None = None
     logprobs: bool | None = None
     top_logprobs: int | None = None
+    think: bool | str | None = None  # true, false, or "low" / "medium" / "high" / "max"
 
 
 class EmbedRequest(_ModelRequest):

@@ -30,7 +30,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict
 
 from lokal import inference
-from lokal.engine import tool_formats, tools
+from lokal.engine import answer, thinking, tools
 from lokal.engine.base import GeneratedToken, TokenChoice
 from lokal.engine.logprobs import check_top
 from lokal.errors import InvalidOptions, LokalError, ModelNotFound
@@ -59,6 +59,7 @@ class ChatMessage(_Body):
     name: str | None = None
     tool_calls: list[dict[str, Any]] | None = None  # an assistant turn's calls (checked against the tools)
     tool_call_id: str | None = None
+    reasoning_content: str | None = None  # an assistant turn's reasoning, as llama-server and lokal return it
 
 
 class StreamOptions(_Body):
@@ -112,6 +113,7 @@ class ChatCompletionRequest(_Sampling):
     tools: list[dict[str, Any]] | None = None
     tool_choice: str | dict[str, Any] | None = None
     parallel_tool_calls: bool | None = None
+    reasoning_effort: str | None = None  # a thinking model's level, mapped as Ollama maps it ("none": off)
 
 
 class CompletionRequest(_Sampling):
@@ -240,15 +242,16 @@ async def _respond(
         if with_logprobs:
             tokens = list(completion.logprobs)
             choice["logprobs"] = _chat_logprobs(tokens) if chat else _legacy_generated(tokens, len(echo))
-        calls = None
-        if tool_request is not None:
-            text, calls = tool_formats.read_answer(text, tool_request)
+        reasoning, text, calls = answer.read(text, tool_request, run.thinking)
         if calls:
             message = {"role": "assistant", "content": text or None, "tool_calls": _tool_calls(calls)}
-            choice["message"] = message
             choice["finish_reason"] = "tool_calls"
-        elif chat:
-            choice["message"] = {"role": "assistant", "content": text}
+        else:
+            message = {"role": "assistant", "content": text}
+        if reasoning:
+            message["reasoning_content"] = reasoning
+        if chat:
+            choice["message"] = message
         else:
             choice["text"] = echo + text
         return JSONResponse(
@@ -273,11 +276,14 @@ async def _respond(
         first: bool = False,
         logprobs: dict[str, Any] | None = None,
         calls: list[dict[str, Any]] | None = None,
+        reasoning: str = "",
     ) -> dict[str, Any]:
         if chat:
             delta: dict[str, Any] = {"role": "assistant", "content": delta_text or ""} if first else {}
             if delta_text is not None and not first:
                 delta["content"] = delta_text
+            if reasoning:  # as llama-server streams it: beside an empty content
+                delta["reasoning_content"] = reasoning
             if calls:
                 delta["tool_calls"] = calls
             c: dict[str, Any] = {"index": 0, "delta": delta, "finish_reason": finish, "logprobs": logprobs}
@@ -292,7 +298,7 @@ async def _respond(
             "choices": [c],
         }
 
-    watcher = tool_formats.CallWatcher(tool_request) if tool_request is not None else None
+    watcher = answer.AnswerWatcher(tool_request, run.thinking)
 
     async def events() -> AsyncIterator[bytes]:
         first_at = None
@@ -302,15 +308,15 @@ async def _respond(
                 yield sse_event(chunk(echo, None))
             offset = len(echo)  # where the next piece starts in the legacy text (its text_offset)
             async for piece in run.stream.achunks():
-                text = piece.text if watcher is None else watcher.feed(piece.text)
-                if not text and piece.token is None:
-                    continue  # held back: the start of what may be a tool call
+                reasoning, text = watcher.feed(piece.text)
+                if not text and not reasoning and piece.token is None:
+                    continue  # held back: the start of what may be a tool call, or of a tag
                 logprobs = None
                 if piece.token is not None:
                     tokens = [piece.token]
                     logprobs = _chat_logprobs(tokens) if chat else _legacy_generated(tokens, offset)
                 offset += len(text)
-                yield sse_event(chunk(text, None, first=first_at is None, logprobs=logprobs))
+                yield sse_event(chunk(text, None, first=first_at is None, logprobs=logprobs, reasoning=reasoning))
                 if first_at is None:
                     first_at = time.perf_counter()
             completion = run.completion()
@@ -319,13 +325,11 @@ async def _respond(
             metrics.completed(run.model, completion, first_at - started if first_at else None)
             if first_at is None and chat:
                 yield sse_event(chunk("", None, first=True))
-            calls = None
-            if watcher is not None:
-                text, calls = watcher.finish()
-                if text:
-                    yield sse_event(chunk(text, None))
-                if calls:
-                    yield sse_event(chunk(None, None, calls=_tool_calls(calls, streamed=True)))
+            reasoning, text, calls = watcher.finish()
+            if text or reasoning:
+                yield sse_event(chunk(text, None, reasoning=reasoning))
+            if calls:
+                yield sse_event(chunk(None, None, calls=_tool_calls(calls, streamed=True)))
             yield sse_event(chunk(None, "tool_calls" if calls else _finish_reason(completion)))
             if include_usage:
                 yield sse_event(
@@ -372,6 +376,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Res
         options=body.ollama_options(),
         logprobs=logprobs,
         tools=tool_request,
+        think=thinking.from_reasoning_effort(body.reasoning_effort),
     )
     return await _respond(request, run, body, chat=True, with_logprobs=logprobs is not None, tool_request=run.tools)
 

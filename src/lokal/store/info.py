@@ -18,6 +18,7 @@ from lokal.store.gguf_info import GGUFInfo, load_cached_info, read_gguf_info
 from lokal.store.layout import StoreLayout
 from lokal.store.memory import MemoryEstimate
 from lokal.store.sources.checkpoint import CheckpointInfo
+from lokal.store.template_facts import can_think
 from lokal.store.types import LocalModel, ModelDetails
 
 
@@ -143,9 +144,17 @@ def build_model_info(
         license=model.license or info.license,
         metadata=info.metadata,
         memory_engine=memory_engine,
-        # The llama.cpp engine calls tools for any model (lokal.engine.tools); the transformers engine cannot.
-        capabilities=("completion",) if memory_engine == "transformers" else ("completion", "tools"),
+        capabilities=_capabilities(model, info, memory_engine),
     )
+
+
+def _capabilities(model: LocalModel, info: GGUFInfo, engine: str) -> tuple[str, ...]:
+    """Ollama's list. The llama.cpp engine calls tools for any model (lokal.engine.tools) and splits a thinking
+    template's reasoning (lokal.engine.thinking); the transformers engine does neither."""
+    if engine == "transformers":
+        return ("completion",)
+    thinks = can_think(model.template or info.chat_template)
+    return ("completion", "tools", "thinking") if thinks else ("completion", "tools")
 
 
 class InfoCache:

@@ -16,20 +16,30 @@ from typing import Any
 import llama_cpp as L
 import numpy as np
 
+from lokal.engine import thinking
 from lokal.engine.base import Format, TokenLogprob
 from lokal.engine.llamacpp import runtime
 from lokal.engine.llamacpp.batcher import Batcher
 from lokal.engine.llamacpp.batcher import Sequence as BatchSequence
 from lokal.engine.llamacpp.chat_template import ChatTemplate, normalise_messages
-from lokal.engine.llamacpp.sampling import Sampler, TokenPrefixTree, call_grammar, grammar_for, resolve_seed
+from lokal.engine.llamacpp.sampling import (
+    Sampler,
+    TokenPrefixTree,
+    after_thinking,
+    call_grammar,
+    grammar_for,
+    resolve_seed,
+)
 from lokal.engine.logprobs import check_top
 from lokal.engine.options import Options
 from lokal.engine.stops import StopMatcher
 from lokal.engine.stream import TokenStream
+from lokal.engine.thinking import Reading
 from lokal.engine.tokens import check_token_ids
 from lokal.engine.tool_formats import ToolFormat, detect, format_of
 from lokal.engine.tools import ToolRequest
 from lokal.errors import ContextOverflow, EngineError, InvalidOptions
+from lokal.store.template_facts import can_think
 from lokal.store.types import LocalModel
 
 DEFAULT_BATCH = 512
@@ -86,6 +96,8 @@ class LlamaCppEngine:
             )
             #: How this model writes tool calls: its template's own format, or the generic one.
             self.tool_format: ToolFormat = detect(template)
+            #: Whether its template has a reasoning section (lokal.engine.thinking).
+            self.can_think = can_think(template)
             self._batcher = Batcher(
                 self._ctx,
                 self.vocab,
@@ -117,9 +129,11 @@ class LlamaCppEngine:
         add_special: bool = True,
         logprobs: int | None = None,
         tools: ToolRequest | None = None,
+        reading: Reading | None = None,
     ) -> TokenStream:
         """`tools`: the request may call these (the prompt must already describe them, as `chat` renders it);
-        sampling then keeps a call to the tools' schemas (see lokal.engine.tools)."""
+        sampling then keeps a call to the tools' schemas (see lokal.engine.tools). `reading`: the answer is a
+        thinking model's, read as it says; a grammar (a call, a `format`) then starts after the reasoning."""
         top_logprobs = check_top(logprobs)
         tokens = self.tokenize(prompt, add_special=add_special)
         if not tokens:
@@ -134,9 +148,12 @@ class LlamaCppEngine:
                 raise InvalidOptions("format and tools cannot be combined: a tool call is already constrained JSON")
             shape = format_of(tools).shape(tools)
             grammar: str | None = call_grammar(shape)
-            patterns = (shape.trigger,) if tools.lazy else ()
+            if tools.lazy:
+                patterns = (reading.after_thinking(shape.trigger) if reading is not None else shape.trigger,)
         else:
             grammar = grammar_for(format)
+        if grammar is not None and reading is not None and not patterns:
+            grammar = after_thinking(grammar, reading)
         sampler = Sampler(
             self.vocab.ptr,
             self.vocab.n_tokens,
@@ -149,6 +166,7 @@ class LlamaCppEngine:
             prefix_tree=self._token_prefix_tree() if grammar is not None and self.narrow_grammar else None,
         )
         stream = TokenStream()
+        stream.thinking = reading
         seq = BatchSequence(
             prompt=tokens,
             sampler=sampler,
@@ -178,13 +196,19 @@ class LlamaCppEngine:
     def bind_tools(self, tools: ToolRequest) -> ToolRequest:
         return dataclasses.replace(tools, format=self.tool_format)
 
-    def render_chat(self, messages: Sequence[dict[str, Any]], tools: ToolRequest | None = None) -> str:
+    def render_chat(
+        self, messages: Sequence[dict[str, Any]], tools: ToolRequest | None = None, think: str | None = None
+    ) -> str:
         """The chat prompt; with tools, in the model's tool format (its template given the tools, or the
-        generic format's system turn)."""
+        generic format's system turn). A thinking model's template is told whether to think (`think`, a level)."""
         if tools is not None and tools.format is None:
             tools = self.bind_tools(tools)
         fmt = format_of(tools) if tools is not None else self.tool_format  # a history's calls, without tools
         rendered, extra = fmt.render(normalise_messages(messages, self.model.system), tools)
+        if self.can_think:
+            extra.update(thinking.template_variables(think))
+        elif think is not None:
+            raise InvalidOptions(f"model '{self.model.name}' does not support thinking")
         return self.template.render(rendered, **extra)
 
     def chat(
@@ -195,14 +219,16 @@ class LlamaCppEngine:
         format: Format = None,
         logprobs: int | None = None,
         tools: ToolRequest | None = None,
+        think: str | None = None,
     ) -> TokenStream:
         tools = self.bind_tools(tools) if tools is not None else None
-        prompt = self.render_chat(messages, tools)
+        prompt = self.render_chat(messages, tools, think)
+        reading = thinking.Reading.of_prompt(prompt) if think is not None else None
         # The template writes any BOS itself; let the tokenizer add one only if the text lacks it.
         tokens = self.tokenize(prompt, add_special=True)
         if len(tokens) >= 2 and tokens[0] == tokens[1] == self.vocab.bos:
             tokens = tokens[1:]
-        return self.generate(tokens, options, format=format, logprobs=logprobs, tools=tools)
+        return self.generate(tokens, options, format=format, logprobs=logprobs, tools=tools, reading=reading)
 
     # -- tokens ------------------------------------------------------------------------------------
     def tokenize(self, text: str | Sequence[int], *, add_special: bool = True) -> list[int]:

@@ -20,9 +20,11 @@ import llama_cpp as L
 import numpy as np
 from llama_cpp.llama_grammar import JSON_GBNF, LlamaGrammar
 
+from lokal.engine import thinking
 from lokal.engine.base import Format
 from lokal.engine.llamacpp.runtime import Vocab
 from lokal.engine.options import Options
+from lokal.engine.thinking import Reading
 from lokal.engine.tool_formats import CallShape
 from lokal.errors import EngineError, InvalidOptions
 
@@ -82,12 +84,25 @@ def call_grammar(shape: CallShape) -> str:
     grammar = schema_grammar(shape.schema, "tools")
     if not shape.open:
         return grammar
-    grammar = re.sub(r"^root ::=", "tool-call ::=", grammar, count=1, flags=re.M)
+    grammar = re.sub(r"^root\s*::=", "tool-call ::=", grammar, count=1, flags=re.M)
     block = f"{json.dumps(shape.open)} tool-space tool-call"
     if shape.close:
         block += f" tool-space {json.dumps(shape.close)}"
     more = f" (tool-space tool-block){{0,{shape.repeat - 1}}}" if shape.repeat > 1 else ""
     return f'root ::= tool-block{more}\ntool-block ::= {block}\ntool-space ::= | " " | "\\n" [ \\t]{{0,20}}\n{grammar}'
+
+
+def after_thinking(grammar: str, reading: Reading) -> str:
+    """A grammar that holds the whole answer (a forced tool call, a `format`), with a thinking model's reasoning
+    let through first: any text without the close tag, then the tag, then what `grammar` holds. When the answer
+    does not start inside the reasoning (`reading.opens`), the section is optional and opens with its tag."""
+    grammar = re.sub(r"^root\s*::=", "answer ::=", grammar, count=1, flags=re.M)
+    section = f'think-0 "{thinking.CLOSE}" think-space'
+    if not reading.opens:
+        section = f'("{thinking.OPEN}" think-0 "{thinking.CLOSE}" think-space)?'
+    return (
+        f"root ::= {section} answer\nthink-space ::= [ \\t\\n]{{0,8}}\n{thinking.text_without_close_gbnf()}\n{grammar}"
+    )
 
 
 def grammar_for(format: Format) -> str | None:

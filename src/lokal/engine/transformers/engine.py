@@ -122,7 +122,10 @@ class TransformersEngine:
         add_special: bool = True,
         logprobs: int | None = None,
         tools: ToolRequest | None = None,
+        reading: Any = None,
     ) -> TokenStream:
+        if reading is not None:  # only a thinking model's prompt asks for it; this engine has none (`can_think`)
+            raise Unsupported(f"model '{self.model.name}' does not support thinking on the transformers engine")
         batcher = self._generator()
         top_logprobs = check_top(logprobs)
         if tools is not None and tools.offered:
@@ -156,7 +159,15 @@ class TransformersEngine:
     def bind_tools(self, tools: ToolRequest) -> ToolRequest:
         return tools  # the generic format: this engine refuses tools it would have to constrain anyway
 
-    def render_chat(self, messages: Sequence[dict[str, Any]], tools: ToolRequest | None = None) -> str:
+    #: Thinking (lokal.engine.thinking) needs a grammar that lets the reasoning through before a call or a
+    #: format, which this engine lacks: it is refused here, never a silently unsplit answer.
+    can_think = False
+
+    def render_chat(
+        self, messages: Sequence[dict[str, Any]], tools: ToolRequest | None = None, think: str | None = None
+    ) -> str:
+        if think is not None:
+            raise Unsupported(f"model '{self.model.name}' does not support thinking on the transformers engine")
         template = self.model.template or getattr(self.tokenizer, "chat_template", None)
         if not template or self.kind == "sentence-transformers":
             raise NoChatTemplate(
@@ -181,12 +192,13 @@ class TransformersEngine:
         format: Format = None,
         logprobs: int | None = None,
         tools: ToolRequest | None = None,
+        think: str | None = None,
     ) -> TokenStream:
         self._generator()
         if tools is not None and tools.offered:
             raise Unsupported(_NO_TOOLS.format(model=self.model.name))
         # The template writes any BOS itself, so the rendered text is tokenized without adding specials.
-        tokens = self.tokenize(self.render_chat(messages, tools), add_special=False)
+        tokens = self.tokenize(self.render_chat(messages, tools, think), add_special=False)
         return self.generate(tokens, options, format=format, logprobs=logprobs)
 
     def _token_bytes(self, token: int) -> bytes:
