@@ -112,6 +112,9 @@ def test_openai_routes_without_a_content_type(server):
     status, text = curl(server, "/v1/embeddings", {"model": MODEL, "input": "Hi"})
     assert status == 200, text
     assert json.loads(text)["object"] == "list"
+    status, text = curl(server, "/v1/responses", {"model": MODEL, "input": "Hi", "max_output_tokens": 2})
+    assert status == 200, text
+    assert json.loads(text)["object"] == "response"
 
 
 def test_a_refused_field_says_so_to_curl_too(server):
@@ -133,6 +136,7 @@ CURLED = {
     "/v1/chat/completions",
     "/v1/completions",
     "/v1/embeddings",
+    "/v1/responses",
 }
 RAW_BODY = {"/api/blobs/{digest}"}  # a file's bytes (`curl -T`), not JSON
 

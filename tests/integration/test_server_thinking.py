@@ -161,3 +161,30 @@ def test_a_grammar_after_the_reasoning_is_one_llama_cpp_takes(live, extra):
     assert reply.status_code == 200, reply.text
     message = reply.json()["message"]
     assert message.get("thinking") and "</think>" not in message["thinking"]
+
+
+def test_responses_give_the_reasoning_as_a_reasoning_item(live):
+    oai = openai.OpenAI(base_url=live.v1, api_key="x", max_retries=0, timeout=120)
+    response = oai.responses.create(
+        model="thinker",
+        input="What is the capital of France?",
+        reasoning={"effort": "low"},
+        include=["reasoning.encrypted_content"],
+        temperature=0,
+        max_output_tokens=24,
+    )
+    reasoning = response.output[0]
+    assert reasoning.type == "reasoning" and reasoning.summary[0].text
+    assert reasoning.encrypted_content == reasoning.summary[0].text  # plain text, as Ollama gives it
+    events = list(
+        oai.responses.create(
+            model="thinker",
+            input="What is the capital of France?",
+            reasoning={"effort": "low"},
+            temperature=0,
+            max_output_tokens=24,
+            stream=True,
+        )
+    )
+    deltas = [e.delta for e in events if e.type == "response.reasoning_summary_text.delta"]
+    assert "".join(deltas) == reasoning.summary[0].text

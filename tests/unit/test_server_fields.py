@@ -17,11 +17,12 @@ from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 from openai.types import completion_create_params, embedding_create_params
 from openai.types.chat import completion_create_params as chat_create_params
+from openai.types.responses import response_create_params
 
 from lokal import inference
 from lokal.engine.messages import normalise_messages
 from lokal.errors import InvalidOptions
-from lokal.server import fields, ollama_api, openai_api
+from lokal.server import fields, ollama_api, openai_api, responses_api
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "server.md"
 MODEL = "fake"
@@ -35,6 +36,7 @@ CLIENT_FIELDS: dict[str, set[str]] = {
     "POST /v1/chat/completions": set(chat_create_params.CompletionCreateParamsBase.__annotations__) | {"stream"},
     "POST /v1/completions": set(completion_create_params.CompletionCreateParamsBase.__annotations__) | {"stream"},
     "POST /v1/embeddings": set(embedding_create_params.EmbeddingCreateParams.__annotations__),
+    "POST /v1/responses": set(response_create_params.ResponseCreateParamsBase.__annotations__) | {"stream"},
 }
 
 
@@ -52,7 +54,7 @@ def client(app: Any) -> Iterator[TestClient]:
 def body_models() -> dict[str, Any]:
     return {
         f"{method} {route.path}": route.body_field.field_info.annotation
-        for route in (*ollama_api.router.routes, *openai_api.router.routes)
+        for route in (*ollama_api.router.routes, *openai_api.router.routes, *responses_api.router.routes)
         if isinstance(route, APIRoute) and route.body_field is not None
         for method in route.methods
     }
@@ -93,6 +95,16 @@ ASKING: dict[str, Any] = {
     "web_search_options": {},
     "store": True,
     "best_of": 3,
+    "previous_response_id": "resp_1",
+    "conversation": "conv_1",
+    "background": True,
+    "background_options": {"x": 1},
+    "prompt": {"id": "pmpt_1"},
+    "max_tool_calls": 3,
+    "top_logprobs": 5,
+    "context_management": [{"type": "compaction"}],
+    "image": {"size": "1024x1024"},
+    "access_programs": ["p"],
 }
 #: Values that ask for nothing: clients send these as defaults, and they must pass.
 HARMLESS: dict[str, Any] = {
@@ -119,6 +131,8 @@ def base_body(route: str) -> dict[str, Any]:
         return {"model": MODEL, "input": "hi"}
     if route.endswith("/embeddings"):
         return {"model": MODEL, "prompt": "hi"}
+    if route.endswith("/responses"):
+        return {"model": MODEL, "input": "hi"}
     return {"model": MODEL, "prompt": "hi", "stream": False}
 
 

@@ -87,9 +87,11 @@ def create_app(settings: Settings, manager: Any = None, *, store: Any = None, pr
 
     from lokal.server.ollama_api import router as ollama_router
     from lokal.server.openai_api import router as openai_router
+    from lokal.server.responses_api import router as responses_router
 
     app.include_router(ollama_router)
     app.include_router(openai_router)
+    app.include_router(responses_router)
 
     @app.get("/health")
     async def health(request: Request) -> JSONResponse:

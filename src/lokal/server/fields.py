@@ -203,6 +203,47 @@ ROUTES: dict[str, dict[str, Field]] = {
         "dimensions": ok("cut each vector to this many dimensions"),
         "user": ignored("an end-user id for OpenAI's abuse monitoring"),
     },
+    "POST /v1/responses": {
+        "model": ok("the model to run"),
+        "input": ok("a text, or message, function_call, function_call_output and reasoning items"),
+        "instructions": ok("the system turn"),
+        "tools": ok("function tools (the flat form), for every model, as on /v1/chat/completions"),
+        "tool_choice": ok('"none", "auto", "required", or {"type": "function", "name": ...}'),
+        "parallel_tool_calls": ok("false: at most one call per answer"),
+        "max_output_tokens": ok("output token limit; reached: status incomplete"),
+        "temperature": ok("sampling temperature (1.0 when omitted)"),
+        "top_p": ok("nucleus sampling (1.0 when omitted)"),
+        "reasoning": ok("effort: a thinking model's level, as reasoning_effort; its reasoning as a reasoning item"),
+        "text": ok("format: text, json_object, or json_schema with a schema"),
+        "include": ok('"reasoning.encrypted_content" only: the reasoning, in plain text as Ollama gives it'),
+        "stream": ok("SSE events as responses.stream() reads them"),
+        "stream_options": ignored(
+            "include_obfuscation pads events against side channels on a network lokal does not cross"
+        ),
+        "previous_response_id": no(
+            "previous_response_id: lokal keeps no responses (stateless, as Ollama); send the conversation in input"
+        ),
+        "conversation": no("conversation: lokal keeps no conversations; send the whole conversation in input"),
+        "store": no("lokal does not store responses; drop store (or send store: false)"),
+        "background": no("background responses are not supported (lokal keeps no state to poll)"),
+        "background_options": no("background responses are not supported (background_options)"),
+        "prompt": no("prompt (a stored prompt template) is not supported; send instructions and input"),
+        "max_tool_calls": no("max_tool_calls is not supported; parallel_tool_calls: false allows one call"),
+        "top_logprobs": no("top_logprobs is not supported on /v1/responses yet; use /v1/chat/completions"),
+        "truncation": ignored(_NOT_TRUNCATED + " (truncation: auto asks the same)"),
+        "context_management": no("context_management is not supported: lokal never compacts or drops input"),
+        "image": no("image generation is not supported (image)"),
+        "access_programs": no("access_programs is not supported"),
+        "metadata": ignored("only kept with store, which is refused"),
+        "user": ignored("an end-user id for OpenAI's abuse monitoring"),
+        "safety_identifier": ignored("an end-user id for OpenAI's abuse monitoring"),
+        "service_tier": ignored("OpenAI's pricing tier; lokal has one"),
+        "prompt_cache_key": ignored("a routing hint for OpenAI's prompt cache; lokal's cache works without it"),
+        "prompt_cache_retention": ignored("OpenAI's prompt cache lifetime; lokal keeps prefixes per slot"),
+        "prompt_cache_options": ignored("OpenAI's prompt cache settings; lokal keeps prefixes per slot"),
+        "moderation": ignored("OpenAI's moderation settings; lokal runs no moderation model"),
+        "options": ok("lokal extension: Ollama options such as num_ctx"),
+    },
 }
 
 

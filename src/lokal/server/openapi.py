@@ -363,6 +363,22 @@ def _sse_event(*chunks: str) -> dict[str, Any]:
     }
 
 
+def _json_or_named_sse(description: str, whole: str, event: str) -> dict[str, Any]:
+    """A JSON answer, or SSE events each with an `event:` line naming its type (no `[DONE]`: the Responses API)."""
+    schema = {
+        "type": "object",
+        "required": ["event", "data"],
+        "properties": {
+            "event": {"type": "string"},
+            "data": {"type": "string", "contentMediaType": "application/json", "contentSchema": ref(event)},
+        },
+    }
+    return {
+        "description": description + f" (`stream: true`: {SSE}, `event: <type>` and `data: <event>` per event)",
+        "content": {"application/json": {"schema": ref(whole)}, SSE: {"schema": schema}},
+    }
+
+
 def _json_or_sse(description: str, whole: str, *chunks: str) -> dict[str, Any]:
     return {
         "description": description + f" (`stream: true`: {SSE}, `data: <chunk>` events, then `data: [DONE]`)",
@@ -435,6 +451,9 @@ ROUTES: dict[tuple[str, str], RouteDoc] = {
         GENERATION,
     ),
     ("post", "/v1/embeddings"): RouteDoc({200: _json("the vectors", ref("EmbeddingList"))}, GENERATION),
+    ("post", "/v1/responses"): RouteDoc(
+        {200: _json_or_named_sse("the response", "ResponseObject", "ResponseStreamEvent")}, GENERATION
+    ),
     ("get", "/v1/models"): RouteDoc({200: _json("the models in the store", ref("ModelList"))}),
     ("get", "/v1/models/{model}"): RouteDoc({200: _json("the model", ref("ModelObject"))}, (400, 404)),
     ("get", "/health"): RouteDoc(

@@ -58,6 +58,7 @@ class GenerateChunk(TypedDict):
     created_at: datetime
     response: str
     done: Literal[False]
+    thinking: NotRequired[str]  # a thinking model's reasoning, as it comes (beside an empty response)
     logprobs: NotRequired[list[Logprob]]  # with logprobs: true, this chunk's own tokens
 
 
@@ -70,6 +71,7 @@ class GenerateFinal(Timings):
     response: str
     done: Literal[True]
     done_reason: DoneReason
+    thinking: NotRequired[str]  # a thinking model's reasoning (in a whole answer)
     context: NotRequired[list[int]]
     logprobs: NotRequired[list[Logprob]]
 
@@ -98,6 +100,7 @@ class OllamaToolCall(TypedDict):
 class AssistantMessage(TypedDict):
     role: Literal["assistant"]
     content: str
+    thinking: NotRequired[str]  # a thinking model's reasoning, apart from the content
     tool_calls: NotRequired[list[OllamaToolCall]]  # each call whole, once (streamed: in one chunk)
 
 
@@ -269,6 +272,7 @@ class StreamedToolCall(ToolCall):
 class ChatCompletionMessage(TypedDict):
     role: Literal["assistant"]
     content: str | None  # null when the answer is tool calls
+    reasoning_content: NotRequired[str]  # a thinking model's reasoning
     tool_calls: NotRequired[list[ToolCall]]
 
 
@@ -309,6 +313,7 @@ class ChatCompletion(TypedDict):
 class ChunkDelta(TypedDict):
     role: NotRequired[Literal["assistant"]]
     content: NotRequired[str]
+    reasoning_content: NotRequired[str]  # a thinking model's reasoning, as it comes
     tool_calls: NotRequired[list[StreamedToolCall]]  # each call whole in one delta
 
 
@@ -412,6 +417,112 @@ class ModelList(TypedDict):
     data: list[ModelObject]
 
 
+class ResponseOutputText(TypedDict):
+    type: Literal["output_text"]
+    text: str
+    annotations: Annotated[list[Any], Field(max_length=0)]
+    logprobs: Annotated[list[Any], Field(max_length=0)]
+
+
+class ResponseMessageItem(TypedDict):
+    """The answer's text (`content` is empty only while it streams, in `response.output_item.added`)."""
+
+    id: str
+    type: Literal["message"]
+    status: Literal["in_progress", "completed"]
+    role: Literal["assistant"]
+    content: list[ResponseOutputText]
+
+
+class ResponseSummaryText(TypedDict):
+    type: Literal["summary_text"]
+    text: str
+
+
+class ResponseReasoningItem(TypedDict):
+    """A thinking model's reasoning; `encrypted_content` (the same text) with include reasoning.encrypted_content."""
+
+    id: str
+    type: Literal["reasoning"]
+    summary: list[ResponseSummaryText]
+    encrypted_content: NotRequired[str]
+
+
+class ResponseFunctionCallItem(TypedDict):
+    id: str
+    type: Literal["function_call"]
+    status: Literal["completed"]
+    call_id: str
+    name: str
+    arguments: str  # a JSON string ("" in response.output_item.added: it comes in the arguments events)
+
+
+class ResponseTokensDetails(TypedDict):
+    cached_tokens: int
+
+
+class ResponseOutputTokensDetails(TypedDict):
+    reasoning_tokens: int
+
+
+class ResponseUsage(TypedDict):
+    input_tokens: int
+    input_tokens_details: ResponseTokensDetails
+    output_tokens: int
+    output_tokens_details: ResponseOutputTokensDetails
+    total_tokens: int
+
+
+class ResponseIncompleteDetails(TypedDict):
+    reason: Literal["max_output_tokens"]
+
+
+class ResponseObject(TypedDict):
+    """`POST /v1/responses`' answer; `usage` null only in the stream's response.created and in_progress events."""
+
+    id: str
+    object: Literal["response"]
+    created_at: int
+    status: Literal["in_progress", "completed", "incomplete"]
+    error: None
+    incomplete_details: ResponseIncompleteDetails | None
+    instructions: str | None
+    max_output_tokens: int | None
+    model: str
+    output: list[ResponseReasoningItem | ResponseMessageItem | ResponseFunctionCallItem]
+    parallel_tool_calls: bool
+    temperature: float | None
+    tool_choice: str | dict[str, Any]
+    tools: list[dict[str, Any]]
+    top_p: float | None
+    reasoning: dict[str, Any]
+    text: dict[str, Any]
+    metadata: dict[str, Any]
+    usage: ResponseUsage | None
+
+
+class ResponseStreamEvent(TypedDict):
+    """One event of a streamed response (its SSE `event:` line is its `type`); which fields it has depends on
+    the type, as in OpenAI's API (openai-python's `types/responses`)."""
+
+    type: str
+    sequence_number: int
+    response: NotRequired[ResponseObject]
+    output_index: NotRequired[int]
+    item: NotRequired[ResponseReasoningItem | ResponseMessageItem | ResponseFunctionCallItem]
+    item_id: NotRequired[str]
+    content_index: NotRequired[int]
+    summary_index: NotRequired[int]
+    part: NotRequired[ResponseOutputText | ResponseSummaryText]
+    delta: NotRequired[str]
+    text: NotRequired[str]
+    arguments: NotRequired[str]
+    logprobs: NotRequired[Annotated[list[Any], Field(max_length=0)]]
+    code: NotRequired[str]  # an `error` event: the request failed after the stream began
+    message: NotRequired[str]
+    param: NotRequired[None]
+
+
 # -- response shapes: operations --------------------------------------------------------------------------------
 
 
@@ -453,5 +564,7 @@ SHAPES: tuple[type, ...] = (
     EmbeddingList,
     ModelObject,
     ModelList,
+    ResponseObject,
+    ResponseStreamEvent,
     Health,
 )
