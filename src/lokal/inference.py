@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from lokal.config import parse_duration
+from lokal.engine import messages as engine_messages
 from lokal.engine import thinking
 from lokal.engine import tools as engine_tools
 from lokal.engine.base import Completion, Engine, Format
@@ -120,6 +122,50 @@ def model_params(parameters: Mapping[str, Any] | None) -> dict[str, Any] | None:
             check(parameters[name])
     Options.from_mapping(parameters)  # types and ranges, with the option's name in the message
     return dict(parameters)
+
+
+#: Ollama's Go template language: `{{ .Prompt }}`, `{{ range .Messages }}`, `{{ if .System }}`, `{{ end }}`.
+_GO_TEMPLATE = re.compile(r"\{\{-?\s*(?:\.|(?:range|if|with|else|end|template|block|define)\b[^}]*\.?)")
+
+
+def model_template(template: str | None) -> str | None:
+    """A created model's chat template (`/api/create` `template`, a Modelfile's TEMPLATE), checked: a Jinja
+    chat template over `messages`, as GGUF files carry (lokal renders those, with tools and thinking). Ollama's
+    own Go templates are a 400 that says so: lokal cannot run them, and using the weights' template instead
+    would silently change every prompt."""
+    if template is None or template == "":
+        return None
+    if _GO_TEMPLATE.search(template) and "{%" not in template:
+        raise InvalidOptions(
+            "template: this is Ollama's Go template language ({{ .Prompt }}, {{ range .Messages }}), which lokal "
+            "cannot run; give a Jinja chat template (as GGUF files carry in tokenizer.chat_template), or leave "
+            "template out to use the model's own"
+        )
+    from jinja2 import TemplateSyntaxError
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    try:
+        ImmutableSandboxedEnvironment().parse(template)
+    except TemplateSyntaxError as exc:
+        raise InvalidOptions(f"template: not a valid Jinja template (line {exc.lineno}: {exc.message})") from None
+    if "messages" not in template:
+        raise InvalidOptions("template: a chat template renders `messages`; this one never reads them")
+    return template
+
+
+def model_messages(messages: Sequence[Any] | None) -> tuple[dict[str, str], ...] | None:
+    """A created model's seed turns (`/api/create` `messages`, a Modelfile's MESSAGE lines): system, user and
+    assistant turns with text content, checked as a chat's are."""
+    if messages is None:
+        return None
+    if not isinstance(messages, list | tuple):
+        raise InvalidOptions("messages must be a list of {role, content} turns")
+    seed = []
+    for i, entry in enumerate(engine_messages.normalise_messages(list(messages))):
+        if entry["role"] not in ("system", "user", "assistant") or set(entry) - {"role", "content"}:
+            raise InvalidOptions(f"messages[{i}]: a model's messages are system, user or assistant turns with text")
+        seed.append({"role": entry["role"], "content": entry["content"]})
+    return tuple(seed)
 
 
 #: Parameters a model records that are not sampling options: each with its check.

@@ -53,6 +53,27 @@ def test_create_from_a_modelfile_and_show_it_back(tmp_path: Path) -> None:
     assert french["prompt_eval_count"] == given["prompt_eval_count"] != plain["prompt_eval_count"]
 
 
+def test_template_and_message_lines_make_the_prompt(tmp_path: Path) -> None:
+    template = (
+        "{% for m in messages %}[{{ m.role }}] {{ m.content }}\n{% endfor %}"
+        "{% if add_generation_prompt %}[assistant] {% endif %}"
+    )
+    (tmp_path / "Modelfile").write_text(
+        f'FROM smollm2\nTEMPLATE """{template}"""\nMESSAGE user "Hello"\nMESSAGE assistant "Hi, how can I help?"\n'
+    )
+    done = lokal("create", "seeded", "-f", str(tmp_path / "Modelfile"))
+    assert done.returncode == 0, done.stderr
+    shown = lokal("show", "seeded", "--modelfile")
+    assert f'TEMPLATE """{template}"""' in shown.stdout and 'MESSAGE assistant "Hi, how can I help?"' in shown.stdout
+    from lokal import Client
+
+    with Client() as client:
+        answer = client.generate("seeded", "Name a colour.", options={"num_predict": 1})
+        engine = client.manager.get_loaded("seeded:latest").engine
+        prompt = engine.detokenize(answer["context"][: answer["prompt_eval_count"]])
+    assert prompt.endswith("[user] Hello\n[assistant] Hi, how can I help?\n[user] Name a colour.\n[assistant] ")
+
+
 @pytest.mark.parametrize("system", [None, "Be brief."])
 def test_create_from_a_gguf_file_next_to_the_modelfile(tmp_path: Path, system: str | None) -> None:
     """FROM ./file.gguf is read from the Modelfile's folder, with or without layers over it."""
@@ -73,7 +94,8 @@ def test_create_from_a_gguf_file_next_to_the_modelfile(tmp_path: Path, system: s
 @pytest.mark.parametrize(
     ("line", "needle"),
     [
-        ("TEMPLATE {{ .Prompt }}", "TEMPLATE is not supported"),
+        ("TEMPLATE {{ .Prompt }}", "Ollama's Go template language"),
+        ("MESSAGE tool hi", "MESSAGE needs a role"),
         ("PARAMETER mirostat 2", "lokal has no parameter 'mirostat'"),
         ("ADAPTER ./lora.gguf", "ADAPTER is not supported"),
     ],

@@ -197,11 +197,44 @@ def test_create_from_a_model_name_with_parameters_and_a_licence(client, http):
     assert client.delete("steady").status == "success"
 
 
+TERSE_TEMPLATE = (
+    "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\nTersely: {% endif %}"
+)
+
+
+def test_create_with_a_template_and_messages_uses_them(live, client, http):
+    """A Jinja template and seed turns, through the official client: the created model renders its prompt with
+    that template, the seed turns after the system turn and before the request's; show gives them back."""
+    seed = [{"role": "user", "content": "Who are you?"}, {"role": "assistant", "content": "A terse helper."}]
+    done = client.create("terse", from_=MODEL, template=TERSE_TEMPLATE, messages=seed, system="Be brief.")
+    assert done.status == "success"
+    made = http.post("/api/generate", json={**GENERATE, "model": "terse"}).json()
+    engine = live.manager.get_loaded("terse:latest").engine
+    prompt = engine.detokenize(made["context"][: made["prompt_eval_count"]])
+    expected = (
+        "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nWho are you?<|im_end|>\n"
+        "<|im_start|>assistant\nA terse helper.<|im_end|>\n"
+        f"<|im_start|>user\n{GENERATE['prompt']}<|im_end|>\n<|im_start|>assistant\nTersely: "
+    )
+    # detokenize writes no special tokens: compare the text between them
+    assert prompt.endswith(expected.replace("<|im_start|>", "").replace("<|im_end|>", "")), prompt
+    shown = client.show("terse")
+    assert shown.template == TERSE_TEMPLATE
+    assert 'MESSAGE user "Who are you?"' in shown.modelfile and "TEMPLATE" in shown.modelfile
+    copied = client.create("terse2", from_="terse")  # a copy keeps them
+    assert copied.status == "success" and client.show("terse2").template == TERSE_TEMPLATE
+    for name in ("terse", "terse2"):
+        assert client.delete(name).status == "success"
+
+
 @pytest.mark.parametrize(
     ("body", "fragment"),
     [
-        ({"template": "{{ .Prompt }}"}, "'template' is not supported"),
-        ({"messages": [{"role": "user", "content": "hi"}]}, "'messages' is not supported"),
+        ({"template": "{{ .Prompt }}"}, "Ollama's Go template language"),
+        ({"template": "{{ if .System }}{{ .System }}{{ end }}"}, "Ollama's Go template language"),
+        ({"template": "{% for m in messages %}"}, "not a valid Jinja template"),
+        ({"messages": [{"role": "tool", "content": "hi"}]}, "system, user or assistant turns"),
         ({"adapters": {"a.gguf": "sha256:" + "0" * 64}}, "'adapters' is not supported"),
         ({"quantize": "q4_K_M"}, "'quantize' is not supported"),
         ({"parameters": {"mirostat": 1}}, "lokal has no parameter 'mirostat'"),

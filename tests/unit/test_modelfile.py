@@ -41,11 +41,30 @@ def test_render_reads_back_as_the_same_model() -> None:
     )
 
 
+def test_template_and_messages_read_and_render_back() -> None:
+    template = "{% for m in messages %}<{{ m.role }}>{{ m.content }}\n{% endfor %}"
+    text = f'''FROM m
+TEMPLATE """{template}"""
+MESSAGE user "Who are you?"
+MESSAGE assistant """A terse
+assistant."""
+'''
+    spec = parse(text)
+    assert spec.template == template
+    assert spec.messages == [
+        {"role": "user", "content": "Who are you?"},
+        {"role": "assistant", "content": "A terse\nassistant."},
+    ]
+    again = parse(render("m", "m", {}, None, None, spec.template, spec.messages))
+    assert (again.template, again.messages) == (spec.template, spec.messages)
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("FROM m\nTEMPLATE {{ .Prompt }}", r"Modelfile line 2: TEMPLATE is not supported: .*Go templates"),
-        ("FROM m\nMESSAGE user hi", r"line 2: MESSAGE is not supported"),
+        ("FROM m\nMESSAGE tool hi", r"Modelfile line 2: MESSAGE needs a role \(system, user, assistant\)"),
+        ("FROM m\nMESSAGE user", r"line 2: MESSAGE needs a role"),
+        ("FROM m\nTEMPLATE a\nTEMPLATE b", r"line 3: TEMPLATE is given twice"),
         ("FROM m\nADAPTER ./lora.gguf", r"line 2: ADAPTER is not supported: LoRA"),
         ("FROM m\nQUANTIZE q4", r"line 2: unknown instruction 'QUANTIZE'"),
         ("PARAMETER temperature 1", r"no FROM line"),

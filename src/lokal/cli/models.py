@@ -312,7 +312,13 @@ def create(ctx: click.Context, name: str, path: Path) -> None:
     except (OSError, UnicodeDecodeError) as exc:
         raise InvalidOptions(f"cannot read {path}: {exc}") from None
     spec = mf.parse(text, str(path))
-    layers = Layers(system=spec.system, params=inference.model_params(spec.parameters or None), license=spec.license)
+    layers = Layers(
+        system=spec.system,
+        params=inference.model_params(spec.parameters or None),
+        license=spec.license,
+        template=inference.model_template(spec.template),
+        messages=inference.model_messages(spec.messages or None),
+    )
     store = _store(ctx)
     source = Path(spec.from_).expanduser()
     source = source if source.is_absolute() else path.parent / source

@@ -62,3 +62,17 @@ def normalise_messages(messages: Sequence[Any], system: str | None = None) -> li
     if system and not any(m["role"] == "system" for m in out):
         out.insert(0, {"role": "system", "content": system})
     return out
+
+
+def seeded(seed: Sequence[Any], messages: Sequence[Any]) -> list[Any]:
+    """A chat with a model's seed turns (Ollama's MESSAGE lines) before the request's own, after the request's
+    leading system turns, so a system turn stays first as templates expect."""
+    if not seed:
+        return list(messages)
+    lead = 0
+    while lead < len(messages) and isinstance(messages[lead], dict) and messages[lead].get("role") in _SYSTEM_ROLES:
+        lead += 1
+    return [*messages[:lead], *seed, *messages[lead:]]
+
+
+_SYSTEM_ROLES = ("system", "developer")

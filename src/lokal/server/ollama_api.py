@@ -339,8 +339,6 @@ async def pull(body: S.PullRequest, request: Request) -> Response:
 
 #: `/api/create` fields lokal recognises and does not implement: each is a 400 naming it, never dropped.
 _CREATE_UNSUPPORTED = {
-    "template": "a chat template override (Ollama's Go template language) is not supported yet",
-    "messages": "seeding a model with messages is not supported yet",
     "adapters": "LoRA adapters are not supported",
     "quantize": "quantizing while creating is not supported: quantize with llama.cpp's llama-quantize first",
 }
@@ -363,6 +361,8 @@ async def create(body: S.CreateRequest, request: Request) -> Response:
         system=body.system,
         params=inference.model_params(body.parameters),
         license="\n\n".join(body.license) if isinstance(body.license, list) else body.license,
+        template=inference.model_template(body.template),
+        messages=inference.model_messages(body.messages),
     )
     lines = [{"status": "parsing GGUF"}]
     if body.files:

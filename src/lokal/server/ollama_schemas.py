@@ -106,9 +106,9 @@ class CreateRequest(_ModelRequest):
     system: str | None = None
     parameters: dict[str, Any] | None = None
     license: str | list[str] | None = None
+    template: str | None = None  # a Jinja chat template (Ollama's Go templates are a 400 that says so)
+    messages: list[dict[str, Any]] | None = None  # turns every chat starts with
     # Recognised, not implemented: each is refused with a 400 that names it, never silently dropped.
-    template: str | None = None
-    messages: list[dict[str, Any]] | None = None
     adapters: dict[str, str] | None = None
     quantize: str | None = None
     stream: bool = True

@@ -56,6 +56,10 @@ class ModelInfo:
     #: Ollama's /api/show `capabilities`: ("embedding",) for a sentence-transformers folder (it cannot generate);
     #: "tools" where the model runs on llama.cpp.
     capabilities: tuple[str, ...] = ("completion",)
+    #: The model's own chat template override (a created model's TEMPLATE), None when it uses its weights'.
+    template: str | None = None
+    #: Turns every chat starts with (a created model's MESSAGE lines).
+    messages: tuple[Mapping[str, Any], ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data (datetime and Path objects stay as they are; `_output.print_json` handles them)."""
@@ -114,6 +118,8 @@ def _shared_fields(model: LocalModel, info: GGUFInfo | CheckpointInfo, memory: M
         "head_count_kv": info.head_count_kv,
         "vocab_size": info.vocab_size,
         "chat_template": model.template or info.chat_template,
+        "template": model.template,
+        "messages": tuple(model.messages),
         "system": model.system,
         "params": dict(model.params),
         "details": model.details,

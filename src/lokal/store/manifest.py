@@ -48,6 +48,8 @@ class Manifest:
     system: str | None = None
     template: str | None = None
     license: str | None = None
+    #: Turns every chat starts with (Ollama's MESSAGE lines), each {"role", "content"}.
+    messages: tuple[Mapping[str, Any], ...] = ()
     #: An external checkpoint folder (absolute): never copied, never garbage-collected; `lokal rm` removes
     #: only this manifest. None for a GGUF blob in the store.
     path: Path | None = None
@@ -70,6 +72,7 @@ class Manifest:
             "system": self.system,
             "template": self.template,
             "license": self.license,
+            "messages": [dict(m) for m in self.messages],
         }
 
     @classmethod
@@ -93,6 +96,12 @@ class Manifest:
             params = data.get("params") or {}
             if not isinstance(params, dict):
                 raise ManifestError("params is not an object")
+            messages = data.get("messages") or []
+            if not isinstance(messages, list) or not all(
+                isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str)
+                for m in messages
+            ):
+                raise ManifestError("messages is not a list of {role, content} objects")
             path, fmt, engine = _model_location(model, version), model.get("format") or "gguf", data.get("engine")
             if fmt not in FORMATS or (fmt == "gguf") != (path is None):
                 raise ManifestError(f"format {fmt!r} does not fit its {'folder' if path else 'blob'}")
@@ -109,6 +118,7 @@ class Manifest:
                 system=data.get("system"),
                 template=data.get("template"),
                 license=data.get("license"),
+                messages=tuple(messages),
                 path=path,
                 format=fmt,
                 engine=engine,

@@ -5,9 +5,10 @@ The grammar is Ollama's (`parser/parser.go`): one instruction per line, case-ins
 line, a `"quoted string"`, or a `\"\"\"triple-quoted\"\"\"` one that may span lines. Hand-written because no
 Python package parses it (it is a few dozen lines of Go upstream).
 
-What lokal cannot honour is an error naming the line, never a model created without it: `TEMPLATE` (Ollama's Go
-template language; lokal renders the GGUF's own Jinja chat template), `MESSAGE` (seeding a conversation),
-`ADAPTER` (LoRA adapters), an unknown instruction, or a `PARAMETER` lokal has no option for.
+`TEMPLATE` is a Jinja chat template (as GGUF files carry; Ollama's Go templates are refused where the model is
+created, lokal.inference.model_template); `MESSAGE ROLE TEXT` lines seed every chat (system, user, assistant).
+What lokal cannot honour is an error naming the line, never a model created without it: `ADAPTER` (LoRA
+adapters), an unknown instruction, or a `PARAMETER` lokal has no option for.
 """
 
 from __future__ import annotations
@@ -21,9 +22,6 @@ from lokal.errors import InvalidOptions
 
 _INSTRUCTIONS = ("from", "parameter", "system", "template", "message", "license", "adapter")
 _REFUSED = {
-    "template": "lokal renders the model's own chat template (the GGUF's Jinja template) and cannot run Ollama's "
-    "Go templates; remove the line to use the model's own",
-    "message": "seeding a model with a conversation is not supported yet; remove the MESSAGE lines",
     "adapter": "LoRA adapters are not supported; merge the adapter into the weights first (llama.cpp's "
     "llama-export-lora) and use FROM with the merged GGUF",
 }
@@ -42,6 +40,11 @@ class Modelfile:
     parameters: dict[str, Any] = field(default_factory=dict)
     system: str | None = None
     license: str | None = None
+    template: str | None = None
+    messages: list[dict[str, str]] = field(default_factory=list)
+
+
+_MESSAGE_ROLES = ("system", "user", "assistant")
 
 
 def _value(text: str, lines: list[str], index: int, where: str) -> tuple[str, int]:
@@ -115,6 +118,14 @@ def parse(text: str, source: str = "Modelfile") -> Modelfile:
                 found["parameters"].setdefault("stop", []).append(parsed)
             else:
                 found["parameters"][name.lower()] = parsed
+        elif word == "message":
+            role, _, raw = rest.strip().partition(" ")
+            if role.lower() not in _MESSAGE_ROLES or not raw.strip():
+                raise ModelfileError(
+                    f"{where}: MESSAGE needs a role ({', '.join(_MESSAGE_ROLES)}) and a text, e.g. MESSAGE user Hi"
+                )
+            value, index = _value(raw, lines, index, where)
+            found.setdefault("messages", []).append({"role": role.lower(), "content": value})
         else:
             value, index = _value(rest, lines, index, where)
             if not value and word == "from":
@@ -130,6 +141,8 @@ def parse(text: str, source: str = "Modelfile") -> Modelfile:
         parameters=found["parameters"],
         system=found.get("system"),
         license=found.get("license"),
+        template=found.get("template"),
+        messages=found.get("messages", []),
     )
 
 
@@ -137,14 +150,26 @@ def _quoted(text: str) -> str:
     return f'"""{text}"""' if "\n" in text or '"' in text else f'"{text}"'
 
 
-def render(name: str, source: str, params: dict[str, Any], system: str | None, license: str | None) -> str:
+def render(
+    name: str,
+    source: str,
+    params: dict[str, Any],
+    system: str | None,
+    license: str | None,
+    template: str | None = None,
+    messages: Any = (),
+) -> str:
     """The Modelfile that `lokal create` would make this model from (what `lokal show --modelfile` prints)."""
     out = [f"# Modelfile of {name}, for lokal create NAME -f FILE", f"FROM {source}"]
+    if template:
+        out.append(f'TEMPLATE """{template}"""')
     for key, value in params.items():
         for v in value if isinstance(value, list | tuple) else [value]:
             out.append(f"PARAMETER {key} {_quoted(v) if isinstance(v, str) else v}")
     if system:
         out.append(f"SYSTEM {_quoted(system)}")
+    for message in messages:
+        out.append(f"MESSAGE {message['role']} {_quoted(message['content'])}")
     if license:
         out.append(f"LICENSE {_quoted(license)}")
     return "\n".join(out) + "\n"
@@ -152,4 +177,12 @@ def render(name: str, source: str, params: dict[str, Any], system: str | None, l
 
 def for_model(info: Any) -> str:
     """`render` for a `ModelInfo` (`/api/show`'s `modelfile` and `lokal show --modelfile` print the same)."""
-    return render(info.name, str(info.path), dict(info.params), info.system, info.license)
+    return render(
+        info.name,
+        str(info.path),
+        dict(info.params),
+        info.system,
+        info.license,
+        info.template,
+        info.messages,
+    )

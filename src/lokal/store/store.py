@@ -70,16 +70,19 @@ from lokal.store.uploads import parse_digest
 
 @dataclasses.dataclass(frozen=True)
 class Layers:
-    """What a created model may set over its weights (Ollama's system, params and license layers); None keeps
-    the source's own."""
+    """What a created model may set over its weights (Ollama's system, params, template, messages and license
+    layers); None keeps the source's own. A `template` here is a Jinja chat template, checked by the caller
+    (lokal.inference.model_template)."""
 
     system: str | None = None
     params: Mapping[str, Any] | None = None
     license: str | None = None
+    template: str | None = None
+    messages: tuple[Mapping[str, Any], ...] | None = None
 
     @property
     def empty(self) -> bool:
-        return self.system is None and self.params is None and self.license is None
+        return all(getattr(self, f.name) is None for f in dataclasses.fields(self))
 
 
 def check_name_only(ref: str) -> None:
@@ -124,6 +127,7 @@ def _model(
         params=dict(manifest.params),
         system=manifest.system,
         template=manifest.template,
+        messages=tuple(manifest.messages),
         license=manifest.license,
         engine=manifest.engine,
     )
@@ -500,7 +504,8 @@ class ModelStore:
                 created_at=now(),
                 params=dict(src.params if layers.params is None else layers.params),
                 system=src.system if layers.system is None else layers.system,
-                template=src.template,
+                template=src.template if layers.template is None else layers.template,
+                messages=tuple(src.messages if layers.messages is None else layers.messages),
                 license=src.license if layers.license is None else layers.license,
                 path=folder,
                 format="gguf" if folder is None else src.details.format,
@@ -551,6 +556,8 @@ class ModelStore:
                 created_at=now(),
                 params=dict(layers.params or {}),
                 system=layers.system,
+                template=layers.template,
+                messages=tuple(layers.messages or ()),
                 license=layers.license,
             )
             path = self.layout.manifest_path(target)

@@ -45,6 +45,8 @@ class LocalModel:
     params: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # default request options
     system: str | None = None  # default system prompt (Ollama's `system` layer)
     template: str | None = None  # chat template override (None: use the GGUF's own)
+    #: Turns every chat starts with (Ollama's MESSAGE lines / `/api/create` messages), after its system turn.
+    messages: tuple[Mapping[str, Any], ...] = ()
     # Added by the store (optional, so the engine's tests can build a LocalModel without them):
     manifest_digest: str | None = None  # Ollama's listing digest (sha256 of its manifest) for ollama models
     license: str | None = None  # licence text recorded with the model (Ollama license layer, package terms)

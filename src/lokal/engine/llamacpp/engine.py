@@ -31,6 +31,7 @@ from lokal.engine.llamacpp.sampling import (
     resolve_seed,
 )
 from lokal.engine.logprobs import check_top
+from lokal.engine.messages import seeded
 from lokal.engine.options import Options
 from lokal.engine.stops import StopMatcher
 from lokal.engine.stream import TokenStream
@@ -204,7 +205,8 @@ class LlamaCppEngine:
         if tools is not None and tools.format is None:
             tools = self.bind_tools(tools)
         fmt = format_of(tools) if tools is not None else self.tool_format  # a history's calls, without tools
-        rendered, extra = fmt.render(normalise_messages(messages, self.model.system), tools)
+        chat = normalise_messages(seeded(self.model.messages, messages), self.model.system)
+        rendered, extra = fmt.render(chat, tools)
         if self.can_think:
             extra.update(thinking.template_variables(think))
         elif think is not None:

@@ -21,7 +21,7 @@ import torch
 
 from lokal.engine.base import Format, TokenLogprob
 from lokal.engine.logprobs import check_top
-from lokal.engine.messages import normalise_messages
+from lokal.engine.messages import normalise_messages, seeded
 from lokal.engine.options import Options
 from lokal.engine.stops import StopMatcher
 from lokal.engine.stream import TokenStream
@@ -176,7 +176,7 @@ class TransformersEngine:
             )
         try:
             return self.tokenizer.apply_chat_template(
-                messages_for(normalise_messages(messages, self.model.system), tools),
+                messages_for(normalise_messages(seeded(self.model.messages, messages), self.model.system), tools),
                 chat_template=template,
                 tokenize=False,
                 add_generation_prompt=True,
