@@ -74,6 +74,36 @@ def test_template_and_message_lines_make_the_prompt(tmp_path: Path) -> None:
     assert prompt.endswith("[user] Hello\n[assistant] Hi, how can I help?\n[user] Name a colour.\n[assistant] ")
 
 
+THINKING_TEMPLATE = (
+    "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n"
+    "{% if enable_thinking is defined and not enable_thinking %}<think>\n\n</think>\n\n{% else %}<think>\n{% endif %}"
+    "{% endif %}"
+)
+
+
+def test_a_thinking_template_makes_run_show_the_reasoning_apart(tmp_path: Path) -> None:
+    """A TEMPLATE with a reasoning section makes the model a thinking one: `lokal run` prints its reasoning
+    dimmed between "Thinking..." and "...done thinking.", `--hide-thinking` leaves it out, `--think false`
+    turns it off; a model that cannot think says so."""
+    (tmp_path / "Modelfile").write_text(f'FROM smollm2\nTEMPLATE """{THINKING_TEMPLATE}"""\n')
+    assert lokal("create", "thinker", "-f", str(tmp_path / "Modelfile")).returncode == 0
+    shown = json.loads(lokal("show", "thinker", "--json").stdout)
+    assert "thinking" in shown["capabilities"]
+    args = ("run", "thinker", "--temperature", "0", "--num-predict", "12", "What is the capital of France?")
+    thought = lokal(*args)
+    assert thought.returncode == 0, thought.stderr
+    assert thought.stdout.startswith("Thinking...\n") and "...done thinking." in thought.stdout
+    hidden = lokal(*args, "--hide-thinking")
+    assert hidden.returncode == 0 and "Thinking..." not in hidden.stdout
+    off = lokal(*args, "--think", "false")
+    assert off.returncode == 0 and "Thinking..." not in off.stdout and off.stdout.strip()
+    refused = lokal("run", "smollm2", "--think", "high", "Hi")
+    assert refused.returncode == 1 and "does not support thinking" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    assert lokal("rm", "thinker").returncode == 0
+
+
 @pytest.mark.parametrize("system", [None, "Be brief."])
 def test_create_from_a_gguf_file_next_to_the_modelfile(tmp_path: Path, system: str | None) -> None:
     """FROM ./file.gguf is read from the Modelfile's folder, with or without layers over it."""

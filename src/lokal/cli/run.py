@@ -14,6 +14,7 @@ import click
 
 from lokal import inference
 from lokal.cli._engine import IN_PROCESS_HELP, engine_option
+from lokal.engine import answer
 from lokal.engine.base import Completion
 from lokal.errors import Cancelled, InvalidOptions, NoChatTemplate
 
@@ -47,6 +48,16 @@ def generation_options(func: Any) -> Any:
         help="Constrain the answer to JSON, or to the JSON schema in a file.",
     )(func)
     func = engine_option(help=IN_PROCESS_HELP)(func)
+    func = click.option(
+        "--think",
+        "think",
+        default=None,
+        metavar="true|false|low|medium|high|max",
+        help="A thinking model's reasoning: on (a level), or false for none; unset: it thinks.",
+    )(func)
+    func = click.option(
+        "--hide-thinking", is_flag=True, help="Print only the answer, not a thinking model's reasoning."
+    )(func)
     func = click.option("--system", default=None, help="System prompt.")(func)
     func = click.option(
         "--keep-alive", default=None, help="How long to keep the model loaded afterwards (e.g. 5m, 0)."
@@ -78,26 +89,75 @@ def _parse_format(value: str | None) -> Any:
         raise InvalidOptions(f"--format file '{value}' is not valid JSON: {exc}") from None
 
 
-def _stream_to_terminal(run: inference.Run) -> tuple[str, Completion | None]:
-    """Print pieces as they come; Ctrl-C stops this answer (and frees its slot) without a traceback."""
-    parts: list[str] = []
+def _think_value(raw: str | None) -> bool | str | None:
+    """`--think`: true / false, or a level (checked where the request starts, lokal.engine.thinking)."""
+    if raw is None:
+        return None
+    lowered = raw.lower()
+    return {"true": True, "false": False}.get(lowered, lowered)
+
+
+class _Printer:
+    """Prints an answer as it streams: a thinking model's reasoning dimmed, between "Thinking..." and "...done
+    thinking." (as Ollama's CLI shows it; hidden with --hide-thinking), then the answer."""
+
+    def __init__(self, *, hide_thinking: bool) -> None:
+        self.hide = hide_thinking
+        self.thinking = False
+        self.shown = False  # the answer has begun
+        self.text: list[str] = []
+
+    def reasoning(self, piece: str) -> None:
+        if not piece or self.hide:
+            return
+        if not self.thinking:
+            click.secho("Thinking...", dim=True)
+            self.thinking = True
+        click.secho(piece, nl=False, dim=True)
+
+    def answer(self, piece: str) -> None:
+        if not piece:
+            return
+        self.close_thinking()
+        self.text.append(piece)
+        click.echo(piece, nl=False)
+
+    def close_thinking(self) -> None:
+        if self.thinking:
+            click.secho("\n...done thinking.\n", dim=True)
+            self.thinking = False
+
+    def end(self) -> str:
+        self.close_thinking()
+        text = "".join(self.text)
+        if text and not text.endswith("\n"):
+            click.echo()
+        return text
+
+
+def _stream_to_terminal(run: inference.Run, *, hide_thinking: bool = False) -> tuple[str, Completion | None]:
+    """Print pieces as they come; Ctrl-C stops this answer (and frees its slot) without a traceback. Returns
+    the answer's text (without a thinking model's reasoning: what the conversation keeps)."""
+    printer = _Printer(hide_thinking=hide_thinking)
+    watcher = answer.AnswerWatcher(None, run.thinking)
     try:
         for piece in run.stream:
-            parts.append(piece)
-            click.echo(piece, nl=False)
+            reasoning, text = watcher.feed(piece)
+            printer.reasoning(reasoning)
+            printer.answer(text)
+        reasoning, text, _ = watcher.finish()
+        printer.reasoning(reasoning)
+        printer.answer(text)
         completion = run.completion()
     except KeyboardInterrupt:
         run.cancel()
         click.echo("\n(interrupted)", err=True)
-        return "".join(parts), None
+        return "".join(printer.text), None
     except Cancelled:
-        return "".join(parts), None
+        return "".join(printer.text), None
     finally:
         run.release()
-    text = "".join(parts)
-    if not text.endswith("\n"):
-        click.echo()
-    return text, completion
+    return printer.end(), completion
 
 
 def _print_stats(c: Completion) -> None:
@@ -128,6 +188,8 @@ def _answer_remote(
     payload: dict[str, Any] = {"model": model, "messages": messages, "options": opts}
     if kw["format"] is not None:
         payload["format"] = kw["format"]
+    if kw["think"] is not None:
+        payload["think"] = kw["think"]
     if kw["keep_alive"] is not None:
         payload["keep_alive"] = kw["keep_alive"]
     chunks = remote.stream("/api/chat", payload)
@@ -141,23 +203,21 @@ def _answer_remote(
         payload = {k: v for k, v in payload.items() if k != "messages"}
         chunks = remote.stream("/api/generate", {**payload, "prompt": messages[-1]["content"], "raw": True})
         first, key = next(chunks), "response"
-    parts: list[str] = []
+    printer = _Printer(hide_thinking=kw["hide_thinking"])
     final: dict[str, Any] | None = None
     try:
         for chunk in itertools.chain([first], chunks):
             if chunk.get("done"):
                 final = chunk
                 break
-            piece = chunk[key]["content"] if key == "message" else chunk[key]
-            parts.append(piece)
-            click.echo(piece, nl=False)
+            body = chunk[key] if key == "message" else chunk
+            printer.reasoning(body.get("thinking") or "")
+            printer.answer(body["content"] if key == "message" else body["response"])
     except KeyboardInterrupt:
         chunks.close()  # closing the connection cancels the request on the server
         click.echo("\n(interrupted)", err=True)
         return None
-    text = "".join(parts)
-    if not text.endswith("\n"):
-        click.echo()
+    text = printer.end()
     if final is not None and kw["verbose"]:
         fields = {
             f: int(final.get(f, 0)) for f in Completion.__dataclass_fields__ if f.endswith(("_count", "_duration"))
@@ -172,7 +232,13 @@ def _answer(state: Any, model: str, messages: list[dict[str, Any]], opts: dict[s
     manager = state.manager
     try:
         run = inference.start_chat(
-            manager, model, messages, options=opts, format=kw["format"], keep_alive=kw["keep_alive"]
+            manager,
+            model,
+            messages,
+            options=opts,
+            format=kw["format"],
+            keep_alive=kw["keep_alive"],
+            think=kw["think"],
         )
     except NoChatTemplate:
         # A base model has no chat template: complete the last user message as plain text.
@@ -185,7 +251,7 @@ def _answer(state: Any, model: str, messages: list[dict[str, Any]], opts: dict[s
             format=kw["format"],
             keep_alive=kw["keep_alive"],
         )
-    text, completion = _stream_to_terminal(run)
+    text, completion = _stream_to_terminal(run, hide_thinking=kw["hide_thinking"])
     if completion is not None and kw["verbose"]:
         _print_stats(completion)
     return text if completion is not None else None
@@ -214,6 +280,8 @@ def run_cmd(state: Any, model: str, prompt: tuple[str, ...], **kwargs: Any) -> N
         "format": _parse_format(kwargs["format_"]),
         "keep_alive": kwargs["keep_alive"],
         "verbose": kwargs["verbose"],
+        "think": _think_value(kwargs["think"]),
+        "hide_thinking": kwargs["hide_thinking"],
     }
     text = " ".join(prompt)
     if not text and not sys.stdin.isatty():
@@ -241,6 +309,8 @@ def chat_cmd(state: Any, model: str, **kwargs: Any) -> None:
         "format": _parse_format(kwargs["format_"]),
         "keep_alive": kwargs["keep_alive"],
         "verbose": kwargs["verbose"],
+        "think": _think_value(kwargs["think"]),
+        "hide_thinking": kwargs["hide_thinking"],
     }
     _repl(state, model, opts, system=kwargs["system"], **kw)
 
