@@ -136,8 +136,9 @@ def chat_tool_choice(choice: str | dict[str, Any] | None) -> str | dict[str, Any
 
 
 def chat_messages(input: str | list[dict[str, Any]], instructions: str | None) -> list[dict[str, Any]]:
-    """`input` (and `instructions`) as chat messages: past calls join the assistant turn before them, a call's
-    output is a tool turn naming its call, and a reasoning item goes with the assistant turn after it."""
+    """`input` (and `instructions`) as chat messages: past calls join the assistant turn before them (its text,
+    if a message item came first), a call's output is a tool turn naming its call, and a reasoning item goes
+    with the assistant turn after it."""
     messages: list[dict[str, Any]] = [{"role": "system", "content": instructions}] if instructions else []
     if isinstance(input, str):
         return [*messages, {"role": "user", "content": input}]
@@ -157,7 +158,7 @@ def chat_messages(input: str | list[dict[str, Any]], instructions: str | None) -
             names[call_id] = name
             call = {"id": call_id, "type": "function", "function": {"name": name, "arguments": item.get("arguments")}}
             last = messages[-1] if messages else None
-            if last is None or last["role"] != "assistant" or (last.get("content") and not last.get("tool_calls")):
+            if last is None or last["role"] != "assistant":  # a message item then calls: one assistant turn
                 last = {"role": "assistant", "content": ""}
                 if reasoning:
                     last["reasoning_content"], reasoning = reasoning, ""
