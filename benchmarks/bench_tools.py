@@ -1,11 +1,13 @@
-"""What tool calling costs with the generic format (lokal.engine.tools): the same chat requests on the bundled
-model with and without tools, in one process, alternating round by round.
+"""What tool calling costs: the same chat requests on the bundled model with and without tools, in one process,
+alternating round by round, in the generic format (lokal.engine.tools) or, with `--format hermes`, in the
+Hermes/Qwen native format (lokal.engine.tool_formats: the model given a Hermes-style chat template, so the
+tools render through it and each call is a `<tool_call>` block held by the grammar).
 
 Variants, each over the same questions (temperature 0 unless `--temperature`, `--max-tokens`):
 
     plain      no tools: the baseline (the "peer" every ratio is against)
-    described  no tools, but the prompt the tools make (their list in the system turn): what the longer
-               prompt alone costs, so the grammar's own cost is required / described
+    described  no tools, but the prompt the tools make (their list in the prompt): what the longer prompt
+               alone costs, so the grammar's own cost is required / described
     auto       tools offered, tool_choice auto: the lazy grammar, which a text answer never triggers
     required   tool_choice required: the grammar holds every token; the answer is a call
     unpruned   required, with a rejected token's full grammar pass checking all 49,152 tokens instead of
@@ -18,12 +20,14 @@ the prompt longer), end-to-end = total_duration, decode = eval_duration / (eval_
 - 1) per token after the first. Each figure is the median over requests; a ratio is variant / plain.
 
 Usage:
-    python benchmarks/bench_tools.py [--rounds 3] [--max-tokens 48] [--temperature 0] [--threads 2] [--json OUT]
+    python benchmarks/bench_tools.py [--rounds 3] [--max-tokens 48] [--temperature 0] [--threads 2]
+                                     [--format generic|hermes] [--json OUT]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import statistics
 import sys
@@ -31,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from lokal.config import Settings
-from lokal.engine import tools
+from lokal.engine import tool_formats, tools
 from lokal.engine.llamacpp.engine import LlamaCppEngine
 from lokal.engine.options import Options
 from lokal.store import ModelStore
@@ -70,6 +74,22 @@ TOOLS = [
     },
 ]
 VARIANTS = ("plain", "described", "auto", "required", "unpruned", "json")
+#: A Hermes/Qwen-style chat template written for this benchmark (the tools in the system turn within <tools>,
+#: each call a <tool_call> block), for `--format hermes`.
+HERMES_TEMPLATE = """\
+<|im_start|>system
+{% if messages[0].role == 'system' %}{{ messages[0].content }}
+{% endif %}{% if tools %}# Tools
+You may call functions. Their signatures are within <tools></tools>:
+<tools>
+{% for tool in tools %}{{ tool | tojson }}
+{% endfor %}</tools>
+For each call, return a JSON object with the name and arguments within <tool_call></tool_call> tags.
+{% endif %}<|im_end|>
+{% for message in messages if message.role != 'system' %}<|im_start|>{{ message.role }}
+{{ message.content }}<|im_end|>
+{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant
+{% endif %}"""
 
 
 def run_one(
@@ -81,13 +101,19 @@ def run_one(
     engine.narrow_grammar = variant != "unpruned"
     if variant in ("auto", "required", "unpruned"):
         req = tools.request(TOOLS, "required" if variant == "unpruned" else variant)
-    elif variant == "described":  # the prompt "required" renders, sampled without any grammar
-        messages = tools.messages_for(messages, tools.request(TOOLS, "required"))
     engine._batcher._cached.clear()  # no prompt cache: every TTFT is a whole prefill (the variants share prefixes)
-    stream = engine.chat(messages, options, tools=req, format="json" if variant == "json" else None)
+    if variant == "described":  # the prompt "required" renders, sampled without any grammar
+        prompt = engine.render_chat(messages, tools.request(TOOLS, "required"))
+        tokens = engine.tokenize(prompt, add_special=True)
+        if len(tokens) >= 2 and tokens[0] == tokens[1] == engine.vocab.bos:  # as chat() does: one BOS
+            tokens = tokens[1:]
+        stream = engine.generate(tokens, options)
+    else:
+        stream = engine.chat(messages, options, tools=req, format="json" if variant == "json" else None)
     text = stream.text()
     result = stream.result
-    if variant in ("required", "unpruned") and tools.parse_calls(text, req) is None and result.done_reason != "length":
+    forced = variant in ("required", "unpruned") and result.done_reason != "length"
+    if forced and tool_formats.read_answer(text, engine.bind_tools(req))[1] is None:
         raise RuntimeError(f"required gave no call: {text[:200]!r}")
     decoded = max(result.eval_count - 1, 1)
     return {
@@ -105,12 +131,16 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=48)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--temperature", type=float, default=0.0, help="0: greedy (seed 1 otherwise)")
+    parser.add_argument("--format", choices=("generic", "hermes"), default="generic", help="the tool format")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
 
     model = ModelStore(Settings.from_env()).resolve("smollm2")
+    if args.format == "hermes":
+        model = dataclasses.replace(model, template=HERMES_TEMPLATE)
     samples: dict[str, list[dict[str, float]]] = {v: [] for v in VARIANTS}
     with LlamaCppEngine(model, context_length=2048, num_parallel=1, threads=args.threads) as engine:
+        assert engine.tool_format.name == args.format, engine.tool_format.name
         for variant in VARIANTS:  # warm-up, not counted
             run_one(engine, variant, QUESTIONS[0], 8)
         for r in range(args.rounds):
@@ -124,8 +154,8 @@ def main() -> None:
         return statistics.median(s[key] for s in samples[variant])
 
     print(
-        f"\n{len(QUESTIONS)} questions x {args.rounds} rounds, temperature {args.temperature}, "
-        f"up to {args.max_tokens} tokens"
+        f"\n{args.format} format, {len(QUESTIONS)} questions x {args.rounds} rounds, "
+        f"temperature {args.temperature}, up to {args.max_tokens} tokens"
     )
     header = f"{'variant':<10}{'prompt tok':>11}{'tokens':>8}{'TTFT ms':>9}{'e2e ms':>9}{'decode ms/tok':>15}"
     print(header + f"{'TTFT x':>8}{'decode x':>10}{'decode tok/s x':>16}")
