@@ -31,10 +31,10 @@ from lokal.bench.run import BenchError, BenchPlan, run_bench
 from lokal.bench.target import TargetError
 from lokal.cli import main
 from lokal.engine.manager import EngineManager
-from lokal.engine.select import engine_for
 from lokal.report.bench import bench_sections, build_runs, summary_json
 from lokal.report.console import console_summary
 from lokal.report.document import Section, Table
+from lokal.store.engine_choice import engine_for
 from report_fixtures import closed_loop
 
 # -- the plan -------------------------------------------------------------------------------------------------------

@@ -18,8 +18,8 @@ from lokal.cli.embed import read_texts, vector_line
 from lokal.cli.remote import RemoteServer
 from lokal.config import Settings
 from lokal.engine.manager import EngineManager
-from lokal.engine.select import engine_for
 from lokal.errors import LokalError
+from lokal.store.engine_choice import engine_for
 
 
 class EngineFactory(FakeFactory):

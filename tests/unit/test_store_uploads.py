@@ -73,9 +73,9 @@ def test_an_aborted_upload_leaves_nothing(store: ModelStore):
 
 
 def test_an_upload_larger_than_the_free_space_is_refused_before_writing(store: ModelStore, monkeypatch):
-    from lokal.store import fsutil
+    from lokal import files
 
-    monkeypatch.setattr(fsutil, "free_bytes", lambda directory: 900)
+    monkeypatch.setattr(files, "free_bytes", lambda directory: 900)
     with pytest.raises(DiskFull, match=r"uploading sha256:.* \(it needs 5\.0 KB and 900 B is free\); nothing was"):
         BlobUpload(store.layout, sha(b"x"), expected_size=5000)
     assert leftovers(store.layout.uploads) == []

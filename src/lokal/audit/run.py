@@ -110,8 +110,8 @@ def model_ref(name: str, settings: Settings, *, local: bool) -> ModelRef:
     runs in-process (the same weights under llama.cpp and transformers are two measurements)."""
     if not local:
         return ModelRef(name=name)
-    from lokal.engine.select import engine_for
     from lokal.store import ModelStore
+    from lokal.store.engine_choice import engine_for
 
     m = ModelStore(settings).resolve(name)
     return ModelRef(

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -30,6 +29,7 @@ from typing import Any, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from lokal.errors import LokalError
+from lokal.files import write_atomic
 
 #: Bumped only for a change older files cannot be read under (`read_result` wants the exact version). The engine
 #: fields (`engine` on levels, models and cold starts, `engines`) are optional additions with defaults: files
@@ -281,21 +281,7 @@ class BenchResult(_Model):
 
 def save(result: BaseModel, path: str | os.PathLike[str]) -> Path:
     """Write `result` as JSON atomically (temp file + fsync + rename): never a half-written file."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    data = result.model_dump_json(indent=1)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        os.fchmod(fd, 0o644)  # mkstemp makes it private; a result is meant to be shared like any other file
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        Path(tmp).replace(target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return target
+    return write_atomic(path, result.model_dump_json(indent=1))
 
 
 M = TypeVar("M", bound=BaseModel)

@@ -50,7 +50,8 @@ from lokal.bench.targets._http import is_loopback
 from lokal.bench.tokenizer import local_token_counter
 from lokal.bench.workload import SHUFFLE_NEEDS_A_FILE, WORKLOADS, Workload, make_workload
 from lokal.config import Settings
-from lokal.engine.select import missing_hf_packages, parse_engine
+from lokal.engine.select import missing_hf_packages
+from lokal.engine_names import parse_engine
 from lokal.errors import InvalidOptions, LokalError
 
 #: Level plan when the user names none: enough to see single-stream latency and how batching scales,

@@ -310,7 +310,7 @@ def build_card(
 def write_card(built: BuiltCard, path: str | os.PathLike[str]) -> list[Path]:
     """Write the card and its charts beside it, each atomically; returns the files written, the card first.
     Charts go first, so a card on disk never points at a chart that is not there yet."""
-    from lokal.report._files import write_atomic
+    from lokal.files import write_atomic
     from lokal.report.charts import render_png
 
     target = Path(path)

@@ -1,6 +1,6 @@
 """`--engine`: the one option every command that runs a model shares (run, chat, embed, serve, audit, bench).
 
-The value is checked with `lokal.engine.select.parse_engine`, so the CLI accepts exactly what LOKAL_ENGINE
+The value is checked with `lokal.engine_names.parse_engine`, so the CLI accepts exactly what LOKAL_ENGINE
 accepts (also 'llama.cpp' and 'hf'); anything else is click's usage error naming the choices (exit code 2).
 For one engine the option replaces the command's settings with `settings.engine` set, before the store or
 the engine manager are first built (they read the settings once); asking for transformers without the `hf`
@@ -17,7 +17,8 @@ from typing import Any
 import click
 from click.shell_completion import CompletionItem
 
-from lokal.engine.select import ENGINES, HF_INSTALL_HINT, missing_hf_packages, parse_engine, parse_engines
+from lokal.engine.select import HF_INSTALL_HINT, missing_hf_packages
+from lokal.engine_names import ENGINES, parse_engine, parse_engines
 from lokal.errors import EngineUnavailable, InvalidOptions
 
 ENGINE_HELP = (

@@ -5,8 +5,6 @@ The commands only parse arguments and print; `lokal.cache` scans, plans and dele
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +12,7 @@ import click
 
 from lokal.cache.model import SOURCE_LABELS, SOURCES, CacheReport, PrunePlan
 from lokal.cli._output import human_ago, human_size, print_json, table, warn
+from lokal.files import write_atomic
 
 
 def write_chart_png(chart: Any, path: Path, *, rows: int = 6) -> Path:
@@ -22,19 +21,7 @@ def write_chart_png(chart: Any, path: Path, *, rows: int = 6) -> Path:
 
     fig = Figure(figsize=(9, max(3.0, 1.2 + 0.35 * rows)), layout="constrained")
     chart.draw(fig.add_subplot())
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            fig.savefig(out, format="png", dpi=110)
-            out.flush()
-            os.fsync(out.fileno())
-        Path(tmp).replace(target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return target
+    return write_atomic(path, lambda out: fig.savefig(out, format="png", dpi=110))
 
 
 def _scan(ctx: click.Context) -> Any:
@@ -102,7 +89,9 @@ def _show(ctx: click.Context, as_json: bool, chart: Path | None) -> None:
     for message in report.warnings:
         warn(f"warning: {message}")
     if chart is not None:
-        sections = report.to_sections()
+        from lokal.cache.sections import cache_sections
+
+        sections = cache_sections(report)
         charts = [c for s in sections for c in s.charts]
         if charts:
             write_chart_png(charts[0], chart, rows=len(report.models()))

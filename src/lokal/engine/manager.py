@@ -23,8 +23,9 @@ from datetime import UTC, datetime, timedelta
 
 from lokal.config import Settings
 from lokal.engine.base import Engine
-from lokal.engine.select import engine_for, require_transformers
+from lokal.engine.select import require_transformers
 from lokal.errors import EngineError
+from lokal.store.engine_choice import engine_for
 from lokal.store.types import LocalModel
 
 log = logging.getLogger(__name__)

@@ -14,7 +14,7 @@ import re
 from html import escape
 from pathlib import Path
 
-from lokal.report._files import write_atomic
+from lokal.files import write_atomic
 from lokal.report.charts import DPI, HEIGHT_IN, WIDTH_IN, render_png
 from lokal.report.document import Chart, Document, Section, Table
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from lokal.report._files import write_atomic
+from lokal.files import write_atomic
 from lokal.report.charts import render_png
 from lokal.report.document import Chart, Document, Section, Table
 

@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import BinaryIO
 
 from lokal.errors import DigestMismatch
-from lokal.store.fsutil import check_free_space, disk_full_is_an_error, fsync_dir
-from lokal.store.layout import StoreLayout, digest_hex, temp_path
+from lokal.files import check_free_space, disk_full_is_an_error, fsync_dir, temp_path
+from lokal.store.layout import StoreLayout, digest_hex
 from lokal.store.types import Progress
 
 CHUNK_SIZE = 1 << 20

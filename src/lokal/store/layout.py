@@ -26,14 +26,13 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 from lokal.errors import InvalidModelName
+from lokal.files import TEMP_PREFIX
 from lokal.store.names import DEFAULT_NAMESPACE, HF_HOST, OLLAMA_HOST, ModelName, parse_name
 
-TEMP_PREFIX = ".tmp-"
 _DIGEST = re.compile(r"sha256[:-]([0-9a-f]{64})")
 
 
@@ -48,12 +47,6 @@ def digest_hex(digest: str) -> str:
 def is_hidden(path: Path) -> bool:
     """Temp files, lock files and editor droppings: never treated as manifests or blobs."""
     return path.name.startswith(".")
-
-
-def temp_path(directory: Path, label: str = "") -> Path:
-    """A unique temp path in `directory` (same filesystem as the destination, so rename is atomic)."""
-    safe = re.sub(r"[^A-Za-z0-9._-]", "_", label)[:40]
-    return directory / f"{TEMP_PREFIX}{safe}-{uuid.uuid4().hex[:12]}"
 
 
 def _name_from_parts(parts: tuple[str, ...]) -> ModelName | None:

@@ -27,11 +27,13 @@ from pathlib import Path
 from typing import Any
 
 from lokal.config import Settings
-from lokal.engine.select import EngineName, engine_for, is_checkpoint, parse_engine
+from lokal.engine_names import EngineName, parse_engine
 from lokal.errors import InvalidModelFile, InvalidModelName, InvalidOptions, ModelNotFound, ReadOnlyModel
+from lokal.files import fsync_dir
 from lokal.store import catalogue, gc
 from lokal.store.blobs import import_file, import_parts
-from lokal.store.fsutil import file_lock, fsync_dir, remove_empty_parents
+from lokal.store.engine_choice import engine_for, is_checkpoint
+from lokal.store.fsutil import file_lock, remove_empty_parents
 from lokal.store.gguf_info import check_gguf_magic, read_gguf_info
 from lokal.store.info import (
     InfoCache,

@@ -50,7 +50,7 @@ class LocalModel:
     # Added by the store (optional, so the engine's tests can build a LocalModel without them):
     manifest_digest: str | None = None  # Ollama's listing digest (sha256 of its manifest) for ollama models
     license: str | None = None  # licence text recorded with the model (Ollama license layer, package terms)
-    #: The engine this entry remembers ("llamacpp" or "transformers"); None: the default (see engine.select).
+    #: The engine this entry remembers ("llamacpp" or "transformers"); None: the default (lokal.store.engine_choice).
     engine: str | None = None
 
     @property

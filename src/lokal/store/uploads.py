@@ -21,8 +21,9 @@ import os
 from typing import BinaryIO
 
 from lokal.errors import InvalidBlob
-from lokal.store.fsutil import check_free_space, disk_full_is_an_error, file_lock, fsync_dir
-from lokal.store.layout import StoreLayout, digest_hex, temp_path
+from lokal.files import check_free_space, disk_full_is_an_error, fsync_dir, temp_path
+from lokal.store.fsutil import file_lock
+from lokal.store.layout import StoreLayout, digest_hex
 
 
 def parse_digest(text: str) -> str:

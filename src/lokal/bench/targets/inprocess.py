@@ -7,7 +7,7 @@ the engine's `Completion` (`token_source` "engine"). The clock is read once per 
 caller receives it, as an HTTP client would receive a chunk. Models are kept loaded for the whole run
 (keep-alive forever) and unloaded at `close()` when this target made the manager.
 
-The engine of each model is decided at `open()` as everywhere else (`lokal.engine.select.engine_for`: the
+The engine of each model is decided at `open()` as everywhere else (`lokal.store.engine_choice.engine_for`: the
 `settings.engine` asked for, else the store entry's, else llama.cpp) and recorded in the result; `lokal bench
 --engine a,b` makes one target per engine and runs them one after the other.
 
@@ -29,8 +29,9 @@ from lokal.bench.result import ModelRef, ServerTimings, TargetInfo
 from lokal.bench.target import Outcome, Prompt, RequestParams, TargetError
 from lokal.config import Settings
 from lokal.engine.base import Completion
-from lokal.engine.select import engine_for, require_transformers
+from lokal.engine.select import require_transformers
 from lokal.errors import LokalError
+from lokal.store.engine_choice import engine_for
 
 #: keep_alive for every call: never unload during a run (`inference.keep_alive_seconds(-1)` is "forever").
 FOREVER = -1
