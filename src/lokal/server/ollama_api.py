@@ -24,15 +24,13 @@ from lokal import inference, shapes
 from lokal._version import __version__
 from lokal.engine import answer, tools
 from lokal.errors import InvalidOptions, LokalError
+from lokal.server import lifecycle
 from lokal.server import ollama_schemas as S
 from lokal.server.body import JSONBodyRoute
-from lokal.server.errors import internal_error_message, log_internal_error, request_id
 from lokal.server.streaming import (
-    ClientGone,
     DisconnectAwareStreamingResponse,
     in_thread,
     ndjson_line,
-    race_disconnect,
 )
 from lokal.store.sources.gguf_file import looks_like_path_text
 from lokal.store.store import Layers, check_name_only
@@ -72,8 +70,6 @@ async def _answer(
     not streamed all of them. `tool_request`: the output may be a call, sent whole in one chunk (see
     `tool_formats.CallWatcher`); a thinking model's reasoning is split from the text (`lokal.engine.answer`).
     """
-    metrics = request.app.state.metrics
-    started = time.perf_counter()
     model = run.model
 
     def final(completion: Any, text: str = "", calls: Any = None, thinking: str = "") -> dict[str, Any]:
@@ -87,26 +83,11 @@ async def _answer(
         )
 
     if not stream:
-        first: list[float] = []
-
-        async def collect() -> str:
-            parts = []
-            async for piece in run.stream:
-                if not first:
-                    first.append(time.perf_counter())
-                parts.append(piece)
-            return "".join(parts)
-
-        try:
-            text = await race_disconnect(request, collect, run.cancel)
-        except ClientGone:
+        collected = await lifecycle.collect(request, run)
+        if collected is None:
             return Response(status_code=499)
-        finally:
-            run.release()
-        completion = run.completion()
-        metrics.completed(model, completion, first[0] - started if first else None)
-        thinking, text, calls = answer.read(text, tool_request, run.thinking)
-        return JSONResponse(final(completion, text, calls, thinking))
+        thinking, text, calls = answer.read(collected.text, tool_request, run.thinking)
+        return JSONResponse(final(collected.completion, text, calls, thinking))
 
     def chunk(text: str, tokens: Any, thinking: str = "", calls: Any = None) -> dict[str, Any]:
         if chat:
@@ -115,37 +96,18 @@ async def _answer(
 
     watcher = answer.AnswerWatcher(tool_request, run.thinking)
 
-    async def body() -> AsyncIterator[bytes]:
-        first_at = None
-        finished = False
-        try:
-            async for piece in run.stream.achunks():
-                if first_at is None:
-                    first_at = time.perf_counter()
-                thinking, text = watcher.feed(piece.text)
-                if text or thinking or piece.token is not None:
-                    tokens = None if piece.token is None else [piece.token]
-                    yield ndjson_line(chunk(text, tokens, thinking))
-            completion = run.completion()
-            finished = True
-            run.release()
-            metrics.completed(model, completion, first_at - started if first_at else None)
-            thinking, text, calls = watcher.finish()
-            if text or thinking or calls:
-                yield ndjson_line(chunk(text, None, thinking, calls))
-            yield ndjson_line(final(completion))
-        except LokalError as exc:  # after the first byte the status is sent: report in the stream
-            yield ndjson_line({"error": str(exc)})
-        except Exception as exc:  # the same, for what nobody expected (logged under the request id)
-            rid = request_id(request)
-            log_internal_error(rid, request.method, request.url.path, exc)
-            yield ndjson_line({"error": internal_error_message(rid)})
-        finally:
-            if not finished:
-                run.cancel()
-            run.release()
+    async def shape(streamed: lifecycle.Streamed) -> AsyncIterator[bytes]:
+        async for piece in streamed.pieces():
+            thinking, text = watcher.feed(piece.text)
+            if text or thinking or piece.token is not None:
+                tokens = None if piece.token is None else [piece.token]
+                yield ndjson_line(chunk(text, tokens, thinking))
+        thinking, text, calls = watcher.finish()
+        if text or thinking or calls:
+            yield ndjson_line(chunk(text, None, thinking, calls))
+        yield ndjson_line(final(streamed.completion))
 
-    return DisconnectAwareStreamingResponse(body(), media_type=NDJSON)
+    return lifecycle.stream(request, run, shape, lambda message, internal: ndjson_line({"error": message}), NDJSON)
 
 
 def _single(obj: dict[str, Any], stream: bool) -> Response:

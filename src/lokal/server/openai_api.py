@@ -33,15 +33,12 @@ from lokal import inference
 from lokal.engine import answer, thinking, tools
 from lokal.engine.base import GeneratedToken, TokenChoice
 from lokal.engine.logprobs import check_top
-from lokal.errors import InvalidOptions, LokalError, ModelNotFound
+from lokal.errors import InvalidOptions, ModelNotFound
+from lokal.server import lifecycle
 from lokal.server.body import JSONBodyRoute
-from lokal.server.errors import internal_error_message, log_internal_error, request_id
 from lokal.server.streaming import (
     SSE_DONE,
-    ClientGone,
-    DisconnectAwareStreamingResponse,
     in_thread,
-    race_disconnect,
     sse_event,
 )
 
@@ -214,30 +211,16 @@ async def _respond(
     """The answer to a started run; `echo` (a completion's prompt, when asked for) goes before the output.
     `with_logprobs`: the generated tokens' log-probabilities, in the chat or the legacy shape. `tool_request`:
     the output may be tool calls (`finish_reason: "tool_calls"`; streamed, each call whole in one delta)."""
-    metrics = request.app.state.metrics
-    started = time.perf_counter()
     created = int(time.time())
     ident = ("chatcmpl-" if chat else "cmpl-") + uuid.uuid4().hex[:24]
     obj = "chat.completion" if chat else "text_completion"
     model = body.model
 
     if not body.stream:
-
-        async def collect() -> tuple[str, float | None]:
-            parts, first = [], None
-            async for piece in run.stream:
-                first = first or time.perf_counter()
-                parts.append(piece)
-            return "".join(parts), first
-
-        try:
-            text, first = await race_disconnect(request, collect, run.cancel)
-        except ClientGone:
+        collected = await lifecycle.collect(request, run)
+        if collected is None:
             return Response(status_code=499)
-        finally:
-            run.release()
-        completion = run.completion()
-        metrics.completed(run.model, completion, first - started if first else None)
+        text, completion = collected.text, collected.completion
         choice: dict[str, Any] = {"index": 0, "finish_reason": _finish_reason(completion), "logprobs": None}
         if with_logprobs:
             tokens = list(completion.logprobs)
@@ -300,62 +283,48 @@ async def _respond(
 
     watcher = answer.AnswerWatcher(tool_request, run.thinking)
 
-    async def events() -> AsyncIterator[bytes]:
-        first_at = None
-        finished = False
-        try:
-            if echo:
-                yield sse_event(chunk(echo, None))
-            offset = len(echo)  # where the next piece starts in the legacy text (its text_offset)
-            async for piece in run.stream.achunks():
-                reasoning, text = watcher.feed(piece.text)
-                if not text and not reasoning and piece.token is None:
-                    continue  # held back: the start of what may be a tool call, or of a tag
-                logprobs = None
-                if piece.token is not None:
-                    tokens = [piece.token]
-                    logprobs = _chat_logprobs(tokens) if chat else _legacy_generated(tokens, offset)
-                offset += len(text)
-                yield sse_event(chunk(text, None, first=first_at is None, logprobs=logprobs, reasoning=reasoning))
-                if first_at is None:
-                    first_at = time.perf_counter()
-            completion = run.completion()
-            finished = True
-            run.release()
-            metrics.completed(run.model, completion, first_at - started if first_at else None)
-            if first_at is None and chat:
-                yield sse_event(chunk("", None, first=True))
-            reasoning, text, calls = watcher.finish()
-            if text or reasoning:
-                yield sse_event(chunk(text, None, reasoning=reasoning))
-            if calls:
-                yield sse_event(chunk(None, None, calls=_tool_calls(calls, streamed=True)))
-            yield sse_event(chunk(None, "tool_calls" if calls else _finish_reason(completion)))
-            if include_usage:
-                yield sse_event(
-                    {
-                        "id": ident,
-                        "object": chunk_obj,
-                        "created": created,
-                        "model": model,
-                        "choices": [],
-                        "usage": _usage(completion),
-                    }
-                )
-            yield SSE_DONE
-        except LokalError as exc:  # after the first byte the status is sent: report in the stream
-            yield sse_event({"error": {"message": str(exc), "type": "api_error", "param": None, "code": None}})
-        except Exception as exc:  # the same, for what nobody expected (logged under the request id)
-            rid = request_id(request)
-            log_internal_error(rid, request.method, request.url.path, exc)
-            message = internal_error_message(rid)
-            yield sse_event({"error": {"message": message, "type": "api_error", "param": None, "code": None}})
-        finally:
-            if not finished:
-                run.cancel()
-            run.release()
+    async def events(streamed: lifecycle.Streamed) -> AsyncIterator[bytes]:
+        first = True
+        if echo:
+            yield sse_event(chunk(echo, None))
+        offset = len(echo)  # where the next piece starts in the legacy text (its text_offset)
+        async for piece in streamed.pieces():
+            reasoning, text = watcher.feed(piece.text)
+            if not text and not reasoning and piece.token is None:
+                continue  # held back: the start of what may be a tool call, or of a tag
+            logprobs = None
+            if piece.token is not None:
+                tokens = [piece.token]
+                logprobs = _chat_logprobs(tokens) if chat else _legacy_generated(tokens, offset)
+            offset += len(text)
+            yield sse_event(chunk(text, None, first=first, logprobs=logprobs, reasoning=reasoning))
+            first = False
+        completion = streamed.completion
+        if first and chat:
+            yield sse_event(chunk("", None, first=True))
+        reasoning, text, calls = watcher.finish()
+        if text or reasoning:
+            yield sse_event(chunk(text, None, reasoning=reasoning))
+        if calls:
+            yield sse_event(chunk(None, None, calls=_tool_calls(calls, streamed=True)))
+        yield sse_event(chunk(None, "tool_calls" if calls else _finish_reason(completion)))
+        if include_usage:
+            yield sse_event(
+                {
+                    "id": ident,
+                    "object": chunk_obj,
+                    "created": created,
+                    "model": model,
+                    "choices": [],
+                    "usage": _usage(completion),
+                }
+            )
+        yield SSE_DONE
 
-    return DisconnectAwareStreamingResponse(events(), media_type="text/event-stream")
+    def error_line(message: str, internal: bool) -> bytes:
+        return sse_event({"error": {"message": message, "type": "api_error", "param": None, "code": None}})
+
+    return lifecycle.stream(request, run, events, error_line, "text/event-stream")
 
 
 @router.post("/chat/completions")

@@ -45,10 +45,10 @@ from pydantic import BaseModel, ConfigDict
 from lokal import inference
 from lokal.engine import answer, thinking, tools
 from lokal.engine.messages import TEXT_PART_TYPES
-from lokal.errors import InvalidOptions, LokalError
+from lokal.errors import InvalidOptions
+from lokal.server import lifecycle
 from lokal.server.body import JSONBodyRoute
-from lokal.server.errors import internal_error_message, log_internal_error, request_id
-from lokal.server.streaming import ClientGone, DisconnectAwareStreamingResponse, in_thread, race_disconnect
+from lokal.server.streaming import in_thread
 
 router = APIRouter(prefix="/v1", route_class=JSONBodyRoute)
 
@@ -301,37 +301,22 @@ async def responses(body: ResponsesRequest, request: Request) -> Response:
     def status_of(completion: Any) -> str:
         return "incomplete" if completion.done_reason == "length" else "completed"
 
-    metrics = request.app.state.metrics
-    started = time.perf_counter()
     if not body.stream:
-
-        async def collect() -> tuple[str, float | None]:
-            parts, first = [], None
-            async for piece in run.stream:
-                first = first or time.perf_counter()
-                parts.append(piece)
-            return "".join(parts), first
-
-        try:
-            text, first = await race_disconnect(request, collect, run.cancel)
-        except ClientGone:
+        collected = await lifecycle.collect(request, run)
+        if collected is None:
             return Response(status_code=499)
-        finally:
-            run.release()
-        completion = run.completion()
-        metrics.completed(run.model, completion, first - started if first else None)
-        reasoning, text, calls = answer.read(text, run.tools, run.thinking)
+        reasoning, text, calls = answer.read(collected.text, run.tools, run.thinking)
+        completion = collected.completion
         return JSONResponse(response(status_of(completion), items.all(reasoning, text, calls), completion))
 
     watcher = answer.AnswerWatcher(run.tools, run.thinking)
+    numbers = itertools.count()
 
-    async def events() -> AsyncIterator[bytes]:
-        numbers = itertools.count()
+    def event(kind: str, **data: Any) -> bytes:
+        payload = {"type": kind, "sequence_number": next(numbers), **data}
+        return f"event: {kind}\ndata: {json.dumps(payload, ensure_ascii=False)}\n\n".encode()
 
-        def event(kind: str, **data: Any) -> bytes:
-            payload = {"type": kind, "sequence_number": next(numbers), **data}
-            return f"event: {kind}\ndata: {json.dumps(payload, ensure_ascii=False)}\n\n".encode()
-
+    async def events(streamed: lifecycle.Streamed) -> AsyncIterator[bytes]:
         output: list[dict[str, Any]] = []
         open_kind: str | None = None  # the item being streamed: "reasoning" or "message"
         said = ""  # its text so far
@@ -420,46 +405,32 @@ async def responses(body: ResponsesRequest, request: Request) -> Response:
             out = delta("reasoning", reasoning) if reasoning else []
             return out + delta("message", text) if text else out
 
-        finished = False
-        first_at = None
-        try:
-            yield event("response.created", response=response("in_progress", []))
-            yield event("response.in_progress", response=response("in_progress", []))
-            async for piece in run.stream.achunks():
-                first_at = first_at or time.perf_counter()
-                for line in pieces(*watcher.feed(piece.text)):
-                    yield line
-            completion = run.completion()
-            finished = True
-            run.release()
-            metrics.completed(run.model, completion, first_at - started if first_at else None)
-            reasoning, text, calls = watcher.finish()
-            for line in pieces(reasoning, text):
+        yield event("response.created", response=response("in_progress", []))
+        yield event("response.in_progress", response=response("in_progress", []))
+        async for piece in streamed.pieces():
+            for line in pieces(*watcher.feed(piece.text)):
                 yield line
-            if not calls and not any(i["type"] == "message" for i in output) and open_kind != "message":
-                for line in open_item("message"):  # an empty answer is still a message
-                    yield line
-            for line in close_item():
+        completion = streamed.completion
+        reasoning, text, calls = watcher.finish()
+        for line in pieces(reasoning, text):
+            yield line
+        if not calls and not any(i["type"] == "message" for i in output) and open_kind != "message":
+            for line in open_item("message"):  # an empty answer is still a message
                 yield line
-            for call in calls or ():
-                item, index = items.call(call), len(output)
-                yield event("response.output_item.added", output_index=index, item={**item, "arguments": ""})
-                common = {"item_id": item["id"], "output_index": index}
-                yield event("response.function_call_arguments.delta", **common, delta=item["arguments"])
-                yield event("response.function_call_arguments.done", **common, arguments=item["arguments"])
-                yield event("response.output_item.done", output_index=index, item=item)
-                output.append(item)
-            status = status_of(completion)
-            yield event(f"response.{status}", response=response(status, output, completion))
-        except LokalError as exc:  # after the first byte the status is sent: report in the stream
-            yield event("error", code="invalid_request_error", message=str(exc), param=None)
-        except Exception as exc:  # the same, for what nobody expected (logged under the request id)
-            rid = request_id(request)
-            log_internal_error(rid, request.method, request.url.path, exc)
-            yield event("error", code="api_error", message=internal_error_message(rid), param=None)
-        finally:
-            if not finished:
-                run.cancel()
-            run.release()
+        for line in close_item():
+            yield line
+        for call in calls or ():
+            item, index = items.call(call), len(output)
+            yield event("response.output_item.added", output_index=index, item={**item, "arguments": ""})
+            common = {"item_id": item["id"], "output_index": index}
+            yield event("response.function_call_arguments.delta", **common, delta=item["arguments"])
+            yield event("response.function_call_arguments.done", **common, arguments=item["arguments"])
+            yield event("response.output_item.done", output_index=index, item=item)
+            output.append(item)
+        status = status_of(completion)
+        yield event(f"response.{status}", response=response(status, output, completion))
 
-    return DisconnectAwareStreamingResponse(events(), media_type="text/event-stream")
+    def error_line(message: str, internal: bool) -> bytes:
+        return event("error", code="api_error" if internal else "invalid_request_error", message=message, param=None)
+
+    return lifecycle.stream(request, run, events, error_line, "text/event-stream")
