@@ -17,6 +17,7 @@ import pytest
 
 from lokal.cache import CacheError, PruneCriteria, execute_prune, parse_age, plan_prune, scan_caches
 from lokal.cache.model import CacheReport, load_report
+from lokal.cache.sections import cache_sections
 from lokal.config import Settings
 from lokal.store import ModelStore
 from lokal.store.names import parse_name
@@ -242,7 +243,7 @@ def test_sections_have_a_table_row_per_entry_and_a_labelled_chart(stores: Stores
     from matplotlib.figure import Figure
 
     report = scan_caches(stores.settings).report
-    (section,) = report.to_sections()
+    (section,) = cache_sections(report)
     assert len(section.tables[0].rows) == len(report.entries)
     assert section.tables[1].rows[-1][0] == "all"
     (chart,) = section.charts

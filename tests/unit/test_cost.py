@@ -38,7 +38,7 @@ from lokal.cost import (
     load,
 )
 from lokal.cost.prices import ApiQuote, PriceData
-from lokal.cost.sections import money
+from lokal.cost.sections import cost_sections, money
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 
@@ -262,7 +262,7 @@ def test_sections_table_and_chart() -> None:
     from matplotlib.figure import Figure
 
     result = _cost("cheap", "tiny")
-    (section,) = result.to_sections()
+    (section,) = cost_sections(result)
     costs = section.tables[0]
     assert [row[0] for row in costs.rows] == ["local: custom", "cheap (Test)", "tiny (Test)"]
     assert costs.rows[0][2] == "$0.100" and costs.rows[1][2] == "$0.105"  # $ per 1,000 requests

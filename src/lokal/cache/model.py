@@ -94,11 +94,6 @@ class CacheReport(_Model):
     def total(self, source: str) -> SourceTotal | None:
         return next((t for t in self.sources if t.source == source), None)
 
-    def to_sections(self) -> tuple[Any, ...]:
-        from lokal.cache.sections import cache_sections
-
-        return cache_sections(self)
-
 
 class PruneItem(_Model):
     """One thing a prune deletes or keeps, and why."""

@@ -156,8 +156,9 @@ def cost(
         warn(f"cost result written to {output}")
     if chart is not None:
         from lokal.cli.cache import write_chart_png
+        from lokal.cost.sections import cost_sections
 
-        (section,) = result.to_sections()
+        (section,) = cost_sections(result)
         write_chart_png(section.charts[0], chart, rows=10)
         warn(f"chart written to {chart}")
     if as_json:

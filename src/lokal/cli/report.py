@@ -1,7 +1,7 @@
 """`lokal report`: re-render saved results without running anything.
 
 Bench results (one, or several side by side as a comparison) are the main case; saved `lokal cost` and
-`lokal cache` results render too, through the `to_sections()` their models provide, so one page can carry a
+`lokal cache` results render too, through their own sections (`sections_of`), so one page can carry a
 benchmark, its cost and the disk it takes. The files are the source of truth: every figure is recomputed from
 them, so a re-rendered file gives the same report as the run that wrote it. A bad file raises the loader's
 one-line `LokalError` (ResultError for bench files), which the error boundary in `lokal.cli.main` prints with
@@ -30,6 +30,17 @@ def _kind(path: Path) -> str | None:
         return None
     kind = raw.get("kind") if isinstance(raw, dict) else None
     return kind if isinstance(kind, str) else None
+
+
+def sections_of(result: Any) -> tuple[Any, ...]:
+    """The report sections of a saved cost or cache result (bench results are laid out side by side instead)."""
+    if result.kind == "cost":
+        from lokal.cost.sections import cost_sections
+
+        return cost_sections(result)
+    from lokal.cache.sections import cache_sections
+
+    return cache_sections(result)
 
 
 def load_any(path: Path) -> Any:
@@ -63,7 +74,7 @@ def report_document(loaded: list[Any]) -> Any:
     from lokal.report.document import Document
 
     bench, others = _split(loaded)
-    extra = tuple(section for other in others for section in other.to_sections())
+    extra = tuple(section for other in others for section in sections_of(other))
     if bench and not others:
         return bench_document(bench)
     if bench:
@@ -124,7 +135,7 @@ def report(results: tuple[Path, ...], html_path: Path | None, markdown_path: Pat
             from lokal.report.console import render_text
             from lokal.report.document import Document
 
-            parts.append(render_text(Document(title="", sections=tuple(s for o in others for s in o.to_sections()))))
+            parts.append(render_text(Document(title="", sections=tuple(s for o in others for s in sections_of(o)))))
         click.echo("\n\n".join(p.strip("\n") for p in parts))
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -110,11 +110,6 @@ class CostResult(_Model):
     figures: CostFigures
     price_source: PriceSource
     notes: list[str] = Field(default_factory=list)
-
-    def to_sections(self) -> tuple[Any, ...]:
-        from lokal.cost.sections import cost_sections
-
-        return cost_sections(self)
 
 
 def load(path: str | os.PathLike[str]) -> CostResult:
