@@ -27,12 +27,12 @@ class Client:
     """Holds one model store and one engine manager; `close()` unloads every model."""
 
     def __init__(self, settings: Settings | None = None) -> None:
-        from lokal.engine.manager import EngineManager
-        from lokal.store import ModelStore
+        from lokal.engine.manager import open_runtime
 
         self.settings = settings or Settings.from_env()
-        self.store = ModelStore(self.settings)
-        self.manager = EngineManager(self.settings, self.store)
+        runtime = open_runtime(self.settings)
+        self.store = runtime.store
+        self.manager = runtime.manager
 
     def close(self) -> None:
         self.manager.close()

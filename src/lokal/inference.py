@@ -27,6 +27,7 @@ from lokal.engine.thinking import Reading
 from lokal.engine.tokens import check_token_ids
 from lokal.engine.tools import ToolRequest
 from lokal.errors import InvalidOptions, NoChatTemplate
+from lokal.store.types import LocalModel
 
 _UNSET: Any = UNSET
 
@@ -96,14 +97,25 @@ def _options(engine: Engine, options: Mapping[str, Any] | Options | None) -> Opt
     return Options.from_mapping(options, engine.model.params)
 
 
-def _num_ctx(manager: EngineManager, model: str, options: Mapping[str, Any] | Options | None) -> int | None:
+def resolve(manager: EngineManager, model: str | LocalModel) -> LocalModel:
+    """The model a request names, looked up once: every step after this takes the resolved model (a name
+    resolved twice could mean two models if the store changed in between, and costs a store lookup each time)."""
+    return model if isinstance(model, LocalModel) else manager.store.resolve(model)
+
+
+def _name_as_sent(model: str | LocalModel) -> str:
+    """What Ollama's error messages quote: the name as the request gave it."""
+    return model if isinstance(model, str) else model.name
+
+
+def context_length(model: LocalModel, options: Mapping[str, Any] | Options | None) -> int | None:
     """The load-time context length: the request's `num_ctx`, else the model's own default (Ollama's
     params layer), else None for the server default."""
     if isinstance(options, Options):
         return options.num_ctx
     if isinstance(options, Mapping) and options.get("num_ctx") is not None:
         return Options.from_mapping({"num_ctx": options["num_ctx"]}).num_ctx
-    default = manager.store.resolve(model).params.get("num_ctx")  # type: ignore[attr-defined]
+    default = model.params.get("num_ctx")
     return Options.from_mapping({"num_ctx": default}).num_ctx if default is not None else None
 
 
@@ -186,7 +198,7 @@ def think_level(engine: Engine, think: str | bool | None, model: str) -> str | N
 
 def tool_request(
     manager: EngineManager,
-    model: str,
+    model: str | LocalModel,
     tools: Sequence[Any] | None,
     tool_choice: Any = None,
     parallel_tool_calls: bool | None = None,
@@ -194,34 +206,35 @@ def tool_request(
     """A request's tools as a ToolRequest (see `lokal.engine.tools.request`). A request with tools that names
     no `tool_choice` gets the model's default (`PARAMETER tool_choice`), else "auto"."""
     if tools and tool_choice is None:
-        tool_choice = manager.store.resolve(model).params.get("tool_choice")  # type: ignore[attr-defined]
+        tool_choice = resolve(manager, model).params.get("tool_choice")
     return engine_tools.request(tools, tool_choice, parallel_tool_calls)
 
 
-def load(manager: EngineManager, model: str, *, options: Any = None, keep_alive: Any = None) -> int:
+def load(manager: EngineManager, model: str | LocalModel, *, options: Any = None, keep_alive: Any = None) -> int:
     """Load a model without generating (Ollama's empty prompt); returns the load time in ns."""
     alive = keep_alive_seconds(keep_alive)
-    engine, load_ns = manager.acquire(model, num_ctx=_num_ctx(manager, model, options), keep_alive=alive)
+    found = resolve(manager, model)
+    engine, load_ns = manager.acquire(found, num_ctx=context_length(found, options), keep_alive=alive)
     manager.release(engine, keep_alive=alive)
     return load_ns
 
 
 def load_or_unload(
-    manager: EngineManager, model: str, *, options: Any = None, keep_alive: Any = None
+    manager: EngineManager, model: str | LocalModel, *, options: Any = None, keep_alive: Any = None
 ) -> tuple[str, str]:
     """Ollama's answer to an empty prompt: load the model, or unload it when `keep_alive` is 0.
     Returns the canonical model name and the `done_reason` ("load" or "unload")."""
-    name = manager.store.resolve(model).name  # type: ignore[attr-defined]
+    found = resolve(manager, model)
     if keep_alive is not None and keep_alive_seconds(keep_alive) == 0:
-        manager.unload(name)
-        return name, "unload"
-    load(manager, name, options=options, keep_alive=keep_alive)
-    return name, "load"
+        manager.unload(found.name)
+        return found.name, "unload"
+    load(manager, found, options=options, keep_alive=keep_alive)
+    return found.name, "load"
 
 
 def start_generate(
     manager: EngineManager,
-    model: str,
+    model: str | LocalModel,
     prompt: str,
     *,
     system: str | None = None,
@@ -241,7 +254,8 @@ def start_generate(
     if raw and wanted:
         raise InvalidOptions("raw mode does not support think: the prompt is sent as is, without the template")
     alive = keep_alive_seconds(keep_alive)
-    engine, load_ns = manager.acquire(model, num_ctx=_num_ctx(manager, model, options), keep_alive=alive)
+    found = resolve(manager, model)
+    engine, load_ns = manager.acquire(found, num_ctx=context_length(found, options), keep_alive=alive)
     try:
         opts = _options(engine, options)
         reading = None
@@ -250,7 +264,7 @@ def start_generate(
         else:
             messages = [{"role": "system", "content": system}] if system else []
             messages.append({"role": "user", "content": prompt})
-            level = think_level(engine, wanted, model)
+            level = think_level(engine, wanted, _name_as_sent(model))
             try:
                 tokens = engine.render_chat(messages, think=level)
             except NoChatTemplate:
@@ -265,12 +279,12 @@ def start_generate(
     except BaseException:
         manager.release(engine, keep_alive=alive)
         raise
-    return Run(manager, engine, stream, load_ns, alive)  # type: ignore[arg-type]
+    return Run(manager, engine, stream, load_ns, alive)
 
 
 def start_chat(
     manager: EngineManager,
-    model: str,
+    model: str | LocalModel,
     messages: Sequence[Mapping[str, Any]],
     *,
     format: Format = None,
@@ -286,7 +300,8 @@ def start_chat(
     check_top(logprobs)
     wanted = thinking.requested(think)
     alive = keep_alive_seconds(keep_alive)
-    engine, load_ns = manager.acquire(model, num_ctx=_num_ctx(manager, model, options), keep_alive=alive)
+    found = resolve(manager, model)
+    engine, load_ns = manager.acquire(found, num_ctx=context_length(found, options), keep_alive=alive)
     try:
         tools = engine.bind_tools(tools) if tools is not None else None
         stream = engine.chat(
@@ -295,17 +310,17 @@ def start_chat(
             format=format,
             logprobs=logprobs,
             tools=tools,
-            think=think_level(engine, wanted, model),
+            think=think_level(engine, wanted, _name_as_sent(model)),
         )
     except BaseException:
         manager.release(engine, keep_alive=alive)
         raise
-    return Run(manager, engine, stream, load_ns, alive, tools=tools)  # type: ignore[arg-type]
+    return Run(manager, engine, stream, load_ns, alive, tools=tools)
 
 
 def embed(
     manager: EngineManager,
-    model: str,
+    model: str | LocalModel,
     texts: Sequence[str],
     *,
     keep_alive: Any = None,
@@ -318,7 +333,7 @@ def embed(
     if dimensions is not None and dimensions < 1:
         raise InvalidOptions(f"dimensions must be at least 1, got {dimensions}")
     alive = keep_alive_seconds(keep_alive)
-    engine, load_ns = manager.acquire(model, keep_alive=alive)
+    engine, load_ns = manager.acquire(resolve(manager, model), keep_alive=alive)
     try:
         started = time.perf_counter_ns()
         vectors = engine.embed(texts) if texts else []

@@ -165,7 +165,7 @@ def rendered_prompt(live: LiveServer, model: str, messages, tools) -> str:
     """The prompt the server renders for a chat (its engine's render_chat, with the request bound as it is)."""
     from lokal.engine import tools as engine_tools
 
-    engine, _ = live.manager.acquire(model)
+    engine, _ = live.manager.acquire(live.manager.store.resolve(model))
     try:
         return engine.render_chat(messages, engine_tools.request(tools, "auto"))
     finally:
@@ -238,7 +238,7 @@ def test_the_raw_output_is_the_native_syntax(live):
     from lokal.engine import tools as engine_tools
     from lokal.engine.options import Options
 
-    engine, _ = live.manager.acquire("hermes")
+    engine, _ = live.manager.acquire(live.manager.store.resolve("hermes"))
     try:
         req = engine.bind_tools(engine_tools.request([WEATHER], "required"))
         text = engine.chat(ASK, Options.from_mapping({"temperature": 0, "num_predict": MAX_TOKENS}), tools=req).text()

@@ -59,7 +59,7 @@ def client(live: LiveServer) -> ollama.Client:
 
 
 def rendered(live: LiveServer, messages, think) -> str:
-    engine, _ = live.manager.acquire("thinker")
+    engine, _ = live.manager.acquire(live.manager.store.resolve("thinker"))
     try:
         return engine.render_chat(messages, None, think)
     finally:

@@ -274,7 +274,7 @@ def test_unknown_model_acquires_nothing(manager: EngineManager, factory: FakeFac
 
 
 def test_run_release_is_idempotent(manager: EngineManager) -> None:
-    other, _ = manager.acquire(NAME)
+    other, _ = manager.acquire(manager.store.resolve(NAME))
     run = inference.start_generate(manager, "fake", "x")
     assert in_use(manager) == 2
     run.release()

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import dataclasses
 import re
 import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from types import SimpleNamespace
+from typing import Any
 
 import pytest
 from fakes import FakeFactory, FakeStore, make_model, make_settings
@@ -52,6 +51,11 @@ def manager(new_manager: Callable[..., EngineManager]) -> EngineManager:
     return new_manager()
 
 
+def acquire(manager: EngineManager, name: str, **kwargs: Any) -> tuple[Any, int]:
+    """`manager.acquire` for a model name, resolved first as `inference.resolve` does for a request."""
+    return manager.acquire(manager.store.resolve(name), **kwargs)
+
+
 def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -65,8 +69,8 @@ def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> bool:
 
 
 def test_loads_once_and_reuses(manager: EngineManager, factory: FakeFactory) -> None:
-    first, first_load = manager.acquire("alpha")
-    second, second_load = manager.acquire(A)
+    first, first_load = acquire(manager, "alpha")
+    second, second_load = acquire(manager, A)
     assert first is second
     assert factory.calls == [(A, 256)]  # num_ctx defaults to settings.context_length
     assert first_load > 0
@@ -76,7 +80,7 @@ def test_loads_once_and_reuses(manager: EngineManager, factory: FakeFactory) -> 
     manager.release(first)
     manager.release(second)
     assert manager.get_loaded(A).in_use == 0  # type: ignore[union-attr]
-    _, third_load = manager.acquire(A)
+    _, third_load = acquire(manager, A)
     assert third_load == 0 and len(factory.calls) == 1
 
 
@@ -88,7 +92,7 @@ def test_concurrent_acquires_load_once(tmp_path: Path, store: FakeStore) -> None
 
     def worker() -> None:
         barrier.wait()
-        results.append(manager.acquire(A))
+        results.append(acquire(manager, A))
 
     threads = [threading.Thread(target=worker) for _ in range(4)]
     for t in threads:
@@ -108,10 +112,10 @@ def test_failed_load_registers_nothing_and_is_retried(tmp_path: Path, store: Fak
     failing = FakeFactory(fail=RuntimeError("bad weights"))
     manager = EngineManager(make_settings(tmp_path), store, factory=failing)
     with pytest.raises(RuntimeError, match="bad weights"):
-        manager.acquire(A)
+        acquire(manager, A)
     assert manager.loaded() == []
     failing.fail = None
-    engine, load_ns = manager.acquire(A)
+    engine, load_ns = acquire(manager, A)
     assert load_ns > 0 and len(failing.calls) == 2
     manager.close()
     assert engine.closed  # type: ignore[attr-defined]
@@ -121,7 +125,7 @@ def test_failed_load_registers_nothing_and_is_retried(tmp_path: Path, store: Fak
 
 
 def test_release_with_keep_alive_zero_unloads_at_once(manager: EngineManager) -> None:
-    engine, _ = manager.acquire(A)
+    engine, _ = acquire(manager, A)
     manager.release(engine, keep_alive=0)
     assert engine.closed  # type: ignore[attr-defined]
     assert manager.get_loaded(A) is None
@@ -129,15 +133,15 @@ def test_release_with_keep_alive_zero_unloads_at_once(manager: EngineManager) ->
 
 
 def test_keep_alive_zero_given_at_acquire_applies_on_release(manager: EngineManager) -> None:
-    engine, _ = manager.acquire(A, keep_alive=0)
+    engine, _ = acquire(manager, A, keep_alive=0)
     manager.release(engine)
     assert engine.closed  # type: ignore[attr-defined]
     assert manager.get_loaded(A) is None
 
 
 def test_keep_alive_zero_waits_for_the_last_request(manager: EngineManager) -> None:
-    engine, _ = manager.acquire(A)
-    manager.acquire(A)
+    engine, _ = acquire(manager, A)
+    acquire(manager, A)
     manager.release(engine, keep_alive=0)
     assert not engine.closed  # type: ignore[attr-defined]
     assert manager.get_loaded(A).in_use == 1  # type: ignore[union-attr]
@@ -147,13 +151,13 @@ def test_keep_alive_zero_waits_for_the_last_request(manager: EngineManager) -> N
 
 def test_default_keep_alive_comes_from_settings(new_manager: Callable[..., EngineManager]) -> None:
     manager = new_manager(keep_alive=0.0)
-    engine, _ = manager.acquire(A)
+    engine, _ = acquire(manager, A)
     manager.release(engine)
     assert engine.closed  # type: ignore[attr-defined]
 
 
 def test_keep_alive_none_keeps_the_model(manager: EngineManager) -> None:
-    engine, _ = manager.acquire(A, keep_alive=None)
+    engine, _ = acquire(manager, A, keep_alive=None)
     manager.release(engine)
     entry = manager.get_loaded(A)
     assert entry is not None and entry.keep_alive is None and entry.expires_at is None
@@ -162,8 +166,8 @@ def test_keep_alive_none_keeps_the_model(manager: EngineManager) -> None:
 
 
 def test_reaper_unloads_an_expired_model_but_not_a_busy_one(manager: EngineManager) -> None:
-    idle, _ = manager.acquire(A)
-    busy, _ = manager.acquire(B, keep_alive=0.2)
+    idle, _ = acquire(manager, A)
+    busy, _ = acquire(manager, B, keep_alive=0.2)
     manager.release(idle, keep_alive=0.2)
     assert manager.get_loaded(A) is not None  # not yet: 0.2 s have not passed
     assert wait_until(lambda: manager.get_loaded(A) is None), "the reaper did not unload the expired model"
@@ -178,7 +182,7 @@ def test_reaper_unloads_an_expired_model_but_not_a_busy_one(manager: EngineManag
 
 
 def test_a_model_in_use_is_never_unloaded(manager: EngineManager) -> None:
-    engine, _ = manager.acquire(A)
+    engine, _ = acquire(manager, A)
     assert manager.unload(A) is False
     assert not engine.closed  # type: ignore[attr-defined]
     manager.release(engine)
@@ -189,11 +193,11 @@ def test_a_model_in_use_is_never_unloaded(manager: EngineManager) -> None:
 
 
 def test_release_of_an_unloaded_engine_is_ignored(manager: EngineManager) -> None:
-    engine, _ = manager.acquire(A)
+    engine, _ = acquire(manager, A)
     manager.release(engine)
     manager.unload(A)
     manager.release(engine)  # stale: must not raise or touch a newer entry
-    fresh, _ = manager.acquire(A)
+    fresh, _ = acquire(manager, A)
     manager.release(engine)
     assert manager.get_loaded(A).engine is fresh  # type: ignore[union-attr]
     assert manager.get_loaded(A).in_use == 1  # type: ignore[union-attr]
@@ -206,9 +210,9 @@ def test_max_loaded_models_evicts_the_idle_model(
     new_manager: Callable[..., EngineManager], factory: FakeFactory
 ) -> None:
     manager = new_manager(max_loaded_models=1)
-    a, _ = manager.acquire(A)
+    a, _ = acquire(manager, A)
     manager.release(a)
-    b, _ = manager.acquire(B)
+    b, _ = acquire(manager, B)
     assert a.closed  # type: ignore[attr-defined]
     assert not b.closed  # type: ignore[attr-defined]
     assert [e.name for e in manager.loaded()] == [B]
@@ -217,8 +221,8 @@ def test_max_loaded_models_evicts_the_idle_model(
 
 def test_max_loaded_models_never_evicts_a_busy_model(new_manager: Callable[..., EngineManager]) -> None:
     manager = new_manager(max_loaded_models=1)
-    a, _ = manager.acquire(A)
-    b, _ = manager.acquire(B)
+    a, _ = acquire(manager, A)
+    b, _ = acquire(manager, B)
     assert not a.closed  # type: ignore[attr-defined]
     assert not b.closed  # type: ignore[attr-defined]
     assert {e.name for e in manager.loaded()} == {A, B}
@@ -226,14 +230,14 @@ def test_max_loaded_models_never_evicts_a_busy_model(new_manager: Callable[..., 
 
 def test_eviction_picks_the_idle_model_that_expires_first(new_manager: Callable[..., EngineManager]) -> None:
     manager = new_manager(max_loaded_models=2)
-    a, _ = manager.acquire(A, keep_alive=None)  # kept forever: evicted last
+    a, _ = acquire(manager, A, keep_alive=None)  # kept forever: evicted last
     manager.release(a)
-    b, _ = manager.acquire(B, keep_alive=100)
+    b, _ = acquire(manager, B, keep_alive=100)
     manager.release(b)
-    c, _ = manager.acquire(C)
+    c, _ = acquire(manager, C)
     assert b.closed and not a.closed  # type: ignore[attr-defined]
     manager.release(c, keep_alive=50)
-    manager.acquire(B)
+    acquire(manager, B)
     assert c.closed and not a.closed  # type: ignore[attr-defined]
 
 
@@ -241,12 +245,12 @@ def test_eviction_picks_the_idle_model_that_expires_first(new_manager: Callable[
 
 
 def test_different_num_ctx_reloads_an_idle_model(manager: EngineManager, factory: FakeFactory) -> None:
-    small, _ = manager.acquire(A, num_ctx=256)
+    small, _ = acquire(manager, A, num_ctx=256)
     manager.release(small)
-    same, load_ns = manager.acquire(A)  # None means settings.context_length (256): no reload
+    same, load_ns = acquire(manager, A)  # None means settings.context_length (256): no reload
     assert same is small and load_ns == 0
     manager.release(same)
-    big, load_ns = manager.acquire(A, num_ctx=512)
+    big, load_ns = acquire(manager, A, num_ctx=512)
     assert big is not small and load_ns > 0
     assert small.closed  # type: ignore[attr-defined]
     assert big.context_length == 512
@@ -255,8 +259,8 @@ def test_different_num_ctx_reloads_an_idle_model(manager: EngineManager, factory
 
 
 def test_different_num_ctx_shares_a_busy_model(manager: EngineManager, factory: FakeFactory) -> None:
-    small, _ = manager.acquire(A, num_ctx=256)
-    other, load_ns = manager.acquire(A, num_ctx=512)
+    small, _ = acquire(manager, A, num_ctx=256)
+    other, load_ns = acquire(manager, A, num_ctx=512)
     assert other is small and load_ns == 0
     assert not small.closed  # type: ignore[attr-defined]
     assert len(factory.calls) == 1
@@ -265,14 +269,14 @@ def test_different_num_ctx_shares_a_busy_model(manager: EngineManager, factory: 
 def test_a_changed_file_reloads_an_idle_model_but_not_a_busy_one(
     manager: EngineManager, store: FakeStore, factory: FakeFactory
 ) -> None:
-    old, _ = manager.acquire(A)
+    old, _ = acquire(manager, A)
     store.add(make_model(A, digest="sha256:" + "cd" * 32))  # re-pulled under the same name
-    shared, load_ns = manager.acquire(A)
+    shared, load_ns = acquire(manager, A)
     assert shared is old and load_ns == 0  # never closed under a running request
     assert not old.closed  # type: ignore[attr-defined]
     manager.release(old)
     manager.release(shared)
-    new, load_ns = manager.acquire(A)
+    new, load_ns = acquire(manager, A)
     assert new is not old and load_ns > 0
     assert old.closed  # type: ignore[attr-defined]
     assert new.model.digest == "sha256:" + "cd" * 32
@@ -288,7 +292,7 @@ def test_insufficient_memory_raises_and_loads_nothing(
     store.estimate_total = 10**18  # 1 EB: more than any machine has free
     manager = new_manager(num_parallel=3)
     with pytest.raises(InsufficientMemory) as caught:
-        manager.acquire(A, num_ctx=1024)
+        acquire(manager, A, num_ctx=1024)
     message = str(caught.value)
     assert re.search(r"needs about 1000000000\.0 GB", message), message
     assert re.search(r"only \d+(\.\d)? [GM]B is available", message), message
@@ -303,33 +307,19 @@ def test_check_memory_false_skips_the_check(
 ) -> None:
     store.estimate_total = 10**18
     manager = new_manager(check_memory=False)
-    engine, _ = manager.acquire(A)
+    engine, _ = acquire(manager, A)
     assert store.estimate_calls == []
     assert factory.calls == [(A, 256)]
     assert manager.get_loaded(A).engine is engine  # type: ignore[union-attr]
-
-
-def test_memory_check_without_store_estimate_reads_the_gguf(tmp_path: Path, make_gguf) -> None:
-    """A store without `estimate_memory` falls back to reading the GGUF header (a tiny one fits)."""
-    path = make_gguf("tiny.gguf")
-    model = dataclasses.replace(make_model(A), path=path, size=path.stat().st_size)
-    plain_store = SimpleNamespace(resolve=lambda name: model)
-    factory = FakeFactory()
-    manager = EngineManager(make_settings(tmp_path), plain_store, factory=factory)
-    try:
-        engine, _ = manager.acquire(A)
-        assert engine.model is model
-    finally:
-        manager.close()
 
 
 # -- listing and shutdown ---------------------------------------------------------------------------
 
 
 def test_close_closes_every_engine(manager: EngineManager, factory: FakeFactory) -> None:
-    a, _ = manager.acquire(A)
+    a, _ = acquire(manager, A)
     manager.release(a)
-    manager.acquire(B)  # still in use: closed anyway at shutdown
+    acquire(manager, B)  # still in use: closed anyway at shutdown
     manager.close()
     assert [e.closed for e in factory.engines] == [True, True]
     assert all(e.close_calls == 1 for e in factory.engines)
@@ -337,11 +327,11 @@ def test_close_closes_every_engine(manager: EngineManager, factory: FakeFactory)
 
 
 def test_loaded_order_and_wall_clock_expiry(manager: EngineManager) -> None:
-    forever, _ = manager.acquire(A, keep_alive=None)
+    forever, _ = acquire(manager, A, keep_alive=None)
     manager.release(forever)
-    later, _ = manager.acquire(B, keep_alive=1000)
+    later, _ = acquire(manager, B, keep_alive=1000)
     manager.release(later)
-    sooner, _ = manager.acquire(C, keep_alive=100)
+    sooner, _ = acquire(manager, C, keep_alive=100)
     manager.release(sooner)
     names = [e.name for e in manager.loaded()]
     assert names == [A, B, C]  # kept forever first, then the latest expiry first
@@ -358,9 +348,9 @@ def test_loaded_order_and_wall_clock_expiry(manager: EngineManager) -> None:
 
 
 def test_in_use_models_list_first_with_their_keep_alive_ahead(manager: EngineManager) -> None:
-    idle, _ = manager.acquire(A, keep_alive=10)
+    idle, _ = acquire(manager, A, keep_alive=10)
     manager.release(idle)
-    manager.acquire(B, keep_alive=60)
+    acquire(manager, B, keep_alive=60)
     entries = manager.loaded()
     assert [e.name for e in entries] == [B, A]
     now = datetime.now(UTC)
@@ -372,7 +362,7 @@ def test_a_closed_manager_loads_nothing_more(manager: EngineManager, factory: Fa
     that engine's worker would still be decoding when the process exits (seen as a segfault at exit)."""
     manager.close()
     with pytest.raises(EngineError, match="shutting down"):
-        manager.acquire(A)
+        acquire(manager, A)
     assert factory.calls == []
 
 
@@ -383,7 +373,7 @@ def test_a_load_under_way_when_the_manager_closes_is_closed_too(tmp_path: Path, 
 
     def load() -> None:
         try:
-            manager.acquire(A)
+            acquire(manager, A)
         except EngineError as exc:
             errors.append(exc)
 
@@ -400,12 +390,12 @@ def test_a_load_under_way_when_the_manager_closes_is_closed_too(tmp_path: Path, 
 
 
 def test_a_failed_engine_is_replaced_at_the_next_request(manager: EngineManager, factory: FakeFactory):
-    first, _ = manager.acquire(A)
+    first, _ = acquire(manager, A)
     manager.release(first)
     first.failed = "llama_decode failed with code -1"
     assert manager.failed() == [(A, "llama_decode failed with code -1")]
 
-    second, load_ns = manager.acquire(A)
+    second, load_ns = acquire(manager, A)
     assert second is not first and load_ns > 0
     assert first.closed  # idle when it was retired: closed at once
     assert manager.failed() == [] and manager.failures[A] == 1
@@ -414,11 +404,11 @@ def test_a_failed_engine_is_replaced_at_the_next_request(manager: EngineManager,
 
 
 def test_a_failed_engine_in_use_is_closed_when_its_last_request_ends(manager: EngineManager):
-    first, _ = manager.acquire(A)
+    first, _ = acquire(manager, A)
     first.failed = "boom"
-    second, _ = manager.acquire(A)  # a new request does not join the failed engine
+    second, _ = acquire(manager, A)  # a new request does not join the failed engine
     assert second is not first and not first.closed  # the first request still holds it
-    third, load_ns = manager.acquire(A)
+    third, load_ns = acquire(manager, A)
     assert third is second and load_ns == 0
     manager.release(first)
     assert first.closed and first.close_calls == 1
@@ -430,8 +420,8 @@ def test_a_failed_engine_in_use_is_closed_when_its_last_request_ends(manager: En
 
 
 def test_close_also_closes_retired_engines(manager: EngineManager):
-    first, _ = manager.acquire(A)
+    first, _ = acquire(manager, A)
     first.failed = "boom"
-    second, _ = manager.acquire(A)
+    second, _ = acquire(manager, A)
     manager.close()
     assert first.closed and second.closed

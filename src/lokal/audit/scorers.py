@@ -90,16 +90,15 @@ class InProcessScorer:
         # Acquired once and held until close(): a wrong name fails before any suite starts, the model cannot be
         # unloaded mid-audit, and scoring thousands of sentences does not resolve the name thousands of times.
         # Same num_ctx as generation asks for, so the two share one loaded engine.
-        num_ctx = inference._num_ctx(manager, model, None)
-        self._engine, _ = manager.acquire(model, num_ctx=num_ctx, keep_alive=self._alive)
+        self._found = inference.resolve(manager, model)
+        num_ctx = inference.context_length(self._found, None)
+        self._engine, _ = manager.acquire(self._found, num_ctx=num_ctx, keep_alive=self._alive)
 
     @classmethod
     def from_settings(cls, model: str, settings: Settings | None = None) -> InProcessScorer:
-        from lokal.engine.manager import EngineManager
-        from lokal.store import ModelStore
+        from lokal.engine.manager import open_runtime
 
-        settings = settings or Settings.from_env()
-        manager = EngineManager(settings, ModelStore(settings))
+        manager = open_runtime(settings or Settings.from_env()).manager
         try:
             return cls(manager, model, owns_manager=True)
         except BaseException:
@@ -116,7 +115,7 @@ class InProcessScorer:
         template, otherwise it is a raw completion of the text."""
         options = {"temperature": 0.0, "seed": seed, "num_predict": max_tokens}
         run = self._inference.start_generate(
-            self.manager, self.model, prompt, raw=not chat, options=options, keep_alive=FOREVER
+            self.manager, self._found, prompt, raw=not chat, options=options, keep_alive=FOREVER
         )
         try:
             return run.stream.text()

@@ -6,12 +6,17 @@ import dataclasses
 import os
 import sys
 import traceback
+from typing import TYPE_CHECKING
 
 import click
 
 from lokal._version import __version__
 from lokal.config import Settings
 from lokal.errors import LokalError
+
+if TYPE_CHECKING:
+    from lokal.engine.manager import EngineManager, Runtime
+    from lokal.store.store import ModelStore
 
 _UNPROBED = object()
 
@@ -21,34 +26,34 @@ class Context:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self._store = None
-        self._manager = None
+        self._runtime: Runtime | None = None
         self._remote: object = _UNPROBED
         self.engine_requested: str | None = None
 
     def use_engine(self, engine: str) -> None:
         """`--engine`: run models on `engine`, in this process. A server at OLLAMA_HOST is then never used (it
         runs the engine it was started with), so `remote` is None from here on."""
-        if self._store is not None or self._manager is not None:
+        if self._runtime is not None:
             raise RuntimeError("--engine must be applied before the store or the engine manager is built")
         self.settings = dataclasses.replace(self.settings, engine=engine)
         self.engine_requested = engine
 
     @property
-    def store(self):
-        if self._store is None:
-            from lokal.store import ModelStore
+    def runtime(self) -> Runtime:
+        """The store and the engine manager, built on first use (`lokal list` never loads an engine)."""
+        if self._runtime is None:
+            from lokal.engine.manager import open_runtime
 
-            self._store = ModelStore(self.settings)
-        return self._store
+            self._runtime = open_runtime(self.settings)
+        return self._runtime
 
     @property
-    def manager(self):
-        if self._manager is None:
-            from lokal.engine.manager import EngineManager
+    def store(self) -> ModelStore:
+        return self.runtime.store
 
-            self._manager = EngineManager(self.settings, self.store)
-        return self._manager
+    @property
+    def manager(self) -> EngineManager:
+        return self.runtime.manager
 
     @property
     def remote(self):
@@ -62,8 +67,8 @@ class Context:
         return self._remote
 
     def close(self) -> None:
-        if self._manager is not None:
-            self._manager.close()
+        if self._runtime is not None:
+            self._runtime.close()
         if self._remote not in (None, _UNPROBED):
             self._remote.close()  # type: ignore[union-attr]
 

@@ -20,13 +20,18 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from lokal.config import Settings
 from lokal.engine.base import Engine
 from lokal.engine.select import require_transformers
 from lokal.errors import EngineError
 from lokal.store.engine_choice import engine_for
+from lokal.store.lookup import ModelLookup
 from lokal.store.types import LocalModel
+
+if TYPE_CHECKING:
+    from lokal.store.store import ModelStore
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +103,7 @@ class LoadedModel:
 
 
 class EngineManager:
-    def __init__(self, settings: Settings, store: object, factory: EngineFactory = default_factory) -> None:
+    def __init__(self, settings: Settings, store: ModelLookup, factory: EngineFactory = default_factory) -> None:
         self.settings = settings
         self.store = store
         self._factory = factory
@@ -114,13 +119,13 @@ class EngineManager:
 
     # -- public -----------------------------------------------------------------------------------
     def acquire(
-        self, name: str, *, num_ctx: int | None = None, keep_alive: float | object | None = _UNSET
+        self, model: LocalModel, *, num_ctx: int | None = None, keep_alive: float | object | None = _UNSET
     ) -> tuple[Engine, int]:
-        """Return the engine for `name` (loading it if needed) and the load time it cost, in ns.
+        """Return the engine for `model` (loading it if needed) and the load time it cost, in ns.
 
-        Every `acquire` must be paired with `release` when the request ends.
+        The caller resolves the name once per request (`inference.resolve`) and passes the model down: the store
+        is not asked again here. Every `acquire` must be paired with `release` when the request ends.
         """
-        model = self.store.resolve(name)  # type: ignore[attr-defined]
         want_ctx = num_ctx or self.settings.context_length
         if model.details.context_length:  # the engine never gives a sequence more than the trained context
             want_ctx = min(want_ctx, model.details.context_length)
@@ -262,16 +267,12 @@ class EngineManager:
     def _check_memory(self, model: LocalModel, num_ctx: int) -> None:
         if not self.settings.check_memory:
             return
-        from lokal.store.memory import check_fits, estimate_for_model
+        from lokal.store.memory import check_fits
 
         engine = engine_for(model, self.settings.engine)
-        store_estimate = getattr(self.store, "estimate_memory", None)
-        if store_estimate is not None:
-            estimate = store_estimate(model, num_ctx=num_ctx, num_parallel=self.settings.num_parallel, engine=engine)
-        elif engine == "llamacpp":
-            estimate = estimate_for_model(model, num_ctx=num_ctx, num_parallel=self.settings.num_parallel)
-        else:
-            return
+        estimate = self.store.estimate_memory(
+            model, num_ctx=num_ctx, num_parallel=self.settings.num_parallel, engine=engine
+        )
         check_fits(estimate, model=model.name)
 
     def _start_reaper(self) -> None:
@@ -292,3 +293,24 @@ class EngineManager:
                 ]
             for entry in expired:
                 self._close(entry)
+
+
+@dataclasses.dataclass
+class Runtime:
+    """A model store and the engine manager over it: what every front end (the CLI, the server, the Python
+    client, lokal bench's in-process target, lokal audit's scorer) runs models with."""
+
+    store: ModelStore
+    manager: EngineManager
+
+    def close(self) -> None:
+        """Unload every model (the store holds nothing to close)."""
+        self.manager.close()
+
+
+def open_runtime(settings: Settings) -> Runtime:
+    """The one way lokal assembles its store and engine manager, so they are configured alike everywhere."""
+    from lokal.store import ModelStore
+
+    store = ModelStore(settings)
+    return Runtime(store, EngineManager(settings, store))

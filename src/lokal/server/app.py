@@ -45,14 +45,16 @@ LOCAL_ORIGIN_REGEX = (
 
 
 def create_app(settings: Settings, manager: Any = None, *, store: Any = None, preload: Sequence[str] = ()) -> FastAPI:
-    if store is None:
-        from lokal.store import ModelStore
-
-        store = manager.store if manager is not None else ModelStore(settings)
     if manager is None:
-        from lokal.engine.manager import EngineManager
+        from lokal.engine.manager import EngineManager, open_runtime
 
-        manager = EngineManager(settings, store)
+        if store is None:
+            runtime = open_runtime(settings)
+            store, manager = runtime.store, runtime.manager
+        else:
+            manager = EngineManager(settings, store)
+    elif store is None:
+        store = manager.store
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

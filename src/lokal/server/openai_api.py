@@ -375,7 +375,8 @@ async def completions(body: CompletionRequest, request: Request) -> Response:
 def _score_prompt(manager: Any, model: str, prompt: str, options: dict[str, Any] | None, *, logprobs: bool) -> Any:
     """The prompt's tokens with their log-probabilities when `logprobs`, else its token count. Blocking: runs in
     a worker thread. Loads the model with the context a generation would ask for, so the two share it."""
-    engine, _ = manager.acquire(model, num_ctx=inference._num_ctx(manager, model, options))
+    found = inference.resolve(manager, model)
+    engine, _ = manager.acquire(found, num_ctx=inference.context_length(found, options))
     try:
         return engine.logprobs(prompt) if logprobs else len(engine.tokenize(prompt))
     finally:

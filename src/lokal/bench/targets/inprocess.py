@@ -77,18 +77,17 @@ class InProcessTarget:
     kind = "in-process"
 
     def __init__(self, settings: Settings, store: Any = None, manager: Any = None) -> None:
-        if store is None:
-            if manager is not None:
-                store = manager.store
-            else:
-                from lokal.store import ModelStore
-
-                store = ModelStore(settings)
         self._owns_manager = manager is None
         if manager is None:
-            from lokal.engine.manager import EngineManager
+            from lokal.engine.manager import EngineManager, open_runtime
 
-            manager = EngineManager(settings, store)
+            if store is None:
+                runtime = open_runtime(settings)
+                store, manager = runtime.store, runtime.manager
+            else:
+                manager = EngineManager(settings, store)
+        elif store is None:
+            store = manager.store
         self.settings = settings
         self.store = store
         self.manager = manager
@@ -192,10 +191,11 @@ class InProcessTarget:
         """Unload `model` if loaded, then time a load (None when it is busy and cannot be unloaded)."""
 
         def reload() -> float | None:
-            name = self.store.resolve(model).name
+            found = self.store.resolve(model)
+            name = found.name
             if self.manager.get_loaded(name) is not None and not self.manager.unload(name):
                 return None  # a request is running on it
-            load_ns = inference.load(self.manager, name, keep_alive=FOREVER)
+            load_ns = inference.load(self.manager, found, keep_alive=FOREVER)
             info = self.load_info(model)
             if info.get("converted") == "now" and self.manager.unload(name):
                 # transformers converted the GGUF on this load (once, then cached): time a load from the cache,
@@ -206,7 +206,7 @@ class InProcessTarget:
                     + (f" ({took} s)" if took is not None else "")
                     + "; that is done once and cached, so the cold start shown is a second load, from the cache"
                 )
-                load_ns = inference.load(self.manager, name, keep_alive=FOREVER)
+                load_ns = inference.load(self.manager, found, keep_alive=FOREVER)
             return load_ns / 1e9 if load_ns else None
 
         try:
@@ -217,10 +217,10 @@ class InProcessTarget:
     def count_tokens(self, model: str, text: str) -> int:
         """Exact token count of `text` with `model`'s tokenizer (no BOS), for sizing prompts. Loads the model
         as requests would (same context length), so it stays loaded for the run. Blocking."""
-        name = self.store.resolve(model).name
-        inference.load(self.manager, name, keep_alive=FOREVER)
-        entry = self.manager.get_loaded(name)
-        engine, _ = self.manager.acquire(name, num_ctx=entry.num_ctx if entry else None, keep_alive=None)
+        found = self.store.resolve(model)
+        inference.load(self.manager, found, keep_alive=FOREVER)
+        entry = self.manager.get_loaded(found.name)
+        engine, _ = self.manager.acquire(found, num_ctx=entry.num_ctx if entry else None, keep_alive=None)
         try:
             return len(engine.tokenize(text, add_special=False))
         finally:
