@@ -48,27 +48,28 @@ def test_lokal_keeps_its_layers_and_has_no_import_circles() -> None:
     assert "2 kept, 0 broken" in done.stdout
 
 
-def test_an_import_from_a_higher_layer_breaks_the_contract(tmp_path: Path) -> None:
+def _lint_broken(tmp_path: Path, module: str, addition: str) -> subprocess.CompletedProcess[str]:
+    """Lint a copy of the package where `module` (a path under lokal/) ends with `addition` (made if missing)."""
     root = _copy(tmp_path)
-    names = root / "lokal" / "store" / "names.py"
-    names.write_text(names.read_text() + "\n\ndef _up() -> None:\n    import lokal.engine.manager  # noqa\n")
+    path = root / "lokal" / module
+    path.write_text((path.read_text() if path.exists() else "") + addition)
     done = _lint(root)
-    assert done.returncode != 0
+    assert done.returncode != 0, done.stdout[-2000:]
+    return done
+
+
+def test_an_import_from_a_higher_layer_breaks_the_contract(tmp_path: Path) -> None:
+    up = "\n\ndef _up() -> None:\n    import lokal.engine.manager  # noqa\n"
+    done = _lint_broken(tmp_path, "store/names.py", up)
     assert "lokal.store.names -> lokal.engine.manager" in done.stdout
 
 
 def test_an_import_circle_breaks_the_contract(tmp_path: Path) -> None:
-    root = _copy(tmp_path)
-    model = root / "lokal" / "cost" / "model.py"
-    model.write_text(model.read_text() + "\n\ndef _circle() -> None:\n    import lokal.cost.sections  # noqa\n")
-    done = _lint(root)
-    assert done.returncode != 0
+    circle = "\n\ndef _circle() -> None:\n    import lokal.cost.sections  # noqa\n"
+    done = _lint_broken(tmp_path, "cost/model.py", circle)
     assert "no import circles BROKEN" in done.stdout
 
 
 def test_a_module_without_a_layer_breaks_the_contract(tmp_path: Path) -> None:
-    root = _copy(tmp_path)
-    (root / "lokal" / "newcomer.py").write_text('"""A module nobody gave a layer."""\n')
-    done = _lint(root)
-    assert done.returncode != 0
+    done = _lint_broken(tmp_path, "newcomer.py", '"""A module nobody gave a layer."""\n')
     assert "lokal.newcomer" in done.stdout
