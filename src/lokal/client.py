@@ -12,7 +12,7 @@ iterator of chunks whose last one has `done: True` and the timings.
 from __future__ import annotations
 
 import builtins
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Generator, Iterator, Mapping, Sequence
 from typing import Any
 
 from lokal import inference, shapes
@@ -132,7 +132,7 @@ class Client:
         chat: bool,
         with_context: bool = True,
         tool_request: engine_tools.ToolRequest | None = None,
-    ) -> Iterator[Response]:
+    ) -> Generator[Response, None, None]:
         def chunk(text: str, tokens: Any, thinking: str = "", calls: Any = None) -> dict[str, Any]:
             if chat:
                 return shapes.chat_chunk(run.model, text, tokens, calls, thinking=thinking)
@@ -203,7 +203,7 @@ class _Stream:
     errors surface there; if the caller drops the iterator without finishing it, the request is cancelled
     and the model released, even when iteration never started."""
 
-    def __init__(self, events: Iterator[Response], run: inference.Run) -> None:
+    def __init__(self, events: Generator[Response, None, None], run: inference.Run) -> None:
         self._events = events
         self._run = run
 

@@ -12,29 +12,26 @@ import math
 import re
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 from lokal.config import parse_duration
 from lokal.engine import messages as engine_messages
 from lokal.engine import thinking
 from lokal.engine import tools as engine_tools
-from lokal.engine.base import Completion, Engine, Format
+from lokal.engine.base import Completion, Engine, Format, GenerationStream
 from lokal.engine.logprobs import check_top
-from lokal.engine.manager import UNSET, EngineManager
+from lokal.engine.manager import UNSET, EngineManager, KeepAlive
 from lokal.engine.options import Options
-from lokal.engine.stream import TokenStream
 from lokal.engine.thinking import Reading
 from lokal.engine.tokens import check_token_ids
 from lokal.engine.tools import ToolRequest
 from lokal.errors import InvalidOptions, NoChatTemplate
 from lokal.store.types import LocalModel
 
-_UNSET: Any = UNSET
 
-
-def keep_alive_seconds(value: Any) -> Any:
-    """Request `keep_alive` → seconds, None (forever), or _UNSET (use the server default)."""
-    return _UNSET if value is None else parse_duration(value)
+def keep_alive_seconds(value: str | float | None) -> KeepAlive:
+    """Request `keep_alive` → seconds, None (forever), or UNSET (use the server default)."""
+    return UNSET if value is None else parse_duration(value)
 
 
 @dataclasses.dataclass
@@ -43,9 +40,9 @@ class Run:
 
     manager: EngineManager
     engine: Engine
-    stream: TokenStream
+    stream: GenerationStream
     load_duration: int
-    keep_alive: Any
+    keep_alive: KeepAlive
     #: A chat's tools, bound to the model's tool format: what its output is read with.
     tools: ToolRequest | None = None
     released: bool = False
@@ -184,7 +181,7 @@ def model_messages(messages: Sequence[Any] | None) -> tuple[dict[str, str], ...]
 _MODEL_ONLY_PARAMS = {"tool_choice": engine_tools.check_model_tool_choice}
 
 
-def think_level(engine: Engine, think: str | bool | None, model: str) -> str | None:
+def think_level(engine: Engine, think: str | Literal[False] | None, model: str) -> str | None:
     """The level an answer thinks at (None: no reasoning) from a request's `think` (`thinking.requested`): unset
     is "medium" for a model that thinks, as Ollama has it; asked of a model that cannot, Ollama's 400."""
     if think is None:

@@ -58,8 +58,11 @@ def score_choices(scorer: Scorer, prompt: str, continuations: Sequence[str]) -> 
 
 
 class ChoiceItem(Protocol):
-    prompt: str
-    continuations: tuple[str, ...] | list[str]
+    @property
+    def prompt(self) -> str: ...
+
+    @property
+    def continuations(self) -> Sequence[str]: ...
 
 
 ItemT = TypeVar("ItemT", bound=ChoiceItem)
@@ -120,7 +123,8 @@ def stratified_sample(items: Sequence[T], key: Callable[[T], Hashable], k: int, 
 
 
 class _InUnit(Protocol):
-    unit: str
+    @property
+    def unit(self) -> str: ...
 
 
 U = TypeVar("U", bound=_InUnit)

@@ -28,7 +28,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -53,7 +53,7 @@ __all__ = [
     "save",
 ]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION: Final = 1
 MISSING = "(missing)"
 
 #: Outcome spellings understood without --positive (compared lower-case, integral numbers as integers).

@@ -94,7 +94,11 @@ def split_continuations(a: Sequence[TokenScore], b: Sequence[TokenScore]) -> tup
     rest_a, rest_b = a[common:], b[common:]
     if any(t.logprob is None for t in (*rest_a, *rest_b)):
         raise AuditError("the scorer returned a continuation token without a log-probability")
-    return common, sum(t.logprob for t in rest_a), sum(t.logprob for t in rest_b)  # type: ignore[misc]
+    return (
+        common,
+        sum(t.logprob for t in rest_a if t.logprob is not None),
+        sum(t.logprob for t in rest_b if t.logprob is not None),
+    )
 
 
 def _token_records(tokens: Sequence[TokenScore]) -> list[dict[str, Any]]:
@@ -125,14 +129,14 @@ def score_item(scorer: Scorer, occupation: str, template_index: int, raw: RawLog
 
 def _correlation(kind: str) -> Callable[[np.ndarray, np.ndarray], float]:
     """Pearson or Spearman r of two columns; NaN where undefined (fewer than 3 points, or a constant column)."""
-    fn = scipy_stats.pearsonr if kind == "pearson" else scipy_stats.spearmanr
+    pearson = kind == "pearson"
 
     def statistic(x: np.ndarray, y: np.ndarray) -> float:
         if x.size < 3 or np.all(x == x[0]) or np.all(y == y[0]):
             return math.nan
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return float(fn(x, y).statistic)
+            return float((scipy_stats.pearsonr(x, y) if pearson else scipy_stats.spearmanr(x, y)).statistic)
 
     return statistic
 
@@ -352,8 +356,9 @@ def run(
 # --- chart -------------------------------------------------------------------------------------------------------
 
 
-def _points(suite_result: SuiteResult) -> list[tuple[str, float, Metric]]:
-    """(occupation, published % women, the model's per-occupation metric) for every occupation in the result."""
+def _points(suite_result: SuiteResult) -> list[tuple[str, float, float, Metric]]:
+    """(occupation, published % women, the model's female share, its per-occupation metric) for every occupation
+    in the result."""
     if suite_result.suite != NAME:
         raise AuditError(f"not an occupations result (suite {suite_result.suite!r})")
     revision = suite_result.dataset.revision
@@ -365,7 +370,7 @@ def _points(suite_result: SuiteResult) -> list[tuple[str, float, Metric]]:
     points = []
     for m in suite_result.metrics:
         if m.name == "female_share" and m.group is not None and m.value is not None and m.group in table.BY_NAME:
-            points.append((m.group, table.BY_NAME[m.group].pct_female, m))
+            points.append((m.group, table.BY_NAME[m.group].pct_female, m.value, m))
     return points
 
 
@@ -377,9 +382,9 @@ def occupations_chart(suite_result: SuiteResult) -> Chart:
 
     def draw(ax: Any) -> None:
         xs = [p[1] for p in points]
-        ys = [p[2].value for p in points]
-        low = [(m.value - m.ci_low) if m.ci_low is not None else 0.0 for _, _, m in points]  # type: ignore[operator]
-        high = [(m.ci_high - m.value) if m.ci_high is not None else 0.0 for _, _, m in points]  # type: ignore[operator]
+        ys = [p[2] for p in points]
+        low = [(y - m.ci_low) if m.ci_low is not None else 0.0 for _, _, y, m in points]
+        high = [(m.ci_high - y) if m.ci_high is not None else 0.0 for _, _, y, m in points]
         ax.plot([0, 100], [0, 100], linestyle="--", color="#7f7f7f", linewidth=1, label="model = labour statistics")
         ax.axhline(50, linestyle=":", color="#2ca02c", linewidth=1, label="no lean (50%)")
         ax.errorbar(
@@ -394,8 +399,8 @@ def occupations_chart(suite_result: SuiteResult) -> Chart:
             markersize=4,
             label="occupation (bar: interval over templates)",
         )
-        for name, x, m in points:
-            ax.annotate(name, (x, m.value), xytext=(3, 2), textcoords="offset points", fontsize=6)
+        for name, x, y, _ in points:
+            ax.annotate(name, (x, y), xytext=(3, 2), textcoords="offset points", fontsize=6)
         ax.set_xlim(0, 100)
         ax.set_ylim(0, 100)
         ax.set_xlabel("women among people employed in the occupation (%, US BLS CPS 2015/16)")
@@ -416,7 +421,7 @@ def occupations_chart(suite_result: SuiteResult) -> Chart:
         "on the dotted line mean no lean."
     )
     alt = "Scatter of model female share against share of women per occupation: " + ", ".join(
-        f"{name} {m.value:.0f}% vs {x:g}%" for name, x, m in points
+        f"{name} {y:.0f}% vs {x:g}%" for name, x, y, _ in points
     )
     return Chart(
         id=CHART_ID, title="Occupations: pronoun choice vs. share of women", draw=draw, caption=caption, alt=alt

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from datetime import datetime
-from typing import Literal
+from typing import Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -17,7 +17,7 @@ from lokal.bench.result import ModelRef, ResultError, read_result, save
 
 __all__ = ["AuditResult", "DatasetRef", "Metric", "ResultError", "SuiteResult", "load", "save"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION: Final = 1
 
 #: How a figure was obtained:
 #: - log-likelihood: summed natural-log probabilities of the scored tokens, computed in-process or from a

@@ -17,7 +17,7 @@ DEFAULT_CONFIDENCE = 0.95
 
 
 def bootstrap_ci(
-    values: Sequence[float],
+    values: Sequence[float] | np.ndarray,
     statistic: Callable[[np.ndarray], float] = np.mean,
     *,
     resamples: int = DEFAULT_RESAMPLES,
@@ -45,7 +45,7 @@ def bootstrap_ci(
 
 
 def bootstrap_paired_ci(
-    columns: Sequence[Sequence[float]],
+    columns: Sequence[Sequence[float] | np.ndarray],
     statistic: Callable[..., float],
     *,
     resamples: int = DEFAULT_RESAMPLES,

@@ -39,10 +39,15 @@ class TokenScore:
 class Scorer(Protocol):
     """The model under audit, as suites see it. Blocking calls (suites are sequential)."""
 
-    #: Where the model runs, for the result: "in-process" or a URL.
-    where: str
-    #: True when `score` works (in-process; a server with prompt log-probabilities).
-    supports_likelihood: bool
+    @property
+    def where(self) -> str:
+        """Where the model runs, for the result: "in-process" or a URL."""
+        ...
+
+    @property
+    def supports_likelihood(self) -> bool:
+        """True when `score` works (in-process; a server with prompt log-probabilities)."""
+        ...
 
     def score(self, text: str) -> list[TokenScore]:
         """Log-probability of every token of `text` (with the model's BOS when it uses one) given the ones

@@ -179,7 +179,9 @@ def load(path: Path) -> tuple[list[Item], list[Path]]:
     known = occupations(folder)
     items: list[Item] = []
     for source in files:
-        kind, type_, split = _FILE.match(source.name).groups()  # type: ignore[union-attr]
+        match = _FILE.match(source.name)
+        assert match is not None  # data_files returns only names _FILE matches
+        kind, type_, split = match.groups()
         try:
             lines = source.read_text(encoding="utf-8").splitlines()
         except (OSError, UnicodeDecodeError) as exc:

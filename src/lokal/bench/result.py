@@ -24,7 +24,7 @@ import json
 import os
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Final, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -34,7 +34,7 @@ from lokal.files import write_atomic
 #: Bumped only for a change older files cannot be read under (`read_result` wants the exact version). The engine
 #: fields (`engine` on levels, models and cold starts, `engines`) are optional additions with defaults: files
 #: written before them read as runs of an unnamed engine, so they stayed version 1.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION: Final = 1
 
 #: Where a request's output token count came from, in order of preference.
 TokenSource = Literal["usage", "engine", "tokenizer", "chunks"]

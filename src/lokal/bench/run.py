@@ -134,23 +134,38 @@ class BenchPlan:
     @property
     def levels(self) -> list[load_runner.LoadSpec]:
         """The load levels to run for each model, in order."""
-        stop = {"requests": self.requests, "duration_s": self.duration_s}
-        if stop["requests"] is None and stop["duration_s"] is None:
-            stop["requests"] = DEFAULT_REQUESTS
-        common = {**stop, "warmup": self.warmup}
+        requests, duration_s, warmup = self.requests, self.duration_s, self.warmup
+        if requests is None and duration_s is None:
+            requests = DEFAULT_REQUESTS
         concurrency = self.concurrency
         if not (concurrency or self.rates or self.batch_sizes or self.search):
             concurrency = DEFAULT_CONCURRENCY
         specs = [
-            load_runner.LoadSpec(mode="sync" if n == 1 else "concurrency", concurrency=n, **common) for n in concurrency
+            load_runner.LoadSpec(
+                mode="sync" if n == 1 else "concurrency",
+                concurrency=n,
+                requests=requests,
+                duration_s=duration_s,
+                warmup=warmup,
+            )
+            for n in concurrency
         ]
         specs += [
             load_runner.LoadSpec(
-                mode="rate", rate=r, arrival=self.arrival, max_concurrency=self.max_concurrency, **common
+                mode="rate",
+                rate=r,
+                arrival=self.arrival,
+                max_concurrency=self.max_concurrency,
+                requests=requests,
+                duration_s=duration_s,
+                warmup=warmup,
             )
             for r in self.rates
         ]
-        specs += [load_runner.LoadSpec(mode="batch", batch_size=b, **common) for b in self.batch_sizes]
+        specs += [
+            load_runner.LoadSpec(mode="batch", batch_size=b, requests=requests, duration_s=duration_s, warmup=warmup)
+            for b in self.batch_sizes
+        ]
         return specs
 
     @property
@@ -273,8 +288,8 @@ class _Run:
         ttfts: list[float | None] = []
         for prompt in workload:
             outcome = await self.target.request(model, prompt, params)
-            ok = outcome.ok and outcome.first_token is not None
-            ttfts.append(1000.0 * (outcome.first_token - outcome.sent) if ok else None)  # type: ignore[operator]
+            first_token = outcome.first_token
+            ttfts.append(1000.0 * (first_token - outcome.sent) if outcome.ok and first_token is not None else None)
         warm = [t for t in ttfts[1:] if t is not None]
         load_info = getattr(self.target, "load_info", None)
         return ColdStart(

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import os
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from lokal.bench.result import read_result
 from lokal.errors import LokalError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION: Final = 1
 
 CacheSource = Literal["hf", "lokal", "ollama"]
 SOURCES: tuple[CacheSource, ...] = ("hf", "lokal", "ollama")

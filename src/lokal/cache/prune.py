@@ -230,13 +230,13 @@ def plan_prune(scan: CacheScan, criteria: PruneCriteria, *, now: float | None = 
 
     frees, attributed = _freed(scan, delete)
     items = []
-    for scanned, item, _paths in delete:
+    for scanned, pruned, _paths in delete:
         freed = attributed.get(id(scanned), 0)
-        note = item.note
-        if not note and freed < item.size_bytes and item.kind == "model":
+        note = pruned.note
+        if not note and freed < pruned.size_bytes and pruned.kind == "model":
             whom = "; ".join(scanned.entry.shared_with) or "other files"
-            note = f"frees {size_text(freed)} of {size_text(item.size_bytes)}: the rest is shared with {whom}"
-        items.append(item.model_copy(update={"frees_bytes": freed, "note": note}))
+            note = f"frees {size_text(freed)} of {size_text(pruned.size_bytes)}: the rest is shared with {whom}"
+        items.append(pruned.model_copy(update={"frees_bytes": freed, "note": note}))
 
     hf_expected = None
     hashes = [h for scanned, _, _ in delete if scanned.entry.source == "hf" for h in scanned.revisions]

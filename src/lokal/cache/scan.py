@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from lokal._version import __version__
-from lokal.cache.model import SOURCES, CacheEntry, CacheReport, EntryKind, SourceTotal
+from lokal.cache.model import SOURCES, CacheEntry, CacheReport, CacheSource, EntryKind, SourceTotal
 from lokal.config import Settings
 from lokal.store.gc import is_stale_upload
 from lokal.store.layout import OllamaLayout, StoreLayout, digest_hex
@@ -88,7 +88,7 @@ class CacheScan:
 
 @dataclasses.dataclass
 class _Raw:
-    source: str
+    source: CacheSource
     kind: EntryKind
     name: str
     files: list[FileRef]
@@ -207,14 +207,14 @@ def _scan_lokal(layout: StoreLayout, warnings: list[str]) -> tuple[list[_Raw], s
         (digest, path, f"upload {digest[:19]}…", "uploaded (POST /api/blobs) but no model was created from it", True)
         for digest, path in layout.iter_uploads()
     ]
-    for digest, path, name, detail, is_upload in loose:
+    for digest, path, label, detail, is_upload in loose:
         with contextlib.suppress(OSError):
             ref = stat_file(path)
             raws.append(
                 _Raw(
                     "lokal",
                     "unreferenced",
-                    name,
+                    label,
                     [ref],
                     ref.path,
                     ref.atime,
@@ -403,7 +403,7 @@ def _finish(raws: list[_Raw]) -> tuple[list[CacheEntry], dict[Inode, int]]:
                 with_whom += [o for o in others if o not in with_whom]
         entries.append(
             CacheEntry(
-                source=raw.source,  # type: ignore[arg-type]
+                source=raw.source,
                 kind=raw.kind,
                 name=raw.name,
                 size_bytes=sum(f.size for f in raw.files),

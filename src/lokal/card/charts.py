@@ -27,8 +27,12 @@ def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "chart"
 
 
-def _finite(*values: float | None) -> bool:
-    return all(v is not None and math.isfinite(v) for v in values)
+def _interval(metric: Metric) -> tuple[float, float, float] | None:
+    """A figure's value and interval bounds, when all three are finite numbers."""
+    value, low, high = metric.value, metric.ci_low, metric.ci_high
+    if value is None or low is None or high is None:
+        return None
+    return (value, low, high) if all(math.isfinite(v) for v in (value, low, high)) else None
 
 
 def chart_height(rows: int) -> float:
@@ -39,13 +43,18 @@ def chart_height(rows: int) -> float:
 def interval_chart(chart_id: str, title: str, name: str, metrics: Sequence[Metric]) -> tuple[Chart, float] | None:
     """Chart of one figure (`name`) across groups, and its height in inches; None when fewer than two rows have
     an interval (one point says nothing a table does not) or there are too many to read."""
-    rows = [m for m in metrics if _finite(m.value, m.ci_low, m.ci_high)]
-    if len(rows) < 2 or len(rows) > MAX_ROWS:
+    found = [(m, interval) for m in metrics if (interval := _interval(m)) is not None]
+    if len(found) < 2 or len(found) > MAX_ROWS:
         return None
+    rows = [m for m, _ in found]
     labels = [f"{m.group or 'overall'} (N={m.n:,})" for m in rows]
-    values = [float(m.value) for m in rows]  # type: ignore[arg-type]
-    below = [v - float(m.ci_low) for v, m in zip(values, rows, strict=True)]  # type: ignore[arg-type]
-    above = [float(m.ci_high) - v for v, m in zip(values, rows, strict=True)]  # type: ignore[arg-type]
+    values: list[float] = []
+    below: list[float] = []
+    above: list[float] = []
+    for _, (value, low, high) in found:
+        values.append(float(value))
+        below.append(values[-1] - float(low))
+        above.append(float(high) - values[-1])
     ideals = {m.ideal for m in rows if m.ideal is not None}
     ideal = ideals.pop() if len(ideals) == 1 else None
     unit, confidence, scoring = rows[0].unit, rows[0].confidence, rows[0].scoring

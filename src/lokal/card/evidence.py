@@ -28,7 +28,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 import numpy as np
 from huggingface_hub import EvalResult
@@ -111,7 +111,7 @@ def yaml_number(value: float) -> float | int:
     return float(f"{value:.6g}")
 
 
-def _finite(value: float | None) -> bool:
+def _finite(value: float | None) -> TypeGuard[float]:
     return value is not None and math.isfinite(value)
 
 
@@ -224,7 +224,7 @@ def bench_eval_results(run: PerfRun) -> list[EvalResult]:
                     **common,
                     metric_type=metric_type,
                     metric_name=name,
-                    metric_value=yaml_number(value),  # type: ignore[arg-type]
+                    metric_value=yaml_number(value),
                     metric_args=_clean(metric_args),
                 )
             )
@@ -260,12 +260,12 @@ def metric_args(m: Metric) -> dict[str, Any] | None:
     args: dict[str, Any] = {"scoring": m.scoring, "n": m.n, "group": m.group, "unit": m.unit}
     if _finite(m.ci_low) and _finite(m.ci_high):
         args.update(
-            ci_low=yaml_number(m.ci_low),  # type: ignore[arg-type]
-            ci_high=yaml_number(m.ci_high),  # type: ignore[arg-type]
+            ci_low=yaml_number(m.ci_low),
+            ci_high=yaml_number(m.ci_high),
             confidence=yaml_number(m.confidence),
         )
     if _finite(m.ideal):
-        args["ideal"] = yaml_number(m.ideal)  # type: ignore[arg-type]
+        args["ideal"] = yaml_number(m.ideal)
     return _clean(args)
 
 
@@ -301,7 +301,7 @@ def audit_eval_results(audit: AuditResult, evidence: Evidence) -> list[EvalResul
                     dataset_args=dataset_args,
                     metric_type=m.name,
                     metric_name=metric_label(m),
-                    metric_value=yaml_number(m.value),  # type: ignore[arg-type]
+                    metric_value=yaml_number(m.value),
                     metric_args=metric_args(m),
                 )
             )
@@ -351,7 +351,7 @@ def fairness_eval_results(result: FairnessResult, evidence: Evidence) -> list[Ev
             dataset_args=dataset_args,
             metric_type=m.name,
             metric_name=metric_label(m),
-            metric_value=yaml_number(m.value),  # type: ignore[arg-type]
+            metric_value=yaml_number(m.value),
             metric_args=metric_args(m),
         )
         for m in fairness_metrics(result)
@@ -366,7 +366,7 @@ def excludes_ideal(metric: Metric) -> bool:
     """True when the interval lies wholly on one side of the unbiased value: a measured difference."""
     if not (_finite(metric.ideal) and _finite(metric.ci_low) and _finite(metric.ci_high)):
         return False
-    return not (metric.ci_low <= metric.ideal <= metric.ci_high)  # type: ignore[operator]
+    return not (metric.ci_low <= metric.ideal <= metric.ci_high)
 
 
 # --- the whole front matter --------------------------------------------------------------------------------------

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import enum
 import os
 import sys
 import traceback
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 import click
 
@@ -15,10 +16,18 @@ from lokal.config import Settings
 from lokal.errors import LokalError
 
 if TYPE_CHECKING:
+    from lokal.cli.remote import RemoteServer
     from lokal.engine.manager import EngineManager, Runtime
     from lokal.store.store import ModelStore
 
-_UNPROBED = object()
+
+class _Probe(enum.Enum):
+    """The type of `_UNPROBED` (an enum, so that `is _UNPROBED` narrows the type)."""
+
+    UNPROBED = enum.auto()
+
+
+_UNPROBED: Final = _Probe.UNPROBED
 
 
 class Context:
@@ -27,7 +36,7 @@ class Context:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._runtime: Runtime | None = None
-        self._remote: object = _UNPROBED
+        self._remote: RemoteServer | _Probe | None = _UNPROBED
         self.engine_requested: str | None = None
 
     def use_engine(self, engine: str) -> None:
@@ -56,7 +65,7 @@ class Context:
         return self.runtime.manager
 
     @property
-    def remote(self):
+    def remote(self) -> RemoteServer | None:
         """The server at OLLAMA_HOST when one answers, else None (probed once per command; never with --engine)."""
         if self.engine_requested is not None:
             return None
@@ -69,8 +78,8 @@ class Context:
     def close(self) -> None:
         if self._runtime is not None:
             self._runtime.close()
-        if self._remote not in (None, _UNPROBED):
-            self._remote.close()  # type: ignore[union-attr]
+        if self._remote is not None and self._remote is not _UNPROBED:
+            self._remote.close()
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

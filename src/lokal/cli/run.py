@@ -219,10 +219,23 @@ def _answer_remote(
         return None
     text = printer.end()
     if final is not None and kw["verbose"]:
-        fields = {
-            f: int(final.get(f, 0)) for f in Completion.__dataclass_fields__ if f.endswith(("_count", "_duration"))
-        }
-        _print_stats(Completion(text=text, done_reason=final.get("done_reason", "stop"), **fields))
+
+        def number(field: str) -> int:
+            return int(final.get(field, 0))
+
+        _print_stats(
+            Completion(
+                text=text,
+                done_reason=final.get("done_reason", "stop"),
+                prompt_eval_count=number("prompt_eval_count"),
+                prompt_eval_duration=number("prompt_eval_duration"),
+                eval_count=number("eval_count"),
+                eval_duration=number("eval_duration"),
+                total_duration=number("total_duration"),
+                load_duration=number("load_duration"),
+                prompt_cache_count=number("prompt_cache_count"),
+            )
+        )
     return text
 
 

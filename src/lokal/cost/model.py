@@ -10,14 +10,14 @@ from __future__ import annotations
 import os
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Literal
+from typing import Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from lokal.bench.result import read_result
 from lokal.cost.prices import CostError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION: Final = 1
 
 
 class _Model(BaseModel):

@@ -7,7 +7,7 @@ One engine serves one loaded model. Generation is a stream of text pieces follow
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any, Literal, Protocol, runtime_checkable
 
 from lokal.engine.options import Options
@@ -91,12 +91,20 @@ class Chunk:
 
 
 class GenerationStream(Protocol):
-    """Iterate for text pieces (or `chunks()` for text with log-probabilities); afterwards `result` holds the
-    `Completion`. `cancel()` frees the slot."""
+    """Iterate for text pieces (or `chunks()` for text with log-probabilities), with `for` or `async for`;
+    afterwards `result` holds the `Completion`. `cancel()` frees the slot."""
 
     def __iter__(self) -> Iterator[str]: ...
 
     def chunks(self) -> Iterator[Chunk]: ...
+
+    def __aiter__(self) -> AsyncIterator[str]: ...
+
+    def achunks(self) -> AsyncIterator[Chunk]: ...
+
+    def text(self) -> str:
+        """Consume the stream and return the final text."""
+        ...
 
     @property
     def result(self) -> Completion: ...

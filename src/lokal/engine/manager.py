@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import enum
 import logging
 import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from lokal.config import Settings
 from lokal.engine.base import Engine
@@ -35,9 +36,18 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+
+class Unset(enum.Enum):
+    """The type of `UNSET` (an enum, so that `keep_alive is UNSET` narrows the type)."""
+
+    UNSET = enum.auto()
+
+
 #: "Not given": use the configured default keep-alive. (None already means "keep forever".)
-UNSET: object = object()
-_UNSET = UNSET
+UNSET: Final = Unset.UNSET
+_UNSET: Final = UNSET
+#: A request's keep-alive: seconds, None (keep forever), or UNSET (the configured default).
+KeepAlive = float | Unset | None
 EngineFactory = Callable[[LocalModel, int, Settings], Engine]
 
 
@@ -119,7 +129,7 @@ class EngineManager:
 
     # -- public -----------------------------------------------------------------------------------
     def acquire(
-        self, model: LocalModel, *, num_ctx: int | None = None, keep_alive: float | object | None = _UNSET
+        self, model: LocalModel, *, num_ctx: int | None = None, keep_alive: KeepAlive = _UNSET
     ) -> tuple[Engine, int]:
         """Return the engine for `model` (loading it if needed) and the load time it cost, in ns.
 
@@ -148,7 +158,7 @@ class EngineManager:
                 ):
                     entry.in_use += 1
                     entry.expires_at = None
-                    entry.keep_alive = alive  # type: ignore[assignment]
+                    entry.keep_alive = alive
                     return entry.engine, 0
             if retired is not None and not retired.in_use:
                 self._close(retired)
@@ -162,14 +172,14 @@ class EngineManager:
             with self._lock:
                 closed = self._stop.is_set()
                 if not closed:
-                    self._models[model.name] = LoadedModel(engine, want_ctx, load_ns, alive, in_use=1)  # type: ignore[arg-type]
+                    self._models[model.name] = LoadedModel(engine, want_ctx, load_ns, alive, in_use=1)
             if closed:  # close() ran while this load was under way
                 engine.close()
                 raise EngineError("lokal is shutting down; the model was not loaded")
             self._start_reaper()
             return engine, load_ns
 
-    def release(self, engine: Engine, *, keep_alive: float | object | None = _UNSET) -> None:
+    def release(self, engine: Engine, *, keep_alive: KeepAlive = _UNSET) -> None:
         """A request on `engine` ended: start its keep-alive clock (or unload now for keep_alive 0). A retired
         (failed) engine is closed when its last request releases it."""
         unload_now = False
@@ -178,7 +188,7 @@ class EngineManager:
             entry = self._models.get(engine.model.name)
             if entry is not None and entry.engine is engine:
                 if keep_alive is not _UNSET:
-                    entry.keep_alive = keep_alive  # type: ignore[assignment]
+                    entry.keep_alive = keep_alive
                 entry.in_use = max(0, entry.in_use - 1)
                 if entry.in_use == 0:
                     if entry.keep_alive is None:

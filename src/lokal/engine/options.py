@@ -128,6 +128,8 @@ def _coerce(name: str, value: Any) -> Any:
     if name in FLOAT_FIELDS:
         if not isinstance(value, int | float):
             raise InvalidOptions(f"option '{name}' must be a number, got {value!r}")
+        if isinstance(value, float):
+            return float(value)  # only an int can be beyond a double's range
         try:
             return float(value)
         except OverflowError:  # an int beyond a double's range

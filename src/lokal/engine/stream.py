@@ -14,14 +14,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import queue
 import threading
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
-from typing import Any
+from typing import Any, Final, Literal, overload
 
 from lokal.engine.base import Chunk, Completion, GeneratedToken
 
-_DONE = object()
+
+class _End(enum.Enum):
+    """The type of `_DONE`, the item that ends a stream (an enum, so that `item is _DONE` narrows the type)."""
+
+    DONE = enum.auto()
+
+
+_DONE: Final = _End.DONE
+#: What travels from the worker to a caller: text, a `Chunk` with its token, or `_DONE`.
+_Item = str | Chunk | _End
 
 
 class TokenStream:
@@ -32,21 +42,21 @@ class TokenStream:
     """
 
     def __init__(self, on_cancel: Callable[[], None] | None = None) -> None:
-        self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[_Item] = queue.SimpleQueue()
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._async_queue: asyncio.Queue[object] | None = None
+        self._async_queue: asyncio.Queue[_Item] | None = None
         self._lock = threading.Lock()
         self._result: Completion | None = None
         self._error: BaseException | None = None
         self._on_cancel = on_cancel
         self.cancelled = False
         self.first_piece_at: float | None = None  # perf_counter() of the first piece, for TTFT
-        self._held: list[object] | None = None  # deliveries kept back until `flush_all`
+        self._held: list[_Item] | None = None  # deliveries kept back until `flush_all`
         #: Set by the engine when the answer is a thinking model's (lokal.engine.thinking.Reading): how to split it.
         self.thinking: Any = None
 
     # -- worker side -------------------------------------------------------------------------
-    def _deliver(self, item: object) -> None:
+    def _deliver(self, item: _Item) -> None:
         with self._lock:
             if self._held is not None:
                 self._held.append(item)
@@ -63,7 +73,7 @@ class TokenStream:
             if self._held is None:
                 self._held = []
 
-    def _release(self) -> tuple[asyncio.AbstractEventLoop | None, list[object]]:
+    def _release(self) -> tuple[asyncio.AbstractEventLoop | None, list[_Item]]:
         """Stop holding; hand synchronous callers their items now, return what an event loop must get."""
         with self._lock:
             items, self._held = self._held or [], None
@@ -73,7 +83,7 @@ class TokenStream:
                 self._queue.put(item)
             return None, []
 
-    def _put_many(self, items: list[object]) -> None:
+    def _put_many(self, items: list[_Item]) -> None:
         assert self._async_queue is not None
         for item in items:
             self._async_queue.put_nowait(item)
@@ -114,13 +124,17 @@ class TokenStream:
         return self._result is not None or self._error is not None
 
     def __iter__(self) -> Iterator[str]:
-        return self._items(chunks=False)  # type: ignore[return-value]
+        return self._items(chunks=False)
 
     def chunks(self) -> Iterator[Chunk]:
         """Every delivery as a `Chunk`: text with the generated token it came from when log-probabilities
         were asked for (such a chunk's text may be empty)."""
-        return self._items(chunks=True)  # type: ignore[return-value]
+        return self._items(chunks=True)
 
+    @overload
+    def _items(self, *, chunks: Literal[False]) -> Iterator[str]: ...
+    @overload
+    def _items(self, *, chunks: Literal[True]) -> Iterator[Chunk]: ...
     def _items(self, *, chunks: bool) -> Iterator[str | Chunk]:
         # One generator per iteration (not one wrapping another), so that closing it early cancels at once.
         try:
@@ -138,12 +152,16 @@ class TokenStream:
             raise self._error
 
     def __aiter__(self) -> AsyncIterator[str]:
-        return self._aitems(chunks=False)  # type: ignore[return-value]
+        return self._aitems(chunks=False)
 
     def achunks(self) -> AsyncIterator[Chunk]:
         """`chunks()` for an asyncio caller."""
-        return self._aitems(chunks=True)  # type: ignore[return-value]
+        return self._aitems(chunks=True)
 
+    @overload
+    def _aitems(self, *, chunks: Literal[False]) -> AsyncIterator[str]: ...
+    @overload
+    def _aitems(self, *, chunks: Literal[True]) -> AsyncIterator[Chunk]: ...
     async def _aitems(self, *, chunks: bool) -> AsyncIterator[str | Chunk]:
         with self._lock:
             if self._async_queue is None:
@@ -173,18 +191,18 @@ class TokenStream:
         return self.result.text
 
 
-def _convert(item: object, chunks: bool) -> str | Chunk | None:
+def _convert(item: str | Chunk, chunks: bool) -> str | Chunk | None:
     """A delivered item as the iteration wants it: a `Chunk`, or text (None for a chunk without any)."""
     if chunks:
-        return Chunk(item) if isinstance(item, str) else item  # type: ignore[return-value]
+        return Chunk(item) if isinstance(item, str) else item
     if isinstance(item, str):
         return item
-    return item.text or None  # type: ignore[attr-defined]
+    return item.text or None
 
 
 def flush_all(streams: Iterable[TokenStream]) -> None:
     """Deliver what `streams` held: synchronous callers at once, each event loop in one callback."""
-    per_loop: dict[asyncio.AbstractEventLoop, list[tuple[TokenStream, list[object]]]] = {}
+    per_loop: dict[asyncio.AbstractEventLoop, list[tuple[TokenStream, list[_Item]]]] = {}
     for stream in streams:
         loop, items = stream._release()
         if loop is not None and items:
@@ -195,6 +213,6 @@ def flush_all(streams: Iterable[TokenStream]) -> None:
             loop.call_soon_threadsafe(_put_batch, batch)
 
 
-def _put_batch(batch: list[tuple[TokenStream, list[object]]]) -> None:
+def _put_batch(batch: list[tuple[TokenStream, list[_Item]]]) -> None:
     for stream, items in batch:
         stream._put_many(items)

@@ -21,7 +21,7 @@ What this module holds, all pure:
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, Literal
 
 from lokal.errors import InvalidOptions
 from lokal.store.template_facts import THINK_CLOSE, THINK_OPEN
@@ -41,7 +41,7 @@ _EFFORTS: dict[str, str | None] = {
 }
 
 
-def requested(think: Any) -> str | bool | None:
+def requested(think: Any) -> str | Literal[False] | None:
     """A request's `think`: None (unset), False (off), or a level ("medium" for true)."""
     if think is None or think is False:
         return think
@@ -52,7 +52,7 @@ def requested(think: Any) -> str | bool | None:
     raise InvalidOptions(f"invalid think value: {think!r} (expected true, false, or one of {', '.join(LEVELS)})")
 
 
-def from_reasoning_effort(effort: Any) -> str | bool | None:
+def from_reasoning_effort(effort: Any) -> str | Literal[False] | None:
     """OpenAI's `reasoning_effort` as a `think` value, mapped as Ollama maps it ("none" is off)."""
     if effort is None:
         return None

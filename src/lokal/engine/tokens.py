@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Sequence
+from typing import SupportsIndex
 
 from lokal.errors import InvalidOptions
 
 
-def check_token_ids(tokens: Sequence[object], vocab_size: int, *, what: str = "prompt") -> list[int]:
+def check_token_ids(tokens: Sequence[SupportsIndex], vocab_size: int, *, what: str = "prompt") -> list[int]:
     """`tokens` as a list of ints, each in `[0, vocab_size)`; `InvalidOptions` naming the first bad one."""
     ids: list[int] = []
     for position, token in enumerate(tokens):

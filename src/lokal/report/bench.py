@@ -343,7 +343,7 @@ def _sweep_lines(runs: Sequence[Run], mode: str) -> list[charts.ThroughputLine]:
 
     lines = []
     for run in runs:
-        points = sorted(
+        ordered = sorted(
             (
                 (lv.concurrency if mode == "concurrency" else lv.batch_size, s)
                 for lv, s in run.levels
@@ -351,13 +351,13 @@ def _sweep_lines(runs: Sequence[Run], mode: str) -> list[charts.ThroughputLine]:
             ),
             key=lambda p: p[0] or 0,
         )
-        points = [(x, s) for x, s in points if x]
+        points = [(x, s) for x, s in ordered if x]
         if points:
             lines.append(
                 charts.ThroughputLine(
                     run=run.name,
                     color_index=run.index,
-                    x=tuple(float(x) for x, _ in points),  # type: ignore[arg-type]
+                    x=tuple(float(x) for x, _ in points),
                     output_tok_s=tuple(s.output_token_throughput for _, s in points),
                     request_s=tuple(s.request_throughput for _, s in points),
                 )
@@ -399,7 +399,7 @@ def _throughput_section(runs: Sequence[Run]) -> Section | None:
                 charts.RateLine(
                     run=run.name,
                     color_index=run.index,
-                    offered=tuple(r for r, _ in points),  # type: ignore[misc]
+                    offered=tuple(r for r, _ in points),
                     achieved=tuple(s.request_throughput for _, s in points),
                     goodput=tuple(s.goodput for _, s in points),
                 )
@@ -506,7 +506,7 @@ def _models_section(results: Sequence[BenchResult], runs: Sequence[Run]) -> Sect
         + " compared at the lightest load level they all ran",
         numeric=(1 + many, *range(5 + many, len(headers))),
     )
-    chart_list = ()
+    chart_list: tuple[Chart, ...] = ()
     if len(sized_models) >= 2:
         chart_list = (
             charts.line_chart(
@@ -807,7 +807,7 @@ def _warnings_section(results: Sequence[BenchResult], runs: Sequence[Run]) -> Se
                 errors.append((*([run.name] if len(runs) > 1 else []), lv.label, str(n), message))
     if not (recorded or derived or errors):
         return None
-    tables = ()
+    tables: tuple[Table, ...] = ()
     if errors:
         headers = (*(["Run"] if len(runs) > 1 else []), "Level", "Count", "Error")
         tables = (Table(headers=headers, rows=tuple(errors), caption="Failed requests", numeric=(len(headers) - 2,)),)

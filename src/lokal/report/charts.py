@@ -17,7 +17,7 @@ import math
 import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import matplotlib
 import matplotlib.style
@@ -29,10 +29,13 @@ from matplotlib.ticker import FuncFormatter, MaxNLocator, NullLocator
 
 from lokal.report.document import Chart
 
+if TYPE_CHECKING:
+    from matplotlib.typing import RcKeyType
+
 #: Figure size (inches) and resolution: 800 x 450 px, readable in a report column and in a Markdown viewer.
 WIDTH_IN, HEIGHT_IN, DPI = 8.0, 4.5, 100
 
-_RC: dict[str, Any] = {
+_RC: dict[RcKeyType, Any] = {
     "svg.hashsalt": "lokal",  # deterministic ids should a chart ever be saved as SVG
     "font.family": "DejaVu Sans",  # shipped with matplotlib: the same glyphs everywhere
     "font.size": 9.0,

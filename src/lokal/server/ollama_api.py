@@ -117,6 +117,13 @@ def _single(obj: dict[str, Any], stream: bool) -> Response:
     return JSONResponse(obj)
 
 
+def _named(model: str | None) -> str:
+    """A request's `model`: its validator filled it in from `name` or refused the request, so never None."""
+    if model is None:
+        raise InvalidOptions("model is required")
+    return model
+
+
 async def _load_or_unload(request: Request, model: str, body: Any, *, chat: bool) -> Response:
     name, reason = await in_thread(
         inference.load_or_unload, request.app.state.manager, model, options=body.options, keep_alive=body.keep_alive
@@ -129,7 +136,7 @@ async def generate(body: S.GenerateRequest, request: Request) -> Response:
     if body.raw and (body.template or body.system or body.context):
         raise InvalidOptions("raw mode does not support template, system, or context")
     if not body.prompt:
-        return await _load_or_unload(request, body.model, body, chat=False)  # type: ignore[arg-type]
+        return await _load_or_unload(request, _named(body.model), body, chat=False)
     logprobs = inference.logprobs_wanted(body.logprobs, body.top_logprobs)
     run = await in_thread(
         inference.start_generate,
@@ -155,11 +162,11 @@ async def chat(body: S.ChatRequest, request: Request) -> Response:
     if any(m.images for m in body.messages):
         raise InvalidOptions(f"model '{body.model}' does not support images")
     if not body.messages:
-        return await _load_or_unload(request, body.model, body, chat=True)  # type: ignore[arg-type]
+        return await _load_or_unload(request, _named(body.model), body, chat=True)
     messages = [m.model_dump(exclude_none=True) for m in body.messages]
     logprobs = inference.logprobs_wanted(body.logprobs, body.top_logprobs)
     tool_request = inference.tool_request(
-        request.app.state.manager, body.model, body.tools, body.tool_choice, body.parallel_tool_calls
+        request.app.state.manager, _named(body.model), body.tools, body.tool_choice, body.parallel_tool_calls
     )
     run = await in_thread(
         inference.start_chat,
@@ -253,7 +260,7 @@ async def pull(body: S.PullRequest, request: Request) -> Response:
     digest; a failure after the stream started is an `{"error": ...}` line, as Ollama sends it. A client
     that leaves does not stop the pull (it finishes in its thread and the store stays consistent)."""
     store, limiter = request.app.state.store, request.app.state.store_io
-    check_name_only(body.model)  # a path or a malformed name: a 400 before any stream starts
+    check_name_only(_named(body.model))  # a path or a malformed name: a 400 before any stream starts
 
     if not body.stream:
         await in_thread(store.pull, body.model, progress=False, local_paths=False, limiter=limiter)
@@ -338,7 +345,7 @@ async def create(body: S.CreateRequest, request: Request) -> Response:
             state.store.create_from_blob, body.model, filename, digest, layers=layers, limiter=state.store_io
         )
         lines.append({"status": f"using existing layer {digest}"})
-    else:
+    elif body.from_:  # exactly one of the two, checked above
         if looks_like_path_text(body.from_):
             raise InvalidOptions(
                 f"create: 'from' must be a model name, not a path ({body.from_[:60]!r}): the server opens no "

@@ -29,6 +29,7 @@ from typing import Any
 from fastapi import FastAPI
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import TypeAdapter
+from pydantic.json_schema import JsonSchemaMode
 
 from lokal.engine.base import MAX_TOP_LOGPROBS
 from lokal.engine.messages import TEXT_PART_TYPES
@@ -502,7 +503,9 @@ def _error_response(status: int, path: str, note: str | None) -> dict[str, Any]:
 
 def _shape_schemas() -> dict[str, Any]:
     """The component schemas of every response shape, with objects closed (additionalProperties false)."""
-    inputs = [(shape.__name__, "validation", TypeAdapter(shape)) for shape in SHAPES]
+    inputs: list[tuple[str, JsonSchemaMode, TypeAdapter[Any]]] = [
+        (shape.__name__, "validation", TypeAdapter(shape)) for shape in SHAPES
+    ]
     _, top = TypeAdapter.json_schemas(inputs, ref_template=REF)
     defs: dict[str, Any] = top.get("$defs", {})
     for schema in defs.values():
@@ -610,4 +613,4 @@ def install(app: FastAPI) -> None:
             app.openapi_schema = document(spec)
         return app.openapi_schema
 
-    app.openapi = openapi  # type: ignore[method-assign]
+    app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented way to customise the schema

@@ -15,7 +15,7 @@ import hmac
 import ipaddress
 import json
 import socket
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import Any
 
 Scope = MutableMapping[str, Any]
@@ -66,7 +66,9 @@ def _headers(scope: Scope) -> dict[str, str]:
     return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
 
 
-async def _reject(send: Send, scope: Scope, status: int, message: str, extra: list[tuple[bytes, bytes]] = ()) -> None:
+async def _reject(
+    send: Send, scope: Scope, status: int, message: str, extra: Sequence[tuple[bytes, bytes]] = ()
+) -> None:
     if scope["path"].startswith("/v1/"):
         kind = {401: "authentication_error", 403: "permission_error", 413: "invalid_request_error"}.get(status)
         payload: Any = {"error": {"message": message, "type": kind, "param": None, "code": None}}

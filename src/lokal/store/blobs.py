@@ -18,7 +18,7 @@ import hashlib
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 from lokal.errors import DigestMismatch
 from lokal.files import check_free_space, disk_full_is_an_error, fsync_dir, temp_path
@@ -29,18 +29,26 @@ CHUNK_SIZE = 1 << 20
 _PROGRESS_MIN_BYTES = 32 * 1024 * 1024  # no progress bar for files that copy in a blink
 
 
+class _Bar(Protocol):
+    """What `_copy_chunks` reports progress to: a tqdm bar, or `_CallbackProgress`."""
+
+    def update(self, n: int) -> object: ...
+
+    def close(self) -> None: ...
+
+
 def _link(src: Path, dst: Path) -> None:
     """`os.link`, as a seam tests can replace to force the copy path."""
     os.link(src, dst)
 
 
-def _copy_chunks(src: BinaryIO, dst: BinaryIO, hasher: hashlib._Hash, bar: object | None = None) -> None:
+def _copy_chunks(src: BinaryIO, dst: BinaryIO, hasher: hashlib._Hash, bar: _Bar | None = None) -> None:
     """Copy `src` to `dst` in chunks, hashing as we go (one read of the data, not two)."""
     while chunk := src.read(CHUNK_SIZE):
         dst.write(chunk)
         hasher.update(chunk)
         if bar is not None:
-            bar.update(len(chunk))  # type: ignore[attr-defined]
+            bar.update(len(chunk))
 
 
 def hash_file(path: Path) -> str:
@@ -84,7 +92,7 @@ class _CallbackProgress:
         pass
 
 
-def _progress_bar(total: int, label: str, enabled: Progress) -> object | None:
+def _progress_bar(total: int, label: str, enabled: Progress) -> _Bar | None:
     if callable(enabled):
         return _CallbackProgress(total, enabled)
     if not enabled or total < _PROGRESS_MIN_BYTES:
@@ -124,7 +132,7 @@ def import_parts(
             raise
         finally:
             if bar is not None:
-                bar.close()  # type: ignore[attr-defined]
+                bar.close()
 
 
 def import_file(

@@ -22,6 +22,7 @@ from typing import Any
 from lokal.engine_names import ENGINES
 from lokal.store.fsutil import atomic_write_json
 from lokal.store.layout import digest_hex
+from lokal.store.types import Source
 
 SCHEMA_VERSION = 1  # a GGUF blob manifest
 FOLDER_SCHEMA_VERSION = 2  # a manifest that points at an external checkpoint folder
@@ -41,7 +42,7 @@ class Manifest:
     name: str
     digest: str  # "sha256:<hex>" of the GGUF blob, or of the folder's state when it was recorded
     size: int
-    source: str  # one of SOURCES: where the weights came from (a copy of an Ollama model says "ollama")
+    source: Source  # one of SOURCES: where the weights came from (a copy of an Ollama model says "ollama")
     origin: str  # package, file path, hf.co/ORG/REPO/FILE, or the Ollama model it was copied from
     created_at: datetime
     params: Mapping[str, Any] = dataclasses.field(default_factory=dict)

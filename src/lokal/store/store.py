@@ -122,7 +122,7 @@ def _model(
         path=path,
         digest=digest,
         size=size,
-        source=manifest.source,  # type: ignore[arg-type]
+        source=manifest.source,
         origin=manifest.origin,
         modified_at=modified,
         details=details,

@@ -9,4 +9,6 @@ THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
 
 def can_think(template: str | None) -> bool:
     """Whether a chat template has a reasoning section: both tags (Ollama's test for GGUF templates)."""
-    return bool(template) and THINK_OPEN in template and THINK_CLOSE in template  # type: ignore[operator]
+    if not template:
+        return False
+    return THINK_OPEN in template and THINK_CLOSE in template

@@ -98,11 +98,11 @@ def _unmapped(exc: BaseException) -> BaseException:
 
 def unreachable(url: str, exc: httpx.HTTPError) -> TargetError:
     """One line for a server that cannot be reached at all."""
-    exc = _unmapped(exc)  # type: ignore[assignment]
-    if isinstance(exc, httpx.TimeoutException):
+    error = _unmapped(exc)
+    if isinstance(error, httpx.TimeoutException):
         reason = f"no answer within {CONNECT_TIMEOUT_S:g} s"
     else:
-        text = str(exc) or type(exc).__name__
+        text = str(error) or type(error).__name__
         # When nothing listens on the port httpx says "All connection attempts failed" (or errno 111),
         # aiohttp "Cannot connect to host ... [Connect call failed ...]".
         said = text.lower()

@@ -35,6 +35,7 @@ class ChatTemplate:
                 f"use generate (lokal run with a prompt, or /api/generate) instead of chat"
             )
         try:
-            return self._formatter(messages=list(messages), **extra).prompt
+            # llama_cpp types `messages` as its OpenAI TypedDicts; the Jinja template renders any message dict.
+            return self._formatter(messages=list(messages), **extra).prompt  # type: ignore[arg-type]
         except ValueError as exc:  # the template's own raise_exception(), e.g. "roles must alternate"
             raise InvalidOptions(f"the model's chat template rejected these messages: {exc}") from None

@@ -14,6 +14,7 @@ import random
 
 import torch
 from transformers.generation.logits_process import (
+    LogitsProcessor,
     MinPLogitsWarper,
     TemperatureLogitsWarper,
     TopKLogitsWarper,
@@ -35,7 +36,7 @@ class Sampler:
         self.options = options
         self.generator = torch.Generator().manual_seed(seed)
         self.history: list[int] = []
-        self._warpers = []
+        self._warpers: list[LogitsProcessor] = []
         if not options.greedy:
             if options.top_k > 0:
                 self._warpers.append(TopKLogitsWarper(options.top_k))

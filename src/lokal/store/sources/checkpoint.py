@@ -112,21 +112,22 @@ def _read_json(path: Path, what: str) -> Any:
         raise InvalidModelFile(f"cannot read the {what} {path}: {exc}") from None
 
 
-def _module_paths(modules: Any) -> list[str]:
+def _module_paths(modules: object) -> list[str]:
     """Sub-folders of a sentence-transformers pipeline (`1_Pooling`, `2_Dense`...); the transformer is ""."""
     if not isinstance(modules, list):
         return []
     return [str(m["path"]) for m in modules if isinstance(m, dict) and isinstance(m.get("path"), str) and m["path"]]
 
 
-def select_weight_files(present: Collection[str], index: Mapping[str, Any] | None, modules: Any = None) -> list[str]:
+def select_weight_files(present: Collection[str], index: object, modules: object = None) -> list[str]:
     """The safetensors files that hold a checkpoint's weights, as paths relative to its folder (pure).
 
     `present` is what the folder (or the hub repository) holds. With a shard index, exactly the shards it
     names (some repositories also carry a `consolidated.safetensors` copy that must not be counted twice);
     else `model.safetensors`; else every top-level `*.safetensors`. Sentence-transformers modules with their
     own weights (`2_Dense/model.safetensors`) are added. Files the index names may be missing from `present`:
-    the caller decides whether that is an incomplete folder or files still to download.
+    the caller decides whether that is an incomplete folder or files still to download. `index` and `modules`
+    are the parsed JSON files (None when absent), checked here.
     """
     if index is not None:
         weight_map = index.get("weight_map") if isinstance(index, Mapping) else None
@@ -245,7 +246,8 @@ class CheckpointInfo:
 
 def _config_value(config: Mapping[str, Any], keys: Sequence[str]) -> int | None:
     """The first of `keys` with an integer value, looking in `text_config` too (multimodal configs nest there)."""
-    for scope in (config, config.get("text_config") if isinstance(config.get("text_config"), dict) else {}):
+    text_config = config.get("text_config")
+    for scope in (config, text_config if isinstance(text_config, dict) else {}):
         for key in keys:
             value = scope.get(key)
             if isinstance(value, int) and not isinstance(value, bool):

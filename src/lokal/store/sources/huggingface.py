@@ -22,6 +22,7 @@ import os
 import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from lokal.errors import HubUnreachable, InvalidModelFile, PullError
 from lokal.store.sources import Fetched, FetchedFolder
@@ -32,6 +33,9 @@ from lokal.store.sources.checkpoint import (
     select_weight_files,
 )
 from lokal.store.types import Progress
+
+if TYPE_CHECKING:
+    from tqdm.asyncio import tqdm_asyncio
 
 #: Without an explicit quant: the usual best size/quality trade-off first, then the most portable.
 QUANT_PREFERENCE = ("Q4_K_M", "Q4_0")
@@ -215,16 +219,18 @@ def _cached_folder(repo_id: str, cache: Path) -> FetchedFolder | None:
     return None if folder is None else FetchedFolder(path=folder, source="huggingface", origin=f"hf.co/{repo_id}")
 
 
-def _download_checkpoint(repo_id: str, files: Mapping[str, object], cache: Path, kwargs: dict) -> FetchedFolder:
+def _download_checkpoint(
+    repo_id: str, files: Mapping[str, object], cache: Path, tqdm_class: type[tqdm_asyncio[Any]] | None
+) -> FetchedFolder:
     """Two `snapshot_download` calls: the small files first (to read the shard index and modules.json), then
     exactly the weight files they name, so a repository's duplicate weights (.bin, consolidated.*) stay behind."""
     from huggingface_hub import snapshot_download
 
     patterns = list(CHECKPOINT_PATTERNS)
-    folder = Path(snapshot_download(repo_id, cache_dir=cache, allow_patterns=patterns, **kwargs))
+    folder = Path(snapshot_download(repo_id, cache_dir=cache, allow_patterns=patterns, tqdm_class=tqdm_class))
     index, modules = (_json_or_none(folder / name) for name in (INDEX_FILE, MODULES_FILE))
     weights = select_weight_files(set(files), index, modules)
-    folder = Path(snapshot_download(repo_id, cache_dir=cache, allow_patterns=patterns + weights, **kwargs))
+    folder = Path(snapshot_download(repo_id, cache_dir=cache, allow_patterns=patterns + weights, tqdm_class=tqdm_class))
     try:
         checked = check_checkpoint_folder(folder)
     except InvalidModelFile as exc:
@@ -258,14 +264,15 @@ def fetch_hf(
     from huggingface_hub import HfApi, hf_hub_download
 
     filename: str | None = None
-    kwargs = {} if progress is True else {"tqdm_class": _silent_tqdm(progress if callable(progress) else None)}
+    # None: huggingface_hub's own progress bars.
+    tqdm_class = None if progress is True else _silent_tqdm(progress if callable(progress) else None)
     try:
         tree = HfApi().list_repo_tree(repo_id, recursive=True)
         files = {e.path: getattr(e, "size", None) for e in tree if hasattr(e, "size")}
         if any_file and not has_gguf(files) and is_checkpoint_listing(files):
-            return _download_checkpoint(repo_id, files, cache, kwargs)
+            return _download_checkpoint(repo_id, files, cache, tqdm_class)
         filename = choose_gguf(files, quant, repo_id)
-        local = Path(hf_hub_download(repo_id, filename, cache_dir=cache, **kwargs))
+        local = Path(hf_hub_download(repo_id, filename, cache_dir=cache, tqdm_class=tqdm_class))
     except PullError:
         raise
     except Exception as exc:
@@ -285,15 +292,16 @@ def fetch_hf(
     return _fetched(repo_id, filename, local)
 
 
-def _silent_tqdm(report: Callable[[int, int], None] | None = None) -> type:
+def _silent_tqdm(report: Callable[[int, int], None] | None = None) -> type[tqdm_asyncio[Any]]:
     """A tqdm class that draws nothing and, given `report`, passes (bytes done, total) to it."""
     from tqdm.auto import tqdm
 
-    class SilentTqdm(tqdm):  # type: ignore[misc, valid-type]
-        def __init__(self, *args: object, **kwargs: object) -> None:
+    class SilentTqdm(tqdm):
+        # Passed through to tqdm's constructor, which takes many arguments of many types.
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
             kwargs["disable"] = True
-            self._done = int(kwargs.get("initial") or 0)  # type: ignore[call-overload]
-            self._total = int(kwargs.get("total") or 0)  # type: ignore[call-overload]
+            self._done = int(kwargs.get("initial") or 0)
+            self._total = int(kwargs.get("total") or 0)
             super().__init__(*args, **kwargs)
 
         def update(self, n: float | None = 1) -> bool | None:
