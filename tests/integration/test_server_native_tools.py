@@ -20,6 +20,7 @@ import openai
 import pytest
 from gguf_copies import with_template
 from server_fixture import LiveServer, serve
+from weather_tool import WEATHER, WEATHER_PARAMS
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -104,18 +105,6 @@ MISTRAL_TEMPLATE = """\
 {%- endif %}
 {%- endfor %}"""
 
-WEATHER_PARAMS = {
-    "type": "object",
-    "properties": {
-        "city": {"type": "string", "maxLength": 40},
-        "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]},
-    },
-    "required": ["city", "unit"],
-}
-WEATHER = {
-    "type": "function",
-    "function": {"name": "get_weather", "description": "Current weather in a city", "parameters": WEATHER_PARAMS},
-}
 ASK = [{"role": "user", "content": "What is the weather like in Paris right now?"}]
 HISTORY = [
     *ASK,

@@ -19,21 +19,10 @@ import ollama
 import openai
 import pytest
 from server_fixture import MODEL, LiveServer
+from weather_tool import WEATHER, WEATHER_PARAMS
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-WEATHER_PARAMS = {
-    "type": "object",
-    "properties": {
-        "city": {"type": "string", "maxLength": 40},
-        "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]},
-    },
-    "required": ["city", "unit"],
-}
-WEATHER = {
-    "type": "function",
-    "function": {"name": "get_weather", "description": "Current weather in a city", "parameters": WEATHER_PARAMS},
-}
 TIME_PARAMS = {
     "type": "object",
     "properties": {"timezone": {"type": "string", "maxLength": 40}},
