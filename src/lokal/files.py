@@ -92,7 +92,9 @@ def write_atomic(path: str | os.PathLike[str], data: Payload, *, mode: int | Non
     """
     target = Path(path)
     directory = target.parent
-    needed = len(data) if isinstance(data, bytes | str) else None
+    if isinstance(data, str):
+        data = data.encode("utf-8")  # before sizing: DiskFull counts bytes, not characters
+    needed = len(data) if isinstance(data, bytes) else None
     with disk_full_is_an_error(directory, needed, f"writing {target.name}"):
         directory.mkdir(parents=True, exist_ok=True)
         keep = target.stat().st_mode & 0o777 if mode is None and target.exists() else None
@@ -102,9 +104,7 @@ def write_atomic(path: str | os.PathLike[str], data: Payload, *, mode: int | Non
             with os.fdopen(fd, "wb") as out:
                 if keep is not None:
                     os.fchmod(out.fileno(), keep)  # past the umask: the file had these permissions before
-                if isinstance(data, str):
-                    out.write(data.encode("utf-8"))
-                elif isinstance(data, bytes):
+                if isinstance(data, bytes):
                     out.write(data)
                 else:
                     data(out)
