@@ -21,7 +21,7 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from lokal.config import Settings
 from lokal.engine.base import Engine
@@ -316,6 +316,19 @@ class Runtime:
     def close(self) -> None:
         """Unload every model (the store holds nothing to close)."""
         self.manager.close()
+
+
+def shared_runtime(
+    settings: Settings, store: Any = None, manager: EngineManager | None = None
+) -> tuple[Any, EngineManager]:
+    """The store and manager for a caller that may be handed either to share (the server's app, lokal bench's
+    in-process target): a manager brings its own store, a store gets a manager over it, neither makes both."""
+    if manager is not None:
+        return (store if store is not None else manager.store), manager
+    if store is not None:
+        return store, EngineManager(settings, store)
+    runtime = open_runtime(settings)
+    return runtime.store, runtime.manager
 
 
 def open_runtime(settings: Settings) -> Runtime:

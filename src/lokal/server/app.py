@@ -45,16 +45,9 @@ LOCAL_ORIGIN_REGEX = (
 
 
 def create_app(settings: Settings, manager: Any = None, *, store: Any = None, preload: Sequence[str] = ()) -> FastAPI:
-    if manager is None:
-        from lokal.engine.manager import EngineManager, open_runtime
+    from lokal.engine.manager import shared_runtime
 
-        if store is None:
-            runtime = open_runtime(settings)
-            store, manager = runtime.store, runtime.manager
-        else:
-            manager = EngineManager(settings, store)
-    elif store is None:
-        store = manager.store
+    store, manager = shared_runtime(settings, store, manager)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

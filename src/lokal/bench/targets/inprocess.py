@@ -77,17 +77,10 @@ class InProcessTarget:
     kind = "in-process"
 
     def __init__(self, settings: Settings, store: Any = None, manager: Any = None) -> None:
-        self._owns_manager = manager is None
-        if manager is None:
-            from lokal.engine.manager import EngineManager, open_runtime
+        from lokal.engine.manager import shared_runtime
 
-            if store is None:
-                runtime = open_runtime(settings)
-                store, manager = runtime.store, runtime.manager
-            else:
-                manager = EngineManager(settings, store)
-        elif store is None:
-            store = manager.store
+        self._owns_manager = manager is None
+        store, manager = shared_runtime(settings, store, manager)
         self.settings = settings
         self.store = store
         self.manager = manager
