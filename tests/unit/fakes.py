@@ -102,6 +102,7 @@ class FakeEngine:
         self.close_calls = 0
         self.vocab_size = VOCAB_SIZE
         self.failed: str | None = None  # set by a test: the engine "crashed" with this message
+        self.load_info: dict[str, Any] = {}
 
     # -- generation -------------------------------------------------------------------------------
     def _stream(
@@ -229,6 +230,9 @@ class FakeEngine:
 
     def active_requests(self) -> int:
         return 0
+
+    def counts(self) -> tuple[int, int]:
+        return (0, 0)
 
     def failure(self) -> str | None:
         return self.failed

@@ -195,7 +195,6 @@ class _Run:
     requests: int = 0  # requests made from workloads so far (warm-ups and cold-start probes included)
     resent: int = 0  # of which re-sent a prompt the run had sent before, with a unique tag
     first_workload: Workload | None = None  # what the result describes (every level's is built the same way)
-    engine_of: Callable[[str], str | None] = lambda _model: None  # the current target's engine per model
 
     def params(self, workload: Workload) -> RequestParams:
         max_tokens = self.plan.max_tokens or workload.max_tokens or WORKLOADS["chat"].max_tokens
@@ -206,8 +205,7 @@ class _Run:
         model's whole turn (cold start, levels, search), so a prompt is re-sent (with a tag) only once all have
         gone out; synthetic prompts are made afresh per level, seeded by its index (`salt`). A `probe`
         workload (warm-ups, cold-start probes) takes tagged copies of the next prompts without using them up."""
-        count = getattr(self.target, "count_tokens", None)
-        counter = functools.partial(count, model) if callable(count) else None
+        counter = self.target.token_counter(model)
         synthetic = self.plan.prompt_tokens is not None
         start = 0 if synthetic else self.sent.get(model, 0)
         workload = await asyncio.to_thread(
@@ -242,7 +240,7 @@ class _Run:
             workload = dataclasses.replace(workload, prompts=warm.prompts + workload.prompts)
         label = _label(spec)
         total = spec.requests if spec.duration_s is None else None
-        engine = self.engine_of(model) if self.plan.engines else None
+        engine = self.target.engine_of(model) if self.plan.engines else None
         shown = f"{model} ({engine})" if engine else model
         progress = self.on_level(shown, label, total) if self.on_level else None
         if self.sampler is not None:
@@ -260,7 +258,7 @@ class _Run:
         )
         if self.sampler is not None:
             self.sampler.mark_level(None)
-        level = level.model_copy(update={"engine": self.engine_of(model)})
+        level = level.model_copy(update={"engine": self.target.engine_of(model)})
         self.levels.append(level)
         if level.client is not None and level.client.saturated:
             self.warnings.append(
@@ -291,14 +289,13 @@ class _Run:
             first_token = outcome.first_token
             ttfts.append(1000.0 * (first_token - outcome.sent) if outcome.ok and first_token is not None else None)
         warm = [t for t in ttfts[1:] if t is not None]
-        load_info = getattr(self.target, "load_info", None)
         return ColdStart(
             model=model,
-            engine=self.engine_of(model),
+            engine=self.target.engine_of(model),
             load_s=load_s,
             first_ttft_ms=ttfts[0],
             warm_ttft_ms=statistics.median(warm) if warm else None,
-            load_info=_plain(await asyncio.to_thread(load_info, model)) if callable(load_info) else {},
+            load_info=_plain(await asyncio.to_thread(self.target.load_info, model)),
         )
 
     async def search(self, model: str) -> SloSearch:
@@ -402,10 +399,8 @@ async def run_bench(plan: BenchPlan, *, on_level: LevelHook | None = None) -> Be
     created = datetime.now(UTC)
     passes = await _open_passes(plan, settings)
     for turn in passes:
-        set_tokenizer = getattr(turn.target, "set_tokenizer", None)
-        if callable(set_tokenizer):  # a server that sends no usage: count its output with the model's tokenizer
-            for model in plan.models:
-                set_tokenizer(model, functools.partial(local_token_counter, model, settings))
+        for model in plan.models:  # a server that sends no usage: count its output with the model's tokenizer
+            turn.target.set_tokenizer(model, functools.partial(local_token_counter, model, settings))
     info = _merge_info([turn.info for turn in passes])
     run = _Run(plan=plan, target=passes[0].target, info=info, on_level=on_level, t0=time.perf_counter())
     memory: MemoryTimeline | None = None
@@ -424,8 +419,6 @@ async def run_bench(plan: BenchPlan, *, on_level: LevelHook | None = None) -> Be
         for turn in passes:
             # The same level indices and the same place in the prompt set, so the same prompts per engine.
             run.target, run.level_counter, run.sent = turn.target, 0, {}
-            engine_of = getattr(turn.target, "engine_of", None)
-            run.engine_of = engine_of if callable(engine_of) else (lambda _model: None)
             turn.started_s = time.perf_counter() - run.t0
             try:
                 for model in plan.models:
@@ -438,7 +431,7 @@ async def run_bench(plan: BenchPlan, *, on_level: LevelHook | None = None) -> Be
             finally:
                 await turn.close()  # unload before the next engine loads: memory is measured per engine
                 turn.ended_s = time.perf_counter() - run.t0
-                run.warnings.extend(getattr(turn.target, "warnings", []))
+                run.warnings.extend(turn.target.warnings)
     except asyncio.CancelledError:
         # Ctrl-C: asyncio.run cancels this task. Keep the levels that finished (the one running is lost) so
         # the caller can still save them; asyncio.run then returns the result instead of raising.

@@ -125,6 +125,8 @@ class Engine(Protocol):
     num_parallel: int  # sequences decoded together
     vocab_size: int  # valid token ids are 0 to vocab_size - 1 (checked before any id reaches the runtime)
     can_think: bool  # its template has a reasoning section (lokal.engine.thinking.can_think)
+    #: What the load did, for bench's cold-start record: dtype, device, a GGUF conversion (transformers); may be empty.
+    load_info: dict[str, Any]
 
     def generate(
         self,
@@ -179,7 +181,13 @@ class Engine(Protocol):
         """True log-likelihood of every token of `text` (for the audit's likelihood scoring)."""
         ...
 
-    def active_requests(self) -> int: ...
+    def active_requests(self) -> int:
+        """Requests decoding or waiting for a sequence slot: the manager never unloads an engine with any."""
+        ...
+
+    def counts(self) -> tuple[int, int]:
+        """(sequences decoding, requests waiting for a slot), for the server's metrics."""
+        ...
 
     def failure(self) -> str | None:
         """Why this engine stopped serving (its worker crashed), or None while it serves. The manager replaces a

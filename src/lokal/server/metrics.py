@@ -30,9 +30,7 @@ class _EngineCollector(Collector):
         )
         loaded = self.manager.loaded()
         for entry in loaded:
-            run, wait = (
-                entry.engine.counts() if hasattr(entry.engine, "counts") else (entry.engine.active_requests(), 0)
-            )
+            run, wait = entry.engine.counts()
             queue.add_metric([entry.name], wait)
             running.add_metric([entry.name], run)
             slots.add_metric([entry.name], entry.engine.num_parallel)

@@ -18,15 +18,17 @@ inside the engine (set `num_parallel` to the largest batch size to measure batch
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import time
+from collections.abc import Callable
 from importlib import metadata
 from typing import Any
 
 from lokal import inference
 from lokal._version import __version__
 from lokal.bench.result import ModelRef, ServerTimings, TargetInfo
-from lokal.bench.target import Outcome, Prompt, RequestParams, TargetError
+from lokal.bench.target import Outcome, Prompt, RequestParams, TargetBase, TargetError
 from lokal.config import Settings
 from lokal.engine.base import Completion
 from lokal.engine.select import require_transformers
@@ -71,7 +73,7 @@ def runtime_versions(engines: list[str]) -> str:
     return ", ".join(dict.fromkeys(parts))
 
 
-class InProcessTarget:
+class InProcessTarget(TargetBase):
     """`InProcessTarget(settings)`; pass `store`/`manager` to share them (the manager is then not closed here)."""
 
     kind = "in-process"
@@ -79,12 +81,12 @@ class InProcessTarget:
     def __init__(self, settings: Settings, store: Any = None, manager: Any = None) -> None:
         from lokal.engine.manager import shared_runtime
 
+        super().__init__()
         self._owns_manager = manager is None
         store, manager = shared_runtime(settings, store, manager)
         self.settings = settings
         self.store = store
         self.manager = manager
-        self.warnings: list[str] = []
         self._engines: dict[str, str] = {}  # model name as given -> the engine that runs it
 
     async def open(self, models: list[str]) -> TargetInfo:
@@ -125,9 +127,7 @@ class InProcessTarget:
         entry = self.manager.get_loaded(self.store.resolve(model).name)
         if entry is None:
             return {}
-        info = getattr(entry.engine, "load_info", None)
-        runtime = getattr(entry.engine, "runtime", None)
-        return {**({"runtime": runtime} if runtime else {}), **(dict(info) if isinstance(info, dict) else {})}
+        return {"runtime": entry.engine.runtime, **entry.engine.load_info}
 
     async def request(self, model: str, prompt: Prompt, params: RequestParams) -> Outcome:
         """`params.stream` is ignored: the engine always streams, and chunk times cost nothing here."""
@@ -194,7 +194,7 @@ class InProcessTarget:
                 # transformers converted the GGUF on this load (once, then cached): time a load from the cache,
                 # the cold start every later run pays, and say what the first one cost.
                 took = info.get("conversion_seconds")
-                self.warnings.append(
+                self.warn(
                     f"{model} ({info.get('runtime', 'transformers')}): the first load converted the GGUF file"
                     + (f" ({took} s)" if took is not None else "")
                     + "; that is done once and cached, so the cold start shown is a second load, from the cache"
@@ -218,6 +218,9 @@ class InProcessTarget:
             return len(engine.tokenize(text, add_special=False))
         finally:
             self.manager.release(engine, keep_alive=None)
+
+    def token_counter(self, model: str) -> Callable[[str], int]:
+        return functools.partial(self.count_tokens, model)
 
     def server_pid(self) -> int | None:
         return os.getpid()

@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 
 from lokal.bench.result import ModelRef, ServerTimings, TargetInfo
-from lokal.bench.target import Outcome, Prompt, RequestParams, TargetError
+from lokal.bench.target import Outcome, Prompt, RequestParams, TargetBase, TargetError
 from lokal.bench.targets import _http
 
 
@@ -75,7 +75,7 @@ def match_tag(entries: list[dict[str, Any]], name: str) -> dict[str, Any] | None
     return None
 
 
-class OllamaTarget:
+class OllamaTarget(TargetBase):
     """`OllamaTarget("http://127.0.0.1:11434")`. `api_key_env` names a variable holding a bearer key (for a
     `lokal serve` with `LOKAL_API_KEY`); the key is read once and never written into a result."""
 
@@ -89,14 +89,13 @@ class OllamaTarget:
         api_key_env: str | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
+        super().__init__()
         self.url = _http.normalize_url(url).removesuffix("/v1")  # the same server's OpenAI base, given by habit
         self.timeout_s = timeout_s
         self._client = _http.make_client(
             self.url, timeout_s=timeout_s, api_key=_http.api_key_from(api_key_env), transport=transport
         )
         self._pid: int | None = None
-        #: Things the report should say about this target (e.g. a server that reported no token counts).
-        self.warnings: list[str] = []
 
     async def open(self, models: list[str]) -> TargetInfo:
         response = await _http.probe(self._client, "/api/version", self.url)
@@ -189,7 +188,7 @@ class OllamaTarget:
             out.output_tokens, out.token_source = out.server.output_tokens, "usage"
         else:
             out.output_tokens, out.token_source = len(out.chunks), "chunks"
-            self._warn("the server reported no eval_count: output tokens were counted as stream chunks")
+            self.warn("the server reported no eval_count: output tokens were counted as stream chunks")
         return out
 
     async def cold_start(self, model: str) -> float | None:
@@ -215,7 +214,3 @@ class OllamaTarget:
 
     async def close(self) -> None:
         await self._client.aclose()
-
-    def _warn(self, message: str) -> None:
-        if message not in self.warnings:
-            self.warnings.append(message)

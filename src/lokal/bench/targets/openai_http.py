@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 
 from lokal.bench.result import ModelRef, ServerTimings, TargetInfo
-from lokal.bench.target import Outcome, Prompt, RequestParams, TargetError
+from lokal.bench.target import Outcome, Prompt, RequestParams, TargetBase, TargetError
 from lokal.bench.targets import _http
 
 
@@ -70,7 +70,7 @@ def _delta_text(choice: dict[str, Any]) -> tuple[str, bool]:
     return text, bool(text or reasoning)
 
 
-class OpenAITarget:
+class OpenAITarget(TargetBase):
     """`OpenAITarget("http://127.0.0.1:8080")` or `OpenAITarget("https://api.example.com/v1")`."""
 
     kind = "openai"
@@ -83,6 +83,7 @@ class OpenAITarget:
         timeout_s: float = _http.DEFAULT_TIMEOUT_S,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
+        super().__init__()
         self.url = api_base(url)
         self.root = self.url.removesuffix("/v1")
         self.api_key_env = api_key_env
@@ -94,8 +95,6 @@ class OpenAITarget:
         #: and the counter once made (None when it could not be).
         self._tokenizer_factories: dict[str, Callable[[], Callable[[str], int] | None]] = {}
         self._tokenizers: dict[str, Callable[[str], int] | None] = {}
-        #: Things the report should say about this target (e.g. token counts that are chunk counts).
-        self.warnings: list[str] = []
 
     async def open(self, models: list[str]) -> TargetInfo:
         response = await _http.probe(self._client, "models", self.url)
@@ -244,13 +243,13 @@ class OpenAITarget:
             out.output_tokens, out.token_source = completion, "usage"
         elif (count := self._tokenizer(model)) is not None:
             out.output_tokens, out.token_source = count(out.text), "tokenizer"
-            self._warn(
+            self.warn(
                 "the server sent no usage (stream_options.include_usage): output tokens were counted by "
                 "re-tokenising the text with the model's tokenizer from lokal's store"
             )
         else:
             out.output_tokens, out.token_source = len(out.chunks), "chunks"
-            self._warn(
+            self.warn(
                 "the server sent no usage (stream_options.include_usage): output tokens were counted as "
                 "stream chunks, which undercounts when a chunk carries several tokens"
             )
@@ -264,10 +263,6 @@ class OpenAITarget:
 
     async def close(self) -> None:
         await self._client.aclose()
-
-    def _warn(self, message: str) -> None:
-        if message not in self.warnings:
-            self.warnings.append(message)
 
 
 __all__ = ["OpenAITarget", "api_base", "llama_server_timings"]

@@ -66,6 +66,8 @@ class LlamaCppEngine:
         self.model = model
         self.num_parallel = num_parallel
         self.threads = threads
+        #: Nothing to say beyond the runtime: llama.cpp maps the GGUF file as it is (no conversion, no dtype).
+        self.load_info: dict[str, Any] = {}
         self._model = runtime.load_model(model.path)
         self._closed = False
         try:
