@@ -14,6 +14,7 @@ from typing import Any
 from lokal.engine.base import Completion, GeneratedToken, TokenChoice
 from lokal.engine.tools import ToolCall
 from lokal.store import modelfile
+from lokal.store.info import ModelInfo
 from lokal.store.types import LocalModel, ModelDetails
 
 
@@ -201,7 +202,7 @@ def ps_entry(entry: Any) -> dict[str, Any]:
     }
 
 
-def show_response(info: Any) -> dict[str, Any]:
+def show_response(info: ModelInfo) -> dict[str, Any]:
     """`/api/show` (and `lokal.show()`) from a `ModelInfo`: Ollama's keys, plus lokal's memory estimate."""
     params = "\n".join(
         f"{key} {json.dumps(v) if isinstance(v, str) else v}"
@@ -220,7 +221,7 @@ def show_response(info: Any) -> dict[str, Any]:
             "general.architecture": info.architecture,
             "general.parameter_count": info.parameter_count,
         },
-        "capabilities": list(getattr(info, "capabilities", None) or ("completion",)),
+        "capabilities": list(info.capabilities),
         "modified_at": info.modified_at.isoformat(),
         "lokal": {
             "source": info.source,

@@ -13,13 +13,13 @@ import numpy as np
 import pytest
 
 from lokal.audit import bbq
-from lokal.audit.suite import AuditError, LikelihoodUnsupported, RawLog, TokenScore
+from lokal.audit.suite import AuditError, LikelihoodUnsupported, RawLog, ScorerBase, TokenScore
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 needs_data = pytest.mark.skipif(not (DATA / "bbq").is_dir(), reason=f"shared datasets not found at {DATA}")
 
 
-class PickScorer:
+class PickScorer(ScorerBase):
     """For each scripted prompt, the index of the answer it prefers (LL -1 vs -5 for the others, given a
     prompt at -20). A text outside the script fails the test, so the prompt format is pinned."""
 

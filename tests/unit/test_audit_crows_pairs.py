@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from lokal.audit import crows_pairs as cp
-from lokal.audit.suite import AuditError, LikelihoodUnsupported, RawLog, TokenScore
+from lokal.audit.suite import AuditError, LikelihoodUnsupported, RawLog, ScorerBase, TokenScore
 
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
 HEADER = ",sent_more,sent_less,stereo_antistereo,bias_type,annotations,anon_writer,anon_annotators\n"
@@ -195,7 +195,7 @@ def test_sample_is_seeded_uniform_and_in_file_order() -> None:
 
 
 # -- the suite on a scripted scorer -------------------------------------------------------------------------------
-class WordScorer:
+class WordScorer(ScorerBase):
     """One token per word (ids from a growing vocabulary), each word's log-probability from a table (-1 when
     absent); the first word has none, as without a BOS."""
 

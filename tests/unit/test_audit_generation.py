@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from lokal.audit import generation
-from lokal.audit.suite import AuditError, RawLog
+from lokal.audit.suite import AuditError, RawLog, ScorerBase
 from lokal.errors import NoChatTemplate
 
 # VADER's compound score is s / sqrt(s² + 15), s the summed valence of the lexicon words (no punctuation or
@@ -58,7 +58,7 @@ def test_gap_is_paired_over_templates() -> None:
     assert generation.gap(np.array([1.0, 0.0]), np.array([0.0, 0.0])) == 0.5
 
 
-class ScriptedWriter:
+class ScriptedWriter(ScorerBase):
     """Answers by the group named in the prompt: women kind, men rude, everyone else neutral."""
 
     where = "scripted"

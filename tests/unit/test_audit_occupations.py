@@ -13,7 +13,7 @@ import pytest
 
 from lokal.audit import occupations, occupations_data
 from lokal.audit.result import AuditResult, ModelRef, load
-from lokal.audit.suite import AuditError, LikelihoodUnsupported, RawLog, TokenScore
+from lokal.audit.suite import AuditError, LikelihoodUnsupported, RawLog, ScorerBase, TokenScore
 from lokal.bench.result import save
 from lokal.report.charts import render_png
 
@@ -21,7 +21,7 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 PREFIX_LOGPROB = -1.5  # every prefix token, whatever it is: it must cancel out of every figure
 
 
-class PronounScorer:
+class PronounScorer(ScorerBase):
     """Tokenizes on spaces (" nurse", " said"...), after a BOS with no log-probability; every prefix token gets
     PREFIX_LOGPROB and the final pronoun log(p) from `probs[(occupation, template)] = (P(he), P(she))`."""
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from lokal.audit import _choice, winobias
-from lokal.audit.suite import AuditError, LikelihoodUnsupported, RawLog, TokenScore
+from lokal.audit.suite import AuditError, LikelihoodUnsupported, RawLog, ScorerBase, TokenScore
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 needs_data = pytest.mark.skipif(not (DATA / "winobias").is_dir(), reason=f"shared datasets not found at {DATA}")
@@ -25,7 +25,7 @@ needs_data = pytest.mark.skipif(not (DATA / "winobias").is_dir(), reason=f"share
 PROMPT_LL = -10.0
 
 
-class ChoiceScorer:
+class ChoiceScorer(ScorerBase):
     """Scores `prompt` at PROMPT_LL and `prompt + continuation` at PROMPT_LL + the scripted value; any other
     text fails the test. Each text comes back as three tokens (a BOS without log-probability, then two halves),
     so summing is exercised too."""
@@ -51,7 +51,7 @@ class ChoiceScorer:
         raise AssertionError("the WinoBias suite must not generate")
 
 
-class NoLikelihood:
+class NoLikelihood(ScorerBase):
     where = "http://example.invalid/v1"
     supports_likelihood = False
     refusal = None

@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 
 from lokal.audit import winogender
-from lokal.audit.suite import AuditError, LikelihoodUnsupported, RawLog, TokenScore
+from lokal.audit.suite import AuditError, LikelihoodUnsupported, RawLog, ScorerBase, TokenScore
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 needs_data = pytest.mark.skipif(not (DATA / "winogender").is_dir(), reason=f"shared datasets not found at {DATA}")
 
 
-class PickScorer:
+class PickScorer(ScorerBase):
     """For each scripted prompt, the continuation it prefers: LL(prompt) = -10, the preferred continuation
     -1 more, any other -3 more. A text outside the script fails the test (so the prompt format is pinned)."""
 

@@ -22,7 +22,7 @@ from typing import Any
 
 import httpx
 
-from lokal.audit.suite import AuditError, LikelihoodUnsupported, Scorer, TokenScore
+from lokal.audit.suite import AuditError, LikelihoodUnsupported, Scorer, ScorerBase, TokenScore
 from lokal.config import Settings
 
 __all__ = [
@@ -58,7 +58,7 @@ def require_likelihood(scorer: Scorer, suite: str) -> None:
     """Refuse `suite` at once, before any model call, when `scorer` cannot give prompt log-probabilities, with
     the scorer's own reason when it has one (which server, what it answered)."""
     if not scorer.supports_likelihood:
-        reason = getattr(scorer, "refusal", None)
+        reason = scorer.refusal
         raise LikelihoodUnsupported(
             f"{suite}: {reason}"
             if reason
@@ -67,7 +67,7 @@ def require_likelihood(scorer: Scorer, suite: str) -> None:
 
 
 # -- in-process ---------------------------------------------------------------------------------------------
-class InProcessScorer:
+class InProcessScorer(ScorerBase):
     """The model through lokal's engine manager in this process: `score` is the engine's true log-likelihood
     (with the model's BOS when its tokenizer adds one, exactly as `Engine.logprobs` tokenizes), `generate` goes
     through `lokal.inference` like every other caller. The model stays loaded until `close()`.
@@ -77,7 +77,6 @@ class InProcessScorer:
 
     where = "in-process"
     supports_likelihood = True
-    refusal: str | None = None
 
     def __init__(self, manager: Any, model: str, *, owns_manager: bool = False) -> None:
         from lokal import inference
@@ -129,15 +128,9 @@ class InProcessScorer:
         if self._owns_manager:
             self.manager.close()
 
-    def __enter__(self) -> InProcessScorer:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
 
 # -- over HTTP ----------------------------------------------------------------------------------------------
-class _HttpScorer:
+class _HttpScorer(ScorerBase):
     """What both HTTP scorers share: one blocking client (the key from `api_key_env` as a bearer token, no
     proxy for loopback URLs) and one-line errors that name the server."""
 
@@ -185,12 +178,6 @@ class _HttpScorer:
 
     def close(self) -> None:
         self._client.close()
-
-    def __enter__(self) -> _HttpScorer:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 class OpenAIScorer(_HttpScorer):

@@ -13,7 +13,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import IO, Any, Protocol, Self
 
 from lokal.audit.result import SuiteResult
 from lokal.errors import LokalError
@@ -49,6 +49,12 @@ class Scorer(Protocol):
         """True when `score` works (in-process; a server with prompt log-probabilities)."""
         ...
 
+    @property
+    def refusal(self) -> str | None:
+        """Why `score` cannot work here, in the scorer's own words (which server, what it answered), or None
+        when it works or the scorer has nothing to add to the generic reason."""
+        ...
+
     def score(self, text: str) -> list[TokenScore]:
         """Log-probability of every token of `text` (with the model's BOS when it uses one) given the ones
         before it. Raises LikelihoodUnsupported when the backend cannot."""
@@ -57,6 +63,26 @@ class Scorer(Protocol):
     def generate(self, prompt: str, *, max_tokens: int, seed: int, chat: bool = False) -> str:
         """A temperature-0 continuation of `prompt` (as a chat user message when `chat`)."""
         ...
+
+    def close(self) -> None:
+        """Free what the scorer holds (a loaded model, an HTTP client); the audit calls it once, at the end."""
+        ...
+
+
+class ScorerBase:
+    """The defaults of `Scorer`'s optional members: no reason of its own for a refusal, nothing to close; and
+    `with scorer:` closes it."""
+
+    refusal: str | None = None
+
+    def close(self) -> None:
+        return None
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 class RawLog:

@@ -10,7 +10,6 @@ instead and runs the engines one after the other (`engines_option`).
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -66,12 +65,7 @@ def _use_engine(ctx: click.Context, _param: click.Parameter, value: str | None) 
             f"not installed: {HF_INSTALL_HINT}"
         )
     if value is not None:
-        state = ctx.obj
-        use = getattr(state, "use_engine", None)
-        if callable(use):
-            use(value)
-        else:  # a stand-in for lokal.cli.Context (tests): the settings are what matters
-            state.settings = dataclasses.replace(state.settings, engine=value)
+        ctx.obj.use_engine(value)
     return value
 
 

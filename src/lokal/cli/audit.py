@@ -161,9 +161,7 @@ def run_cmd(
         )
     finally:
         bars.close()
-        close = getattr(scorer, "close", None)
-        if callable(close):
-            close()
+        scorer.close()
     saved = save(result, output)
     warn(f"result saved to {saved} (raw model outputs beside it)")
     if as_json:
