@@ -114,9 +114,9 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     LOKAL_REQUIRE_HF is set (CI installs the extra there): then a missing extra fails them."""
     if item.get_closest_marker("hf") is None:
         return
-    from lokal.engine.select import missing_hf_packages
+    from lokal.engine_specs import missing_packages
 
-    missing = missing_hf_packages()
+    missing = missing_packages("transformers")
     if missing:
         message = f"needs the hf extra ({', '.join(missing)} missing): pip install 'lokal[hf]'"
         if os.environ.get("LOKAL_REQUIRE_HF"):

@@ -92,7 +92,7 @@ def _engine_env(environ: Mapping[str, str]) -> str | None:
     raw = environ.get("LOKAL_ENGINE")
     if not raw:
         return None
-    from lokal.engine_names import parse_engine
+    from lokal.engine_specs import parse_engine
 
     try:
         return parse_engine(raw)

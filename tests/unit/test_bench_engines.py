@@ -40,7 +40,7 @@ from report_fixtures import closed_loop
 # -- the plan -------------------------------------------------------------------------------------------------------
 
 
-def test_plan_normalises_engine_names_and_drops_repeats() -> None:
+def test_plan_normalises_engine_specs_and_drops_repeats() -> None:
     plan = BenchPlan(models=("m",), engines=("llama.cpp", "HF", "llamacpp"))
     assert plan.engines == ("llamacpp", "transformers")
 
@@ -108,8 +108,8 @@ def fake_engines(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[EngineFactor
     monkeypatch.setattr(
         "lokal.engine.manager.EngineManager", lambda settings, st: EngineManager(settings, st, factory=factory)
     )
-    monkeypatch.setattr("lokal.bench.run.missing_hf_packages", list)
-    monkeypatch.setattr("lokal.bench.targets.inprocess.require_transformers", lambda name: None)
+    monkeypatch.setattr("lokal.engine_specs.missing_packages", lambda engine: [])
+    monkeypatch.setattr("lokal.bench.targets.inprocess.require_engine", lambda engine, name: None)
     yield factory, store
 
 
@@ -186,7 +186,9 @@ def test_without_engine_the_engine_that_ran_is_still_recorded(fake_engines, tmp_
 
 def test_a_missing_hf_extra_fails_before_anything_loads(fake_engines, tmp_path: Path, monkeypatch) -> None:
     factory, _ = fake_engines
-    monkeypatch.setattr("lokal.bench.run.missing_hf_packages", lambda: ["torch"])
+    monkeypatch.setattr(
+        "lokal.engine_specs.missing_packages", lambda engine: ["torch"] if engine == "transformers" else []
+    )
     with pytest.raises(BenchError, match=r"needs the hf extra \(torch missing\): pip install 'lokal\[hf\]'"):
         asyncio.run(run_bench(_plan(tmp_path)))
     assert factory.log == []

@@ -67,7 +67,7 @@ def cli(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[EngineFactory, FakeRe
         "lokal.engine.manager.EngineManager", lambda settings, st: EngineManager(settings, st, factory=factory)
     )
     monkeypatch.setattr(RemoteServer, "find", staticmethod(lambda settings: remote))
-    monkeypatch.setattr("lokal.cli._engine.missing_hf_packages", list)
+    monkeypatch.setattr("lokal.engine_specs.missing_packages", lambda engine: [])
     monkeypatch.setattr("sys.stdin", io.StringIO(""))
     yield factory, remote
 
@@ -111,7 +111,10 @@ def test_engine_type_takes_what_lokal_engine_takes() -> None:
 
 def test_transformers_without_the_hf_extra_is_one_line_before_anything_runs(cli, capsys, monkeypatch) -> None:
     factory, remote = cli
-    monkeypatch.setattr("lokal.cli._engine.missing_hf_packages", lambda: ["torch", "transformers"])
+    monkeypatch.setattr(
+        "lokal.engine_specs.missing_packages",
+        lambda engine: ["torch", "transformers"] if engine == "transformers" else [],
+    )
     code, out, err = run_cli(capsys, "run", "fake", "--engine", "transformers", "hi")
     assert code == 1 and out == ""
     assert err.startswith("Error: --engine transformers needs torch, transformers, which are not installed: ")

@@ -54,11 +54,11 @@ def test_core_modules_import_without_torch_or_transformers():
     report = json.loads(done.stdout.strip().splitlines()[-1])
     imported = set(report["imported"])
     # The walk must reach the namespace packages and the modules that would most likely pull torch in.
-    for expected in ("lokal", "lokal.cli", "lokal.engine.manager", "lokal.engine.select", "lokal.server.app"):
+    for expected in ("lokal", "lokal.cli", "lokal.engine.manager", "lokal.engine_specs", "lokal.server.app"):
         assert expected in imported, f"{expected} was not imported by the walk"
     assert not any(name.startswith(EXCLUDED) for name in imported)
     assert report["hf_loaded"] == [], (
         f"importing the core (from {report['lokal']}) loaded {', '.join(report['hf_loaded'])}: "
         f"only {EXCLUDED} may import them at module level; elsewhere import them inside a function, after "
-        "lokal.engine.select.require_transformers()"
+        "lokal.engine_specs.require_engine()"
     )

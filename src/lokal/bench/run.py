@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal
 
+from lokal import engine_specs
 from lokal._version import __version__
 from lokal.bench import load as load_runner
 from lokal.bench import slo as slo_search
@@ -50,8 +51,7 @@ from lokal.bench.targets._http import is_loopback
 from lokal.bench.tokenizer import local_token_counter
 from lokal.bench.workload import SHUFFLE_NEEDS_A_FILE, WORKLOADS, Workload, make_workload
 from lokal.config import Settings
-from lokal.engine.select import missing_hf_packages
-from lokal.engine_names import parse_engine
+from lokal.engine_specs import parse_engine
 from lokal.errors import InvalidOptions, LokalError
 
 #: Level plan when the user names none: enough to see single-stream latency and how batching scales,
@@ -358,10 +358,13 @@ class _Pass:
 async def _open_passes(plan: BenchPlan, settings: Settings) -> list[_Pass]:
     """Open every engine's target before anything runs: a missing extra or a model an engine cannot run fails
     fast, not after the first engine's minutes of measuring."""
-    if "transformers" in plan.engines and (missing := missing_hf_packages()):
-        raise BenchError(
-            f"--engine transformers needs the hf extra ({', '.join(missing)} missing): pip install 'lokal[hf]'"
-        )
+    for name in plan.engines:
+        if missing := engine_specs.missing_packages(parse_engine(name)):
+            extra = engine_specs.ENGINE_SPECS[parse_engine(name)].extra
+            raise BenchError(
+                f"--engine {name} needs the {extra} extra ({', '.join(missing)} missing): "
+                f"pip install 'lokal[{extra}]'"
+            )
     passes: list[_Pass] = []
     try:
         for engine in plan.engines or (None,):

@@ -1,6 +1,6 @@
 """`--engine`: the one option every command that runs a model shares (run, chat, embed, serve, audit, bench).
 
-The value is checked with `lokal.engine_names.parse_engine`, so the CLI accepts exactly what LOKAL_ENGINE
+The value is checked with `lokal.engine_specs.parse_engine`, so the CLI accepts exactly what LOKAL_ENGINE
 accepts (also 'llama.cpp' and 'hf'); anything else is click's usage error naming the choices (exit code 2).
 For one engine the option replaces the command's settings with `settings.engine` set, before the store or
 the engine manager are first built (they read the settings once); asking for transformers without the `hf`
@@ -16,8 +16,8 @@ from typing import Any
 import click
 from click.shell_completion import CompletionItem
 
-from lokal.engine.select import HF_INSTALL_HINT, missing_hf_packages
-from lokal.engine_names import ENGINES, parse_engine, parse_engines
+from lokal import engine_specs
+from lokal.engine_specs import ENGINE_SPECS, ENGINES, parse_engine, parse_engines
 from lokal.errors import EngineUnavailable, InvalidOptions
 
 ENGINE_HELP = (
@@ -58,15 +58,17 @@ class EngineType(click.ParamType):
 
 
 def _use_engine(ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
-    if value == "transformers" and (missing := missing_hf_packages()):
+    if value is None:
+        return None
+    engine = parse_engine(value)  # already parsed by EngineType; this narrows the type
+    if missing := engine_specs.missing_packages(engine):
         # Now, not at the first request: `lokal serve --engine transformers` would start and fail every call.
         raise EngineUnavailable(
-            f"--engine transformers needs {', '.join(missing)}, which {'is' if len(missing) == 1 else 'are'} "
-            f"not installed: {HF_INSTALL_HINT}"
+            f"--engine {engine} needs {', '.join(missing)}, which {'is' if len(missing) == 1 else 'are'} "
+            f"not installed: {ENGINE_SPECS[engine].install_hint}"
         )
-    if value is not None:
-        ctx.obj.use_engine(value)
-    return value
+    ctx.obj.use_engine(engine)
+    return engine
 
 
 def engine_option(*, help: str = ENGINE_HELP) -> Callable[[Any], Any]:

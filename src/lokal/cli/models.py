@@ -24,7 +24,7 @@ def _engine_option(ctx: click.Context, param: click.Parameter, value: str | None
     """Validate --engine at parse time (aliases such as `hf` and `llama.cpp` are accepted)."""
     if value is None:
         return None
-    from lokal.engine_names import parse_engine
+    from lokal.engine_specs import parse_engine
 
     try:
         return parse_engine(value)

@@ -120,7 +120,7 @@ class Engine(Protocol):
     """A loaded model. Implementations must be safe to call from many threads at once."""
 
     model: LocalModel
-    runtime: str  # "llamacpp" or "transformers" (lokal.engine_names.EngineName)
+    runtime: str  # "llamacpp" or "transformers" (lokal.engine_specs.EngineName)
     context_length: int  # tokens available to one sequence
     num_parallel: int  # sequences decoded together
     vocab_size: int  # valid token ids are 0 to vocab_size - 1 (checked before any id reaches the runtime)

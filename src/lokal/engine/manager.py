@@ -21,11 +21,11 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, cast
 
 from lokal.config import Settings
 from lokal.engine.base import Engine
-from lokal.engine.select import require_transformers
+from lokal.engine_specs import ENGINE_SPECS, load_hook, require_engine
 from lokal.errors import EngineError
 from lokal.store.engine_choice import engine_for
 from lokal.store.lookup import ModelLookup
@@ -51,40 +51,12 @@ KeepAlive = float | Unset | None
 EngineFactory = Callable[[LocalModel, int, Settings], Engine]
 
 
-def llamacpp_factory(model: LocalModel, num_ctx: int, settings: Settings) -> Engine:
-    from lokal.engine.llamacpp import LlamaCppEngine
-
-    return LlamaCppEngine(
-        model,
-        context_length=num_ctx,
-        num_parallel=settings.num_parallel,
-        threads=settings.threads,
-        max_queue=settings.max_queue,
-        verbose=settings.debug,
-    )
-
-
-def transformers_factory(model: LocalModel, num_ctx: int, settings: Settings) -> Engine:
-    """Hugging Face transformers on PyTorch (the optional `hf` extra): imported only when a model needs it."""
-    require_transformers(model.name)
-    from lokal.engine.transformers import TransformersEngine
-
-    return TransformersEngine(
-        model,
-        context_length=num_ctx,
-        num_parallel=settings.num_parallel,
-        threads=settings.threads,
-        max_queue=settings.max_queue,
-        cache_dir=settings.transformers_cache_dir,
-        verbose=settings.debug,
-    )
-
-
 def default_factory(model: LocalModel, num_ctx: int, settings: Settings) -> Engine:
-    """The engine `engine_for` picks: llama.cpp unless the model, the command or LOKAL_ENGINE says transformers."""
-    if engine_for(model, settings.engine) == "transformers":
-        return transformers_factory(model, num_ctx, settings)
-    return llamacpp_factory(model, num_ctx, settings)
+    """The engine `engine_for` picks (llama.cpp unless the model, the command or LOKAL_ENGINE says otherwise), built
+    by the factory its `EngineSpec` names; an engine whose packages are missing fails here, naming the extra."""
+    engine = engine_for(model, settings.engine)
+    require_engine(engine, model.name)
+    return cast(Engine, load_hook(ENGINE_SPECS[engine].factory)(model, num_ctx, settings))
 
 
 @dataclasses.dataclass

@@ -7,7 +7,7 @@ or server (`--engine`, `LOKAL_ENGINE`), else the one the store entry remembers, 
 
 from __future__ import annotations
 
-from lokal.engine_names import DEFAULT_ENGINE, EngineName, parse_engine
+from lokal.engine_specs import DEFAULT_ENGINE, EngineName, parse_engine
 from lokal.errors import InvalidOptions
 from lokal.store.types import LocalModel
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from lokal.engine_names import EngineName
+from lokal.engine_specs import EngineName
 from lokal.store.memory import MemoryEstimate
 from lokal.store.types import LocalModel
 

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from lokal.engine_names import ENGINES
+from lokal.engine_specs import ENGINES
 from lokal.store.fsutil import atomic_write_json
 from lokal.store.layout import digest_hex
 from lokal.store.types import Source

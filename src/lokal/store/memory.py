@@ -30,8 +30,9 @@ from __future__ import annotations
 import dataclasses
 import functools
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
+from lokal.engine_specs import ENGINE_SPECS, load_hook, parse_engine
 from lokal.errors import InsufficientMemory
 
 if TYPE_CHECKING:
@@ -228,6 +229,22 @@ def _checkpoint_for(path: Path, digest: str) -> CheckpointInfo:
     return read_checkpoint_info(path)
 
 
+def estimate_gguf_llamacpp(info: GGUFInfo, model: LocalModel, *, num_ctx: int, num_parallel: int) -> MemoryEstimate:
+    """A GGUF under llama.cpp (its `EngineSpec.estimate`): the file is mapped as it is, so weights = its size."""
+    return estimate_from_info(info, weights=model.size, num_ctx=num_ctx, num_parallel=num_parallel)
+
+
+def estimate_gguf_transformers(info: GGUFInfo, model: LocalModel, *, num_ctx: int, num_parallel: int) -> MemoryEstimate:
+    """A GGUF under transformers (its `EngineSpec.estimate`): dequantized to float32."""
+    return estimate_transformers_from_gguf(info, num_ctx=num_ctx, num_parallel=num_parallel)
+
+
+def estimate_gguf(info: GGUFInfo, model: LocalModel, *, num_ctx: int, num_parallel: int, engine: str) -> MemoryEstimate:
+    """A GGUF model's estimate under `engine`, by the function its `EngineSpec` names."""
+    estimate = load_hook(ENGINE_SPECS[parse_engine(engine)].estimate)
+    return cast(MemoryEstimate, estimate(info, model, num_ctx=num_ctx, num_parallel=num_parallel))
+
+
 def estimate_for_model(
     model: LocalModel, *, num_ctx: int, num_parallel: int = 1, engine: str = "llamacpp"
 ) -> MemoryEstimate:
@@ -242,9 +259,7 @@ def estimate_for_model(
             _checkpoint_for(model.path, model.digest), num_ctx=num_ctx, num_parallel=num_parallel
         )
     info = _info_for(model.path, model.digest)
-    if engine == "transformers":
-        return estimate_transformers_from_gguf(info, num_ctx=num_ctx, num_parallel=num_parallel)
-    return estimate_from_info(info, weights=model.size, num_ctx=num_ctx, num_parallel=num_parallel)
+    return estimate_gguf(info, model, num_ctx=num_ctx, num_parallel=num_parallel, engine=engine)
 
 
 def format_bytes(n: int) -> str:

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from lokal.config import Settings
-from lokal.engine_names import EngineName, parse_engine
+from lokal.engine_specs import EngineName, parse_engine
 from lokal.errors import InvalidModelFile, InvalidModelName, InvalidOptions, ModelNotFound, ReadOnlyModel
 from lokal.files import fsync_dir
 from lokal.store import catalogue, gc
@@ -45,12 +45,7 @@ from lokal.store.info import (
 )
 from lokal.store.layout import StoreLayout
 from lokal.store.manifest import Manifest, ManifestError, now, read_manifest, write_manifest
-from lokal.store.memory import (
-    MemoryEstimate,
-    estimate_from_checkpoint,
-    estimate_from_info,
-    estimate_transformers_from_gguf,
-)
+from lokal.store.memory import MemoryEstimate, estimate_from_checkpoint, estimate_gguf
 from lokal.store.names import ModelName, is_hf_ref, parse_hf_ref, parse_name
 from lokal.store.sources import Fetched, FetchedFolder
 from lokal.store.sources.bundled import BUNDLED
@@ -293,9 +288,7 @@ class ModelStore:
             info = self._checkpoint_info(model.path, model.digest)
             return estimate_from_checkpoint(info, num_ctx=ctx, num_parallel=parallel)
         gguf = self.infos.get(model.digest, model.path)
-        if engine == "transformers":
-            return estimate_transformers_from_gguf(gguf, num_ctx=ctx, num_parallel=parallel)
-        return estimate_from_info(gguf, weights=model.size, num_ctx=ctx, num_parallel=parallel)
+        return estimate_gguf(gguf, model, num_ctx=ctx, num_parallel=parallel, engine=engine)
 
     def show(self, name: str, *, num_ctx: int | None = None, num_parallel: int | None = None) -> ModelInfo:
         """Everything about `name`, with the memory it needs under the engine that would run it here."""

@@ -31,7 +31,7 @@ from lokal.bench.result import ModelRef, ServerTimings, TargetInfo
 from lokal.bench.target import Outcome, Prompt, RequestParams, TargetBase, TargetError
 from lokal.config import Settings
 from lokal.engine.base import Completion
-from lokal.engine.select import require_transformers
+from lokal.engine_specs import ENGINE_SPECS, EngineName, require_engine
 from lokal.errors import LokalError
 from lokal.store.engine_choice import engine_for
 
@@ -57,15 +57,12 @@ def _cancel_orphan(task: asyncio.Future[inference.Run]) -> None:
         task.result().cancel()
 
 
-#: The libraries behind each engine, named in the result (read from package metadata: nothing is imported).
-_RUNTIME_PACKAGES = {"llamacpp": ("llama-cpp-python",), "transformers": ("transformers", "torch")}
-
-
-def runtime_versions(engines: list[str]) -> str:
-    """'lokal 0.6.0, llama-cpp-python 0.3.36, transformers 5.2.4, torch 2.13.0' for the engines used."""
+def runtime_versions(engines: list[EngineName]) -> str:
+    """'lokal 0.6.0, llama-cpp-python 0.3.36, transformers 5.2.4, torch 2.13.0' for the engines used (the versions
+    are read from package metadata: nothing is imported)."""
     parts = [f"lokal {__version__}"]
     for engine in engines:
-        for package in _RUNTIME_PACKAGES.get(engine, ()):
+        for package in ENGINE_SPECS[engine].runtime_packages:
             try:
                 parts.append(f"{package} {metadata.version(package)}")
             except metadata.PackageNotFoundError:
@@ -87,7 +84,7 @@ class InProcessTarget(TargetBase):
         self.settings = settings
         self.store = store
         self.manager = manager
-        self._engines: dict[str, str] = {}  # model name as given -> the engine that runs it
+        self._engines: dict[str, EngineName] = {}  # model name as given -> the engine that runs it
 
     async def open(self, models: list[str]) -> TargetInfo:
         """Resolve every model and decide its engine (`settings.engine`, else the store entry's, else llama.cpp),
@@ -98,8 +95,7 @@ class InProcessTarget(TargetBase):
             try:
                 model = await asyncio.to_thread(self.store.resolve, name)
                 engine = engine_for(model, self.settings.engine)
-                if engine == "transformers":
-                    require_transformers(model.name)
+                require_engine(engine, model.name)
             except LokalError as exc:
                 raise TargetError(str(exc)) from None
             self._engines[name] = engine
