@@ -1,13 +1,12 @@
-"""One `lokal audit MODEL` run: open the scorer, run each suite (raw outputs to JSONL first), collect the
-`AuditResult`. The caller saves it.
+"""One `lokal audit MODEL` run: run each suite (raw outputs to JSONL first), collect the `AuditResult`. The
+caller saves it.
 
-Suites are looked up by name and imported on demand, so `lokal audit --help` does not import scipy, VADER
-or the datasets' parsers.
+Suites are looked up by name in `lokal.audit.suites` and imported on demand, so `lokal audit --help` does not
+import scipy, VADER or the datasets' parsers.
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,22 +15,9 @@ from lokal._version import __version__
 from lokal.audit.result import AuditResult, SuiteResult
 from lokal.audit.stats import DEFAULT_RESAMPLES
 from lokal.audit.suite import AuditError, LikelihoodUnsupported, Progress, RawLog, Scorer
-from lokal.bench.result import ModelRef
+from lokal.audit.suites import NEEDS_DATA, SUITES, suite_runner
 from lokal.config import Settings
-
-#: --suite value -> module under lokal.audit (each has NAME and run()).
-SUITES = {
-    "occupations": "occupations",
-    "crows-pairs": "crows_pairs",
-    "winobias": "winobias",
-    "winogender": "winogender",
-    "bbq": "bbq",
-    "generation": "generation",
-}
-#: Suites that ship with lokal and need no --data: what runs when no --suite is given.
-BUILT_IN = ("occupations", "generation")
-#: Suites that read a dataset the user points at (--data); their folder name under a data root.
-NEEDS_DATA = ("crows-pairs", "winobias", "winogender", "bbq")
+from lokal.results import ModelRef
 
 #: Called when a suite starts with its name; returns the progress callback for it.
 SuiteHook = Callable[[str], Progress | None]
@@ -45,7 +31,7 @@ def suite_data(suite: str, data: Path | None) -> Path | None:
     if data is None:
         raise AuditError(
             f"the {suite} suite reads its dataset from a file you point at: add --data PATH "
-            "(a folder with the dataset's files, or a folder holding crows-pairs/, winobias/, winogender/, bbq/)"
+            f"(a folder with the dataset's files, or a folder holding {', '.join(f'{s}/' for s in NEEDS_DATA)})"
         )
     if not data.exists():
         raise AuditError(f"--data {data}: no such file or folder")
@@ -79,11 +65,11 @@ def run_audit(
     results: list[SuiteResult] = []
     warnings: list[str] = []
     for name in suites:
-        module = importlib.import_module(f"lokal.audit.{SUITES[name]}")
+        run = suite_runner(name)
         raw = RawLog(raw_path(output, name))
         try:
             progress = on_suite(name) if on_suite else None
-            result = module.run(scorer, data=paths[name], limit=limit, seed=seed, raw=raw, progress=progress)
+            result = run(scorer, data=paths[name], limit=limit, seed=seed, raw=raw, progress=progress)
         except LikelihoodUnsupported as exc:
             if len(suites) == 1:
                 raise

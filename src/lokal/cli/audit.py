@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 
+from lokal.audit.suites import BUILT_IN, SUITES
 from lokal.cli._engine import ENGINE_HELP, engine_option
 from lokal.cli._output import is_tty, print_json, warn
 from lokal.cli.audit_fairness import fairness
@@ -108,8 +109,8 @@ def summary_lines(result: Any) -> list[str]:
     "--suite",
     "suites",
     multiple=True,
-    type=click.Choice(["occupations", "crows-pairs", "winobias", "winogender", "bbq", "generation"]),
-    help="A suite to run (repeatable; default: the built-in occupations and generation).",
+    type=click.Choice(SUITES),
+    help=f"A suite to run (repeatable; default: the built-in {' and '.join(BUILT_IN)}).",
 )
 @click.option("--data", type=click.Path(path_type=Path), help="Dataset file or folder (or a folder of datasets).")
 @click.option("--limit", type=click.IntRange(min=1), help="Score at most N items per suite (a seeded sample).")
@@ -135,7 +136,7 @@ def run_cmd(
 ) -> None:
     """Run bias probes on MODEL."""
     from lokal.audit.result import save
-    from lokal.audit.run import BUILT_IN, model_ref, run_audit
+    from lokal.audit.run import model_ref, run_audit
     from lokal.audit.scorers import open_scorer
 
     if engine is not None and url is not None:
