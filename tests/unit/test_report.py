@@ -153,10 +153,21 @@ def test_sections_config_warnings_and_definitions(result: BenchResult) -> None:
     assert {"TTFT", "ITL", "TPOT", "E2EL", "E2EL from schedule", "goodput", "Token counts from"} <= set(names)
 
 
-def test_metric_definitions_come_from_the_schema_docstring() -> None:
+def test_metric_definitions_are_plain_text_data() -> None:
     defs = {d.split(": ", 1)[0]: d.split(": ", 1)[1] for d in metric_definitions()}
-    assert defs["TPOT"].startswith("(e2el - ttft) / (output_tokens - 1)")  # backticks stripped
+    assert defs["TPOT"].startswith("(e2el - ttft) / (output_tokens - 1)")  # no code marks
     assert "coordinated omission" in defs["E2EL from schedule"]
+
+
+def test_metric_definitions_survive_python_oo() -> None:
+    """Under -OO docstrings are gone: the definitions are data, so reports and cards keep them."""
+    code = (
+        "from lokal.bench.metrics import DEFINITIONS\n"
+        "assert [name for name, _ in DEFINITIONS][:4] == ['TTFT', 'ITL', 'TPOT', 'E2EL'], DEFINITIONS\n"
+        "assert all(text for _, text in DEFINITIONS)\n"
+    )
+    done = subprocess.run([sys.executable, "-OO", "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
 
 
 def test_token_source_and_saturation_are_reported(result: BenchResult) -> None:

@@ -1,8 +1,9 @@
 """Pure metric functions over saved samples: what every report shows is computed here, from the result.
 
-Definitions are in `lokal.bench.result`'s docstring. Percentiles use `numpy.percentile` with linear
-interpolation (as vLLM's `bench serve`); `std` is the population standard deviation (ddof=0), as numpy's.
-Failed requests stay out of the latency distributions but count in the error rate and against goodput.
+`DEFINITIONS` says what each metric means, as every report and model card shows it. Percentiles use
+`numpy.percentile` with linear interpolation (as vLLM's `bench serve`); `std` is the population standard
+deviation (ddof=0), as numpy's. Failed requests stay out of the latency distributions but count in the error
+rate and against goodput.
 """
 
 from __future__ import annotations
@@ -15,6 +16,31 @@ import numpy as np
 from lokal.bench.result import LoadLevel, RequestSample, Slo
 
 PERCENTILES = (50, 90, 95, 99)
+
+#: What each metric means, as (name, definition): the names `../shared/ref/benchmarking.md` and vLLM's
+#: `bench serve` use. Data, not prose parsed at run time, so reports and model cards show them under any
+#: interpreter flag (a docstring is gone under `python -OO`).
+DEFINITIONS: tuple[tuple[str, str], ...] = (
+    ("TTFT", "actual send -> first chunk with generated text (role-only or empty chunks do not count)"),
+    ("ITL", "the gaps between successive text chunks, all requests of a level flattened into one distribution"),
+    (
+        "TPOT",
+        "(e2el - ttft) / (output_tokens - 1) per request with more than one output token (vLLM's: excludes the "
+        "first token)",
+    ),
+    ("E2EL", "actual send -> last text chunk (not a trailing usage chunk or [DONE])"),
+    (
+        "E2EL from schedule",
+        "intended send -> last text chunk; differs from E2EL when the client could not send on time (an open-loop "
+        "rate it could not keep, or a full concurrency window): coordinated omission shows here",
+    ),
+    (
+        "request / output-token throughput",
+        "completed requests or their output tokens / the level's duration (first send -> last completion, tail "
+        "included)",
+    ),
+    ("goodput", "completed requests meeting every SLO / duration; failed requests never meet it"),
+)
 
 
 @dataclass(frozen=True)

@@ -4,18 +4,7 @@ Everything a report shows is derived from what is stored here, so `lokal report 
 report as the run that wrote it. Times inside a load level are seconds from that level's start
 (`time.perf_counter()` readings, one per event); `created_at` is the only wall-clock time.
 
-Metric definitions (names as `../shared/ref/benchmarking.md` and vLLM's `bench serve` use them):
-
-- TTFT: actual send -> first chunk with generated text (role-only or empty chunks do not count);
-- ITL: the gaps between successive text chunks, all requests of a level flattened into one distribution;
-- TPOT: `(e2el - ttft) / (output_tokens - 1)` per request with more than one output token (vLLM's: excludes
-  the first token);
-- E2EL: actual send -> last text chunk (not a trailing usage chunk or `[DONE]`);
-- E2EL from schedule: intended send -> last text chunk; differs from E2EL when the client could not send on
-  time (an open-loop rate it could not keep, or a full concurrency window): coordinated omission shows here;
-- request / output-token throughput: completed requests or their output tokens / the level's duration
-  (first send -> last completion, tail included);
-- goodput: completed requests meeting every SLO / duration; failed requests never meet it.
+What each metric means (TTFT, ITL, TPOT, E2EL, throughput, goodput) is `lokal.bench.metrics.DEFINITIONS`.
 """
 
 from __future__ import annotations

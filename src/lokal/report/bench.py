@@ -13,14 +13,11 @@ category, so the same setting lines up across runs.
 
 from __future__ import annotations
 
-import inspect
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from lokal.bench import result as result_module
-from lokal.bench.metrics import PERCENTILES, LevelSummary, Stats, stats, summarize, tpot_ms
+from lokal.bench.metrics import DEFINITIONS, PERCENTILES, LevelSummary, Stats, stats, summarize, tpot_ms
 from lokal.bench.result import BenchResult, EngineRun, LoadLevel, MemoryTimeline, ModelRef, Slo
 from lokal.report.document import Chart, Document, Section, Table
 
@@ -924,25 +921,8 @@ def _config_section(results: Sequence[BenchResult]) -> Section:
 
 
 def metric_definitions() -> list[str]:
-    """The metric definitions from `lokal.bench.result`'s docstring (the schema is where they are decided),
-    one "NAME: definition" per entry."""
-    doc = inspect.getdoc(result_module) or ""
-    block = doc.split("Metric definitions", 1)[-1]
-    entries: list[str] = []
-    for line in block.splitlines()[1:]:
-        if line.startswith("- "):
-            entries.append(line[2:].strip())
-        elif line.startswith("  ") and entries:
-            entries[-1] += " " + line.strip()
-        elif entries and not line.strip():
-            break
-    cleaned = []
-    for entry in entries:
-        entry = entry.rstrip(";.").strip()
-        name, _, text = entry.partition(":")
-        plain = re.sub(r"`([^`]*)`", r"\1", text.strip())  # code marks mean nothing in a report
-        cleaned.append(f"{name.strip()}: {plain}")
-    return cleaned
+    """The metric definitions (`lokal.bench.metrics.DEFINITIONS`), one "NAME: definition" per entry."""
+    return [f"{name}: {text}" for name, text in DEFINITIONS]
 
 
 _EXTRA_DEFINITIONS = (
