@@ -22,7 +22,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from lokal import shapes
 from lokal.engine.base import Completion
 from lokal.engine.options import Options
-from lokal.server import ollama_api, openai_api, openapi, responses_api
+from lokal.server import ollama_api, openai_api, openapi, openapi_requests, responses_api
 from lokal.store.info import ModelInfo
 from lokal.store.memory import MemoryEstimate
 from lokal.store.types import ModelDetails
@@ -162,7 +162,7 @@ def test_empty_answers_document_no_body(spec: dict[str, Any]) -> None:
 
 def test_options_list_every_engine_option_and_allow_others(spec: dict[str, Any]) -> None:
     fields = {f.name for f in dataclasses.fields(Options)}
-    assert set(openapi._OPTION_DOCS) == fields
+    assert set(openapi_requests._OPTION_DOCS) == fields
     options = spec["components"]["schemas"]["GenerationOptions"]
     assert set(options["properties"]) == fields and options["additionalProperties"] is True
     assert spec["components"]["schemas"]["ModelParameters"]["additionalProperties"] is False

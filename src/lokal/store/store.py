@@ -20,11 +20,9 @@ from __future__ import annotations
 
 import builtins
 import contextlib
-import dataclasses
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from lokal.config import Settings
 from lokal.engine_specs import EngineName, parse_engine
@@ -61,25 +59,8 @@ from lokal.store.sources.checkpoint import (
 from lokal.store.sources.gguf_file import fetch_file, looks_like_path, looks_like_path_text
 from lokal.store.sources.huggingface import fetch_hf
 from lokal.store.sources.ollama import OllamaEntry, OllamaEntryError, OllamaStore
-from lokal.store.types import LocalModel, ModelDetails, Progress
+from lokal.store.types import Layers, LocalModel, ModelDetails, Progress
 from lokal.store.uploads import parse_digest
-
-
-@dataclasses.dataclass(frozen=True)
-class Layers:
-    """What a created model may set over its weights (Ollama's system, params, template, messages and license
-    layers); None keeps the source's own. A `template` here is a Jinja chat template, checked by the caller
-    (lokal.inference.model_template)."""
-
-    system: str | None = None
-    params: Mapping[str, Any] | None = None
-    license: str | None = None
-    template: str | None = None
-    messages: tuple[Mapping[str, Any], ...] | None = None
-
-    @property
-    def empty(self) -> bool:
-        return all(getattr(self, f.name) is None for f in dataclasses.fields(self))
 
 
 def check_name_only(ref: str) -> None:

@@ -58,3 +58,20 @@ class LocalModel:
         """The digest `lokal list` shows: Ollama's manifest digest for Ollama models (so IDs match
         `ollama list`), the GGUF digest otherwise."""
         return self.manifest_digest or self.digest
+
+
+@dataclasses.dataclass(frozen=True)
+class Layers:
+    """What a created model may set over its weights (Ollama's system, params, template, messages and license
+    layers); None keeps the source's own. A `template` here is a Jinja chat template, checked by the caller
+    (lokal.inference.model_template)."""
+
+    system: str | None = None
+    params: Mapping[str, Any] | None = None
+    license: str | None = None
+    template: str | None = None
+    messages: tuple[Mapping[str, Any], ...] | None = None
+
+    @property
+    def empty(self) -> bool:
+        return all(getattr(self, f.name) is None for f in dataclasses.fields(self))
