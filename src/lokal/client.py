@@ -106,7 +106,7 @@ class Client:
         "auto", "required" or `{"type": "function", "function": {"name": ...}}`; unset: the model's default).
         `think` as in `generate`; the reasoning comes as `message.thinking`."""
         wanted = inference.logprobs_wanted(logprobs, top_logprobs)
-        tool_request = inference.tool_request(self.manager, model, tools, tool_choice)
+        tool_ask = inference.ToolAsk(tools, tool_choice)
         if not messages:
             name, reason = inference.load_or_unload(self.manager, model, options=options, keep_alive=keep_alive)
             final = Response.wrap(shapes.load_response(name, chat=True, reason=reason))
@@ -119,7 +119,7 @@ class Client:
             options=options,
             keep_alive=keep_alive,
             logprobs=wanted,
-            tools=tool_request,
+            tools=tool_ask,
             think=think,
         )
         events = _Stream(self._events(run, chat=True, tool_request=run.tools), run)

@@ -193,6 +193,22 @@ def think_level(engine: Engine, think: str | Literal[False] | None, model: str) 
     return think
 
 
+@dataclasses.dataclass(frozen=True)
+class ToolAsk:
+    """A request's tool fields as sent, for `start_chat` to make the ToolRequest once the model is resolved (a
+    request naming no `tool_choice` gets the model's default): the name is then resolved once, not twice."""
+
+    tools: Sequence[Any] | None
+    tool_choice: Any = None
+    parallel_tool_calls: bool | None = None
+
+    def request(self, model: LocalModel) -> ToolRequest | None:
+        choice = self.tool_choice
+        if self.tools and choice is None:
+            choice = model.params.get("tool_choice")
+        return engine_tools.request(self.tools, choice, self.parallel_tool_calls)
+
+
 def tool_request(
     manager: EngineManager,
     model: str | LocalModel,
@@ -201,9 +217,11 @@ def tool_request(
     parallel_tool_calls: bool | None = None,
 ) -> ToolRequest | None:
     """A request's tools as a ToolRequest (see `lokal.engine.tools.request`). A request with tools that names
-    no `tool_choice` gets the model's default (`PARAMETER tool_choice`), else "auto"."""
+    no `tool_choice` gets the model's default (`PARAMETER tool_choice`), else "auto". (A route that goes on to
+    `start_chat` passes a `ToolAsk` instead, so the model is resolved once.)"""
+    ask = ToolAsk(tools, tool_choice, parallel_tool_calls)
     if tools and tool_choice is None:
-        tool_choice = resolve(manager, model).params.get("tool_choice")
+        return ask.request(resolve(manager, model))
     return engine_tools.request(tools, tool_choice, parallel_tool_calls)
 
 
@@ -288,31 +306,33 @@ def start_chat(
     options: Mapping[str, Any] | Options | None = None,
     keep_alive: Any = None,
     logprobs: int | None = None,
-    tools: ToolRequest | None = None,
+    tools: ToolRequest | ToolAsk | None = None,
     think: Any = None,
 ) -> Run:
-    """Start a chat. `tools` (from `lokal.engine.tools.request`): the model may (or must) call them. `think`:
+    """Start a chat. `tools` (from `lokal.engine.tools.request`, or a `ToolAsk` to be made against the resolved
+    model's default `tool_choice`): the model may (or must) call them. `think`:
     Ollama's (true, false, a level; unset thinks on a model that can), see `think_level`. The run's output is
     read with `lokal.engine.answer` (`run.tools`, bound to the model's tool format, and `run.thinking`)."""
     check_top(logprobs)
     wanted = thinking.requested(think)
     alive = keep_alive_seconds(keep_alive)
     found = resolve(manager, model)
+    asked = tools.request(found) if isinstance(tools, ToolAsk) else tools  # a bad tool is a 400 before any load
     engine, load_ns = manager.acquire(found, num_ctx=context_length(found, options), keep_alive=alive)
     try:
-        tools = engine.bind_tools(tools) if tools is not None else None
+        bound = engine.bind_tools(asked) if asked is not None else None
         stream = engine.chat(
             [dict(m) for m in messages],
             _options(engine, options),
             format=format,
             logprobs=logprobs,
-            tools=tools,
+            tools=bound,
             think=think_level(engine, wanted, _name_as_sent(model)),
         )
     except BaseException:
         manager.release(engine, keep_alive=alive)
         raise
-    return Run(manager, engine, stream, load_ns, alive, tools=tools)
+    return Run(manager, engine, stream, load_ns, alive, tools=bound)
 
 
 def embed(

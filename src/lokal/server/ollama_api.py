@@ -165,9 +165,7 @@ async def chat(body: S.ChatRequest, request: Request) -> Response:
         return await _load_or_unload(request, _named(body.model), body, chat=True)
     messages = [m.model_dump(exclude_none=True) for m in body.messages]
     logprobs = inference.logprobs_wanted(body.logprobs, body.top_logprobs)
-    tool_request = inference.tool_request(
-        request.app.state.manager, _named(body.model), body.tools, body.tool_choice, body.parallel_tool_calls
-    )
+    tool_ask = inference.ToolAsk(body.tools, body.tool_choice, body.parallel_tool_calls)
     run = await in_thread(
         inference.start_chat,
         request.app.state.manager,
@@ -177,7 +175,7 @@ async def chat(body: S.ChatRequest, request: Request) -> Response:
         options=body.options,
         keep_alive=body.keep_alive,
         logprobs=logprobs,
-        tools=tool_request,
+        tools=tool_ask,
         think=body.think,
     )
     return await _answer(

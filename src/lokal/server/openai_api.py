@@ -333,9 +333,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Res
         raise InvalidOptions("messages must not be empty")
     messages = [m.model_dump(exclude_none=True) for m in body.messages]
     logprobs = inference.logprobs_wanted(body.logprobs, body.top_logprobs)
-    tool_request = inference.tool_request(
-        request.app.state.manager, body.model, body.tools, body.tool_choice, body.parallel_tool_calls
-    )
+    tool_ask = inference.ToolAsk(body.tools, body.tool_choice, body.parallel_tool_calls)
     run = await in_thread(
         inference.start_chat,
         request.app.state.manager,
@@ -344,7 +342,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Res
         format=_format(body.response_format),
         options=body.ollama_options(),
         logprobs=logprobs,
-        tools=tool_request,
+        tools=tool_ask,
         think=thinking.from_reasoning_effort(body.reasoning_effort),
     )
     return await _respond(request, run, body, chat=True, with_logprobs=logprobs is not None, tool_request=run.tools)

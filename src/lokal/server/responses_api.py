@@ -258,9 +258,7 @@ async def responses(body: ResponsesRequest, request: Request) -> Response:
     encrypted = body.encrypted_reasoning()
     messages = chat_messages(body.input, body.instructions)
     manager = request.app.state.manager
-    tool_request = inference.tool_request(
-        manager, body.model, chat_tools(body.tools), chat_tool_choice(body.tool_choice), body.parallel_tool_calls
-    )
+    tool_ask = inference.ToolAsk(chat_tools(body.tools), chat_tool_choice(body.tool_choice), body.parallel_tool_calls)
     run = await in_thread(
         inference.start_chat,
         manager,
@@ -268,7 +266,7 @@ async def responses(body: ResponsesRequest, request: Request) -> Response:
         messages,
         format=body.format(),
         options=body.ollama_options(),
-        tools=tool_request,
+        tools=tool_ask,
         think=body.think(),
     )
     ident = uuid.uuid4().hex[:24]
