@@ -17,7 +17,7 @@ import pytest
 from lokal.bench import metrics
 from lokal.bench.load import LoadError, LoadSpec, arrival_offsets, run_level
 from lokal.bench.result import LoadLevel, TargetInfo
-from lokal.bench.target import Outcome, Prompt, RequestParams
+from lokal.bench.target import Outcome, Prompt, RequestParams, TargetBase
 
 PARAMS = RequestParams(max_tokens=16)
 PROMPTS = [Prompt(id=f"p{i}", messages=({"role": "user", "content": f"q{i}"},)) for i in range(100)]
@@ -60,8 +60,10 @@ class Step:
 
 
 @dataclass
-class FakeTarget:
+class FakeTarget(TargetBase):
     script: Callable[[int], Step]
+    kind: str = "openai"
+    warnings: list[str] = field(default_factory=list)
     calls: list[tuple[str, Prompt, RequestParams]] = field(default_factory=list)
     in_flight: int = 0
     max_in_flight: int = 0
@@ -102,15 +104,6 @@ class FakeTarget:
             output_tokens=len(chunks),
             token_source="usage",
         )
-
-    async def cold_start(self, model: str) -> float | None:
-        return None
-
-    def server_pid(self) -> int | None:
-        return None
-
-    async def close(self) -> None:
-        return None
 
 
 def simulate(
