@@ -8,8 +8,9 @@ import pytest
 
 from lokal.config import parse_host
 from lokal.errors import InvalidOptions
+from lokal.http_client import is_loopback_host
 from lokal.server.openai_api import _format
-from lokal.server.security import host_is_local, is_loopback_host
+from lokal.server.security import host_is_local
 
 
 @pytest.mark.parametrize(

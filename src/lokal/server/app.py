@@ -24,9 +24,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from lokal._version import __version__
 from lokal.config import Settings
+from lokal.http_client import is_loopback_host
 from lokal.server import errors, openapi
 from lokal.server.metrics import Metrics, MetricsMiddleware
-from lokal.server.security import BodyTooLarge, GuardMiddleware, is_loopback_host
+from lokal.server.security import BodyTooLarge, GuardMiddleware
 from lokal.server.streaming import in_thread
 
 log = logging.getLogger(__name__)

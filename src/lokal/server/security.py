@@ -18,6 +18,8 @@ import socket
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import Any
 
+from lokal.http_client import is_loopback_host
+
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -26,13 +28,6 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 OPEN_PATHS = frozenset({"/", "/health"})
 UNLIMITED_BODY_PREFIX = "/api/blobs/"
-
-
-def is_loopback_host(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return host == "localhost"
 
 
 def exposure_warning(host: str, port: int, api_key: str | None) -> str | None:
