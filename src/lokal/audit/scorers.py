@@ -22,6 +22,7 @@ from typing import Any
 
 import httpx
 
+from lokal import http_client
 from lokal.audit.suite import AuditError, LikelihoodUnsupported, Scorer, ScorerBase, TokenScore
 from lokal.config import Settings
 
@@ -41,8 +42,6 @@ LIKELIHOOD_SUITES = ("occupations", "crows-pairs", "winobias", "winogender", "bb
 GENERATION_SUITES = ("generation",)
 #: keep_alive for the in-process model: loaded for the whole audit (Ollama's "-1" = forever).
 FOREVER = -1
-#: Generous: a CPU server busy with other clients may take minutes for one request. Applies between bytes.
-DEFAULT_TIMEOUT_S = 300.0
 #: What the OpenAI scorer sends once to learn whether a server gives prompt log-probabilities.
 PROBE_TEXT = "Hello, world."
 
@@ -131,8 +130,8 @@ class InProcessScorer(ScorerBase):
 
 # -- over HTTP ----------------------------------------------------------------------------------------------
 class _HttpScorer(ScorerBase):
-    """What both HTTP scorers share: one blocking client (the key from `api_key_env` as a bearer token, no
-    proxy for loopback URLs) and one-line errors that name the server."""
+    """What both HTTP scorers share: one blocking client from `lokal.http_client` (the key from `api_key_env` as
+    a bearer token, no proxy for loopback URLs) and one-line errors that name the server."""
 
     def __init__(
         self,
@@ -140,41 +139,32 @@ class _HttpScorer(ScorerBase):
         model: str,
         *,
         api_key_env: str | None = "OPENAI_API_KEY",
-        timeout_s: float = DEFAULT_TIMEOUT_S,
+        timeout_s: float = http_client.DEFAULT_TIMEOUT_S,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
-        from lokal.bench.targets import _http
-
-        self._http = _http
         try:
-            root = _http.normalize_url(url)
-        except Exception as exc:  # TargetError: a bad URL is bad audit input
+            root = http_client.normalize_url(url)
+        except http_client.InvalidURL as exc:  # a bad URL is bad audit input
             raise AuditError(str(exc)) from None
         self.root = root.removesuffix("/v1")
         self.model = model
-        key = _http.api_key_from(api_key_env)
-        self._client = httpx.Client(
-            base_url=self.root,
-            headers={"Authorization": f"Bearer {key}"} if key else {},
-            timeout=httpx.Timeout(timeout_s, connect=_http.CONNECT_TIMEOUT_S),
-            trust_env=not _http.is_loopback(self.root),
-            transport=transport,
-        )
+        key = http_client.api_key_from(api_key_env)
+        self._client = http_client.make_client(self.root, timeout_s=timeout_s, api_key=key, transport=transport)
 
     def _post(self, path: str, body: dict[str, Any]) -> httpx.Response:
         try:
             return self._client.post(path, json=body)
         except httpx.HTTPError as exc:
-            raise AuditError(f"{self.root}{path}: {self._http.unreachable(self.root, exc)}") from None
+            raise AuditError(f"{self.root}{path}: {http_client.unreachable_text(self.root, exc)}") from None
 
     def _json(self, response: httpx.Response, path: str) -> dict[str, Any]:
-        body = self._http.json_or_none(response)
+        body = http_client.json_or_none(response)
         if not isinstance(body, dict):
-            raise AuditError(f"{self.root}{path} answered HTTP {response.status_code} with something that is not JSON")
+            raise AuditError(http_client.not_json_text(f"{self.root}{path}", response))
         return body
 
     def _failed(self, response: httpx.Response, path: str) -> AuditError:
-        return AuditError(f"{self.root}{path} failed for model '{self.model}': {self._http.error_text(response)}")
+        return AuditError(f"{self.root}{path} failed for model '{self.model}': {http_client.error_text(response)}")
 
     def close(self) -> None:
         self._client.close()
@@ -199,7 +189,7 @@ class OpenAIScorer(_HttpScorer):
         model: str,
         api_key_env: str | None = "OPENAI_API_KEY",
         *,
-        timeout_s: float = DEFAULT_TIMEOUT_S,
+        timeout_s: float = http_client.DEFAULT_TIMEOUT_S,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         super().__init__(url, model, api_key_env=api_key_env, timeout_s=timeout_s, transport=transport)
@@ -240,7 +230,7 @@ class OpenAIScorer(_HttpScorer):
             response = self._post(path, body)
             if response.status_code < 400:
                 break
-            message = self._http.error_text(response)
+            message = http_client.error_text(response)
             lowered = message.lower()
             if self._max_tokens == 0 and "max_tokens" in lowered:
                 self._max_tokens = 1  # e.g. "max_tokens must be at least 1": ask for one token and drop it
@@ -312,7 +302,7 @@ class OllamaScorer(_HttpScorer):
         model: str,
         api_key_env: str | None = "OPENAI_API_KEY",
         *,
-        timeout_s: float = DEFAULT_TIMEOUT_S,
+        timeout_s: float = http_client.DEFAULT_TIMEOUT_S,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         super().__init__(url, model, api_key_env=api_key_env, timeout_s=timeout_s, transport=transport)
@@ -355,7 +345,7 @@ def _is_lokal(url: str, api_key_env: str | None, transport: httpx.BaseTransport 
         return False
     finally:
         probe.close()
-    return probe._http.PID_HEADER in response.headers
+    return http_client.PID_HEADER in response.headers
 
 
 def open_scorer(
