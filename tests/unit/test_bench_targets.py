@@ -21,12 +21,12 @@ import httpx
 import pytest
 from fakes import FakeFactory, FakeStore, make_model, make_settings
 
+from lokal import http_client
 from lokal.bench.target import Prompt, RequestParams, TargetError
 from lokal.bench.targets import (
     InProcessTarget,
     OllamaTarget,
     OpenAITarget,
-    _http,
     detect_api,
     ollama_http,
     open_target,
@@ -315,9 +315,11 @@ def test_loopback_clients_stream_over_aiohttp_and_remote_ones_over_httpx() -> No
     """Where the client shares the machine with the server it measures, its CPU per chunk matters."""
     from httpx_aiohttp import AiohttpTransport
 
-    local = _http.make_client("http://127.0.0.1:11434", timeout_s=5)
-    remote = _http.make_client("http://192.0.2.1:11434", timeout_s=5)
-    given = _http.make_client("http://127.0.0.1:11434", timeout_s=5, transport=httpx.MockTransport(lambda r: None))
+    local = http_client.make_async_client("http://127.0.0.1:11434", timeout_s=5)
+    remote = http_client.make_async_client("http://192.0.2.1:11434", timeout_s=5)
+    given = http_client.make_async_client(
+        "http://127.0.0.1:11434", timeout_s=5, transport=httpx.MockTransport(lambda r: None)
+    )
     try:
         assert isinstance(local._transport, AiohttpTransport)
         assert isinstance(remote._transport, httpx.AsyncHTTPTransport)
@@ -408,7 +410,7 @@ def test_server_pid_is_not_asked_of_a_remote_server() -> None:
 def test_pid_header_name_matches_the_server() -> None:
     from lokal.server.app import PID_HEADER
 
-    assert _http.PID_HEADER == PID_HEADER
+    assert http_client.PID_HEADER == PID_HEADER
 
 
 # -- OpenAI ---------------------------------------------------------------------------------------------------------

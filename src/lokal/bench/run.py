@@ -47,12 +47,12 @@ from lokal.bench.result import (
 )
 from lokal.bench.target import RequestParams, Target
 from lokal.bench.targets import Api, open_target
-from lokal.bench.targets._http import is_loopback
 from lokal.bench.tokenizer import local_token_counter
 from lokal.bench.workload import SHUFFLE_NEEDS_A_FILE, WORKLOADS, Workload, make_workload
 from lokal.config import Settings
 from lokal.engine_specs import parse_engine
 from lokal.errors import InvalidOptions, LokalError
+from lokal.http_client import is_loopback
 
 #: Level plan when the user names none: enough to see single-stream latency and how batching scales,
 #: in about a minute on the bundled model.

@@ -15,6 +15,7 @@ from typing import Literal
 
 import httpx
 
+from lokal import http_client
 from lokal.bench.result import TargetInfo
 from lokal.bench.target import Target, TargetError
 from lokal.bench.targets import _http
@@ -50,18 +51,21 @@ async def detect_api(
     root = _http.normalize_url(url)
     explicit_v1 = root.endswith("/v1")
     root = root.removesuffix("/v1")
-    async with _http.make_client(
-        root, timeout_s=_http.CONNECT_TIMEOUT_S, api_key=_http.api_key_from(api_key_env), transport=transport
+    async with http_client.make_async_client(
+        root,
+        timeout_s=http_client.CONNECT_TIMEOUT_S,
+        api_key=http_client.api_key_from(api_key_env),
+        transport=transport,
     ) as client:
         tried = []
         if not explicit_v1:
             response = await _http.probe(client, "/api/version", root)
-            body = _http.json_or_none(response)
+            body = http_client.json_or_none(response)
             if response.status_code == 200 and isinstance(body, dict) and "version" in body:
                 return "ollama"
             tried.append(f"/api/version ({_describe(response)})")
         response = await _http.probe(client, "/v1/models", root)
-        body = _http.json_or_none(response)
+        body = http_client.json_or_none(response)
         if response.status_code in (401, 403) or (response.status_code == 200 and isinstance(body, dict)):
             return "openai"
         tried.append(f"/v1/models ({_describe(response)})")
@@ -79,7 +83,7 @@ async def open_target(
     api: Api | None = None,
     settings: Settings | None = None,
     api_key_env: str = "OPENAI_API_KEY",
-    timeout_s: float = _http.DEFAULT_TIMEOUT_S,
+    timeout_s: float = http_client.DEFAULT_TIMEOUT_S,
     transport: httpx.AsyncBaseTransport | None = None,
 ) -> tuple[Target, TargetInfo]:
     """Make the target for `url` (in-process when None), detect its API unless `api` is given, and `open()` it

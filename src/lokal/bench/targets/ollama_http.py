@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 
+from lokal import http_client
 from lokal.bench.result import ModelRef, ServerTimings, TargetInfo
 from lokal.bench.target import Outcome, Prompt, RequestParams, TargetBase, TargetError
 from lokal.bench.targets import _http
@@ -85,28 +86,28 @@ class OllamaTarget(TargetBase):
         self,
         url: str,
         *,
-        timeout_s: float = _http.DEFAULT_TIMEOUT_S,
+        timeout_s: float = http_client.DEFAULT_TIMEOUT_S,
         api_key_env: str | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         super().__init__()
         self.url = _http.normalize_url(url).removesuffix("/v1")  # the same server's OpenAI base, given by habit
         self.timeout_s = timeout_s
-        self._client = _http.make_client(
-            self.url, timeout_s=timeout_s, api_key=_http.api_key_from(api_key_env), transport=transport
+        self._client = http_client.make_async_client(
+            self.url, timeout_s=timeout_s, api_key=http_client.api_key_from(api_key_env), transport=transport
         )
         self._pid: int | None = None
 
     async def open(self, models: list[str]) -> TargetInfo:
         response = await _http.probe(self._client, "/api/version", self.url)
-        version = _http.json_or_none(response)
+        version = http_client.json_or_none(response)
         if response.status_code != 200 or not isinstance(version, dict) or "version" not in version:
             raise TargetError(
-                f"{self.url} does not answer Ollama's /api/version ({_http.error_text(response)}); "
+                f"{self.url} does not answer Ollama's /api/version ({http_client.error_text(response)}); "
                 "if it speaks the OpenAI API, use --api openai"
             )
         tags = await _http.probe(self._client, "/api/tags", self.url)
-        listed = _http.json_or_none(tags) if tags.status_code == 200 else None
+        listed = http_client.json_or_none(tags) if tags.status_code == 200 else None
         listed = listed if isinstance(listed, dict) else {}
         entries = [e for e in listed.get("models") or [] if isinstance(e, dict)]
         refs: list[ModelRef] = []
@@ -121,7 +122,7 @@ class OllamaTarget(TargetBase):
                 shown = await self._client.post("/api/show", json={"model": name})
             except httpx.HTTPError as exc:
                 raise _http.unreachable(self.url, exc) from None
-            if shown.status_code == 200 and isinstance(info := _http.json_or_none(shown), dict):
+            if shown.status_code == 200 and isinstance(info := http_client.json_or_none(shown), dict):
                 refs.append(_ref(name, None, info))
             else:
                 missing.append(name)
@@ -152,7 +153,7 @@ class OllamaTarget(TargetBase):
             response = await self._client.send(request, stream=True)
             if response.status_code >= 400:
                 await response.aread()
-                return _http.fail(out, _http.error_text(response), time.perf_counter())
+                return _http.fail(out, http_client.error_text(response), time.perf_counter())
             async for line in response.aiter_lines():
                 now = time.perf_counter()
                 if not line.strip():
@@ -197,15 +198,15 @@ class OllamaTarget(TargetBase):
         try:
             unload = await self._client.post("/api/generate", json={"model": model, "keep_alive": 0})
             if unload.status_code >= 400:
-                raise TargetError(f"cannot unload {model!r} for a cold start: {_http.error_text(unload)}")
+                raise TargetError(f"cannot unload {model!r} for a cold start: {http_client.error_text(unload)}")
             started = time.perf_counter()
             load = await self._client.post("/api/generate", json={"model": model})
             elapsed = time.perf_counter() - started
         except httpx.HTTPError as exc:
             raise TargetError(f"cold start of {model!r} failed: {_http.failure(exc)}") from None
         if load.status_code >= 400:
-            raise TargetError(f"cannot load {model!r} for a cold start: {_http.error_text(load)}")
-        body = _http.json_or_none(load)
+            raise TargetError(f"cannot load {model!r} for a cold start: {http_client.error_text(load)}")
+        body = http_client.json_or_none(load)
         reported = _ms(body.get("load_duration")) if isinstance(body, dict) else None
         return reported / 1000.0 if reported else elapsed
 

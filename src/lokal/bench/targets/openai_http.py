@@ -21,6 +21,7 @@ from typing import Any
 
 import httpx
 
+from lokal import http_client
 from lokal.bench.result import ModelRef, ServerTimings, TargetInfo
 from lokal.bench.target import Outcome, Prompt, RequestParams, TargetBase, TargetError
 from lokal.bench.targets import _http
@@ -80,7 +81,7 @@ class OpenAITarget(TargetBase):
         url: str,
         api_key_env: str = "OPENAI_API_KEY",
         *,
-        timeout_s: float = _http.DEFAULT_TIMEOUT_S,
+        timeout_s: float = http_client.DEFAULT_TIMEOUT_S,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         super().__init__()
@@ -88,8 +89,10 @@ class OpenAITarget(TargetBase):
         self.root = self.url.removesuffix("/v1")
         self.api_key_env = api_key_env
         self.timeout_s = timeout_s
-        key = _http.api_key_from(api_key_env)
-        self._client = _http.make_client(self.url + "/", timeout_s=timeout_s, api_key=key, transport=transport)
+        key = http_client.api_key_from(api_key_env)
+        self._client = http_client.make_async_client(
+            self.url + "/", timeout_s=timeout_s, api_key=key, transport=transport
+        )
         self._pid: int | None = None
         #: Per model, how to make an output-token counter for servers that send no usage (see `set_tokenizer`),
         #: and the counter once made (None when it could not be).
@@ -100,11 +103,11 @@ class OpenAITarget(TargetBase):
         response = await _http.probe(self._client, "models", self.url)
         if response.status_code in (401, 403):
             hint = f"; set {self.api_key_env}" if self.api_key_env else ""
-            raise TargetError(f"{self.url}/models refused the request ({_http.error_text(response)}){hint}")
-        body = _http.json_or_none(response)
+            raise TargetError(f"{self.url}/models refused the request ({http_client.error_text(response)}){hint}")
+        body = http_client.json_or_none(response)
         if response.status_code != 200 or not isinstance(body, dict):
             raise TargetError(
-                f"{self.url}/models does not answer as an OpenAI-compatible API ({_http.error_text(response)})"
+                f"{self.url}/models does not answer as an OpenAI-compatible API ({http_client.error_text(response)})"
             )
         served = [str(m.get("id")) for m in body.get("data") or [] if isinstance(m, dict)]
         missing = []
@@ -148,7 +151,7 @@ class OpenAITarget(TargetBase):
             response = await self._client.send(request, stream=True)
             if response.status_code >= 400:
                 await response.aread()
-                return _http.fail(out, _http.error_text(response), time.perf_counter())
+                return _http.fail(out, http_client.error_text(response), time.perf_counter())
             if params.stream:
                 usage, timings = await self._read_events(response, out)
             else:  # one body: no TTFT without streaming; the end is when it arrived
