@@ -13,10 +13,13 @@ from typing import Any
 
 import httpx
 
+from lokal import http_client
 from lokal.config import Settings
 from lokal.errors import LokalError
 
 PROBE_TIMEOUT = 0.5
+#: Connecting to a server that answered the probe; between bytes there is no limit (a model may load for minutes).
+CONNECT_TIMEOUT = 5.0
 
 
 class RemoteError(LokalError):
@@ -30,17 +33,16 @@ class RemoteError(LokalError):
 class RemoteServer:
     def __init__(self, base_url: str, api_key: str | None = None) -> None:
         self.base_url = base_url
-        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._client = httpx.Client(base_url=base_url, headers=headers, timeout=httpx.Timeout(None, connect=5))
+        self._client = http_client.make_client(
+            base_url, timeout_s=None, connect_timeout_s=CONNECT_TIMEOUT, api_key=api_key
+        )
 
     @classmethod
     def find(cls, settings: Settings) -> RemoteServer | None:
-        host, port = settings.bind
-        if host in ("0.0.0.0", "::", ""):
-            host = "127.0.0.1"
-        base = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+        base = http_client.bound_url(*settings.bind)
         try:
-            response = httpx.get(f"{base}/api/version", timeout=PROBE_TIMEOUT)
+            with http_client.make_client(base, timeout_s=PROBE_TIMEOUT, connect_timeout_s=PROBE_TIMEOUT) as probe:
+                response = probe.get("/api/version")
         except httpx.HTTPError:
             return None
         if response.status_code != 200:
@@ -53,10 +55,7 @@ class RemoteServer:
     def _check(self, response: httpx.Response) -> None:
         if response.status_code >= 400:
             response.read()
-            try:
-                message = response.json().get("error") or response.text
-            except (json.JSONDecodeError, AttributeError):
-                message = response.text
+            message = http_client.error_message(response)
             raise RemoteError(f"{message} (from the server at {self.base_url})", response.status_code)
 
     def stream(self, path: str, payload: dict[str, Any]) -> Iterator[dict[str, Any]]:
