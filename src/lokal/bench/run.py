@@ -361,10 +361,8 @@ async def _open_passes(plan: BenchPlan, settings: Settings) -> list[_Pass]:
     for name in plan.engines:
         if missing := engine_specs.missing_packages(parse_engine(name)):
             extra = engine_specs.ENGINE_SPECS[parse_engine(name)].extra
-            raise BenchError(
-                f"--engine {name} needs the {extra} extra ({', '.join(missing)} missing): "
-                f"pip install 'lokal[{extra}]'"
-            )
+            install = f"pip install 'lokal[{extra}]'"
+            raise BenchError(f"--engine {name} needs the {extra} extra ({', '.join(missing)} missing): {install}")
     passes: list[_Pass] = []
     try:
         for engine in plan.engines or (None,):
