@@ -18,17 +18,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 
 from lokal import http_client
 from lokal.audit.suite import AuditError, LikelihoodUnsupported, Scorer, ScorerBase, TokenScore
+from lokal.audit.suites import GENERATION_SUITES, LIKELIHOOD_SUITES
 from lokal.config import Settings
 
 __all__ = [
     "GENERATION_SUITES",
     "LIKELIHOOD_SUITES",
+    "SCORERS",
     "InProcessScorer",
     "OllamaScorer",
     "OpenAIScorer",
@@ -36,10 +39,6 @@ __all__ = [
     "require_likelihood",
 ]
 
-#: Suites that call `Scorer.score`, and those that only generate: named in every refusal, so a user knows
-#: what an endpoint can still be audited for.
-LIKELIHOOD_SUITES = ("occupations", "crows-pairs", "winobias", "winogender", "bbq")
-GENERATION_SUITES = ("generation",)
 #: keep_alive for the in-process model: loaded for the whole audit (Ollama's "-1" = forever).
 FOREVER = -1
 #: What the OpenAI scorer sends once to learn whether a server gives prompt log-probabilities.
@@ -348,6 +347,11 @@ def _is_lokal(url: str, api_key_env: str | None, transport: httpx.BaseTransport 
     return http_client.PID_HEADER in response.headers
 
 
+#: `--api` value -> the scorer for a server speaking that API, made as `cls(url, model, api_key_env,
+#: transport=...)`.
+SCORERS: dict[str, Callable[..., Scorer]] = {"ollama": OllamaScorer, "openai": OpenAIScorer}
+
+
 def open_scorer(
     model: str,
     *,
@@ -363,8 +367,8 @@ def open_scorer(
     with one request). Blocking; call it outside a running event loop."""
     if url is None:
         return InProcessScorer.from_settings(model, settings)
-    if api not in (None, "ollama", "openai"):
-        raise AuditError(f"unknown API {api!r}: expected 'ollama' or 'openai'")
+    if api is not None and api not in SCORERS:
+        raise AuditError(f"unknown API {api!r}: expected {' or '.join(repr(k) for k in SCORERS)}")
     kind = api
     if kind is None:
         from lokal.bench.targets import detect_api
@@ -375,9 +379,7 @@ def open_scorer(
             if candidate.supports_likelihood:
                 return candidate
             candidate.close()
-    if kind == "openai":
-        return OpenAIScorer(url, model, api_key_env, transport=transport)
-    return OllamaScorer(url, model, api_key_env, transport=transport)
+    return SCORERS[kind](url, model, api_key_env, transport=transport)
 
 
 def _run(coro: Any) -> Any:

@@ -46,7 +46,7 @@ from lokal.bench.result import (
     TargetInfo,
 )
 from lokal.bench.target import RequestParams, Target
-from lokal.bench.targets import Api, open_target
+from lokal.bench.targets import open_target
 from lokal.bench.tokenizer import local_token_counter
 from lokal.bench.workload import SHUFFLE_NEEDS_A_FILE, WORKLOADS, Workload, make_workload
 from lokal.config import Settings
@@ -76,7 +76,7 @@ class BenchError(LokalError, ValueError):
 class BenchPlan:
     models: tuple[str, ...]
     url: str | None = None  # None: the in-process engine
-    api: Api | None = None  # None: detected
+    api: str | None = None  # a key of bench.targets.TARGETS; None: detected
     concurrency: tuple[int, ...] = ()
     rates: tuple[float, ...] = ()
     batch_sizes: tuple[int, ...] = ()

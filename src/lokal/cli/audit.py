@@ -14,6 +14,7 @@ from typing import Any
 import click
 
 from lokal.audit.suites import BUILT_IN, SUITES
+from lokal.cli._choices import api_option
 from lokal.cli._engine import ENGINE_HELP, engine_option
 from lokal.cli._output import is_tty, print_json, warn
 from lokal.cli.audit_fairness import fairness
@@ -116,7 +117,7 @@ def summary_lines(result: Any) -> list[str]:
 @click.option("--limit", type=click.IntRange(min=1), help="Score at most N items per suite (a seeded sample).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for sampling and bootstrap intervals.")
 @click.option("--url", help="Audit the model behind this server (OpenAI API for likelihood suites).")
-@click.option("--api", type=click.Choice(["ollama", "openai"]), help="The server's API (default: detected).")
+@api_option("lokal.audit.scorers:SCORERS")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Result JSON path.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result JSON instead of the summary.")
 @engine_option(help=ENGINE_HELP + " In-process only: a server at --url audits on the engine it was started with.")

@@ -15,6 +15,7 @@ from typing import Any
 
 import click
 
+from lokal.cli._choices import api_option
 from lokal.cli._engine import engines_option
 from lokal.cli._output import print_json, warn
 
@@ -83,7 +84,7 @@ class _Bars:
 @click.command("bench")
 @click.argument("models", nargs=-1)
 @click.option("--url", metavar="URL", help="Benchmark the server at URL instead of the in-process engine.")
-@click.option("--api", type=click.Choice(["ollama", "openai"]), help="The server's API (default: detected).")
+@api_option("lokal.bench.targets:TARGETS")
 @click.option("--model", "served", multiple=True, metavar="NAME", help="Model name as the server knows it.")
 @click.option("-n", "--requests", type=click.IntRange(min=1), help="Measured requests per level (default 8).")
 @click.option("--duration", metavar="TIME", help="Run each level for this long instead, e.g. 60s or 2m.")

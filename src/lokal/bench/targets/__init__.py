@@ -11,6 +11,7 @@ openai_http.py  OpenAITarget: streamed /v1/chat/completions (SSE), usage and lla
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Literal
 
 import httpx
@@ -24,9 +25,17 @@ from lokal.bench.targets.ollama_http import OllamaTarget
 from lokal.bench.targets.openai_http import OpenAITarget
 from lokal.config import Settings
 
+#: What `detect_api` can tell apart; `--api` may name any key of `TARGETS`.
 Api = Literal["ollama", "openai"]
+#: `--api` value -> the target for a server speaking that API, made as `cls(url, api_key_env=..., timeout_s=...,
+#: transport=...)`. Adding a target is its module plus one line here (docs/architecture.md).
+TARGETS: dict[str, Callable[..., Target]] = {
+    "ollama": OllamaTarget,
+    "openai": OpenAITarget,
+}
 
 __all__ = [
+    "TARGETS",
     "Api",
     "InProcessTarget",
     "OllamaTarget",
@@ -80,7 +89,7 @@ async def open_target(
     models: list[str],
     *,
     url: str | None = None,
-    api: Api | None = None,
+    api: str | None = None,
     settings: Settings | None = None,
     api_key_env: str = "OPENAI_API_KEY",
     timeout_s: float = http_client.DEFAULT_TIMEOUT_S,
@@ -97,12 +106,9 @@ async def open_target(
         target = InProcessTarget(settings or Settings.from_env())
     else:
         kind = api or await detect_api(url, api_key_env=api_key_env, transport=transport)
-        if kind == "ollama":
-            target = OllamaTarget(url, timeout_s=timeout_s, api_key_env=api_key_env, transport=transport)
-        elif kind == "openai":
-            target = OpenAITarget(url, api_key_env, timeout_s=timeout_s, transport=transport)
-        else:
-            raise TargetError(f"unknown API {kind!r}: expected 'ollama' or 'openai'")
+        if kind not in TARGETS:
+            raise TargetError(f"unknown API {kind!r}: expected {' or '.join(repr(k) for k in TARGETS)}")
+        target = TARGETS[kind](url, api_key_env=api_key_env, timeout_s=timeout_s, transport=transport)
     try:
         info = await target.open(models)
     except BaseException:
