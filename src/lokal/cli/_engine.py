@@ -88,3 +88,13 @@ def engines_option(*, help: str) -> Callable[[Any], Any]:
     """`--engine a[,b]` for `lokal bench`: a tuple of engines (empty when not given); the settings are left
     alone, since each engine gets its own run."""
     return click.option("--engine", "engines", type=EngineType(several=True), default=None, help=help)
+
+
+def refuse_engine_with_url(engine: object, url: str | None, *, does: str) -> None:
+    """`--engine` with `--url` is a usage error (exit 2): the engine runs in this process, and a server at --url
+    `does` (e.g. "runs", "audits on") the engine it was started with."""
+    if engine and url is not None:
+        raise click.UsageError(
+            f"--engine runs the model in this process; a server at --url {does} the engine it was started with "
+            "(lokal serve --engine ...): drop --engine, or drop --url"
+        )

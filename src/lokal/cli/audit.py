@@ -15,7 +15,7 @@ import click
 
 from lokal.audit.suites import BUILT_IN, SUITES
 from lokal.cli._choices import api_option
-from lokal.cli._engine import ENGINE_HELP, engine_option
+from lokal.cli._engine import ENGINE_HELP, engine_option, refuse_engine_with_url
 from lokal.cli._output import is_tty, print_json, warn
 from lokal.cli.audit_fairness import fairness
 
@@ -140,11 +140,7 @@ def run_cmd(
     from lokal.audit.run import model_ref, run_audit
     from lokal.audit.scorers import open_scorer
 
-    if engine is not None and url is not None:
-        raise click.UsageError(
-            "--engine runs the model in this process; a server at --url audits on the engine it was started with "
-            "(lokal serve --engine ...): drop one of them"
-        )
+    refuse_engine_with_url(engine, url, does="audits on")
     settings = ctx.obj.settings
     chosen = list(dict.fromkeys(suites)) or list(BUILT_IN)
     output = output or _default_output(settings.home, model)

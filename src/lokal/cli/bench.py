@@ -16,7 +16,7 @@ from typing import Any
 import click
 
 from lokal.cli._choices import api_option
-from lokal.cli._engine import engines_option
+from lokal.cli._engine import engines_option, refuse_engine_with_url
 from lokal.cli._output import print_json, warn
 
 
@@ -157,11 +157,7 @@ def bench(ctx: click.Context, models: tuple[str, ...], **opts: Any) -> None:
     if not names:
         raise click.UsageError("name a model, e.g. lokal bench smollm2 (with --url: the name the server uses)")
     engines: tuple[str, ...] = opts["engines"] or ()
-    if engines and opts["url"]:
-        raise click.UsageError(
-            "--engine measures engines in this process; a server at --url runs the engine it was started with "
-            "(lokal serve --engine ...): drop --engine, or drop --url"
-        )
+    refuse_engine_with_url(engines, opts["url"], does="runs")
     plan = BenchPlan(
         models=names,
         url=opts["url"],
