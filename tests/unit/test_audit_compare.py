@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 from lokal.audit.compare import compare, summary_lines, to_json, verdict
 from lokal.audit.result import AuditResult, DatasetRef, Metric, SuiteResult
-from lokal.bench.result import ModelRef
+from lokal.results import ModelRef
 
 DIGEST = "sha256:" + "ab" * 32
 

@@ -25,8 +25,8 @@ from sklearn.metrics import accuracy_score
 from lokal.audit import fairness
 from lokal.audit.fairness import MISSING, FairnessResult, evaluate, load, read_table
 from lokal.audit.suite import AuditError
-from lokal.bench.result import ResultError
 from lokal.cli.audit_fairness import fairness as fairness_cmd
+from lokal.results import ResultError
 
 # y = true label, p = prediction
 TINY = """y,p,sex

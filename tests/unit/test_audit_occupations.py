@@ -14,8 +14,8 @@ import pytest
 from lokal.audit import occupations, occupations_data
 from lokal.audit.result import AuditResult, ModelRef, load
 from lokal.audit.suite import AuditError, LikelihoodUnsupported, RawLog, ScorerBase, TokenScore
-from lokal.bench.result import save
 from lokal.report.charts import render_png
+from lokal.results import save
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 PREFIX_LOGPROB = -1.5  # every prefix token, whatever it is: it must cancel out of every figure

@@ -29,7 +29,6 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from lokal.audit.fairness import Breakdown, FairnessResult, FairnessSource, GroupRow
 from lokal.audit.result import AuditResult, DatasetRef, Metric, SuiteResult
-from lokal.bench.result import save
 from lokal.card import CardError, CardInfo, Evidence, ModelFacts, build_card, check_card, check_text, write_card
 from lokal.card.check import HF_PLACEHOLDER
 from lokal.card.eu_ai_act import DISCLAIMER
@@ -39,6 +38,7 @@ from lokal.card.render import TODO, cell, fmt, fmt_ci, table
 from lokal.cli import Context, cli, main
 from lokal.cli.card import card as card_command
 from lokal.config import Settings
+from lokal.results import save
 from report_fixtures import GEMMA3, SMOLLM2, bench_result
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

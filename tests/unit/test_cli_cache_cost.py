@@ -12,12 +12,12 @@ from click.testing import CliRunner, Result
 from test_cache import Stores
 from test_cost import make_level, make_result
 
-from lokal.bench.result import save
 from lokal.cli import Context
 from lokal.cli import cache as cache_cli
 from lokal.cli import cost as cost_cli
 from lokal.config import Settings
 from lokal.cost import UnknownApiModel, load
+from lokal.results import save
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -31,13 +31,13 @@ from pathlib import Path
 from typing import Any, Final, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from lokal._version import __version__
 from lokal.audit.result import Metric
 from lokal.audit.stats import DEFAULT_CONFIDENCE, DEFAULT_RESAMPLES, bootstrap_ci, bootstrap_paired_ci
 from lokal.audit.suite import AuditError
-from lokal.bench.result import read_result, save
+from lokal.results import Frozen, Result, read_result, save
 
 __all__ = [
     "MISSING",
@@ -64,11 +64,7 @@ NEGATIVE_WORDS = frozenset({"0", "-1", "false", "no", "n", "negative", "neg"})
 # --- the saved result --------------------------------------------------------------------------------------------
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="ignore")
-
-
-class FairnessSource(_Model):
+class FairnessSource(Frozen):
     path: str
     sha256: str
     format: Literal["csv", "jsonl"]
@@ -79,21 +75,21 @@ class FairnessSource(_Model):
     positive: str = Field(description="the label value counted as the positive outcome")
 
 
-class GroupRow(_Model):
+class GroupRow(Frozen):
     group: str  # "female", or "sex=female, race=black" for an intersection
     values: dict[str, str]  # column -> value
     count: int
     metrics: list[Metric]  # accuracy, selection_rate, false_positive_rate, false_negative_rate
 
 
-class Breakdown(_Model):
+class Breakdown(Frozen):
     columns: list[str]
     intersectional: bool
     groups: list[GroupRow]
     disparities: list[Metric]  # demographic_parity_difference, demographic_parity_ratio, equalized_odds_difference
 
 
-class FairnessResult(_Model):
+class FairnessResult(Result):
     schema_version: Literal[1] = SCHEMA_VERSION
     kind: Literal["fairness"] = "fairness"
     lokal_version: str

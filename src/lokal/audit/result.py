@@ -11,9 +11,9 @@ import os
 from datetime import datetime
 from typing import Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from lokal.bench.result import ModelRef, ResultError, read_result, save
+from lokal.results import Frozen, ModelRef, Result, ResultError, read_result, save
 
 __all__ = ["AuditResult", "DatasetRef", "Metric", "ResultError", "SuiteResult", "load", "save"]
 
@@ -28,11 +28,7 @@ ScoringMode = Literal["log-likelihood", "generation", "labels"]
 Suite = Literal["occupations", "crows-pairs", "winobias", "winogender", "bbq", "generation"]
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="ignore")
-
-
-class Metric(_Model):
+class Metric(Frozen):
     """One figure: a value with its bootstrap interval, over `n` items, for one group or overall."""
 
     name: str  # e.g. "pct_stereotype", "accuracy_gap", "bias_score_ambiguous"
@@ -48,7 +44,7 @@ class Metric(_Model):
     description: str = ""
 
 
-class DatasetRef(_Model):
+class DatasetRef(Frozen):
     name: str  # "CrowS-Pairs", "WinoBias", "lokal occupations templates"
     path: str | None = None
     sha256: str | None = None  # of the file(s) read, so a result names exactly what it measured
@@ -59,7 +55,7 @@ class DatasetRef(_Model):
     total: int | None = None  # items in the file
 
 
-class SuiteResult(_Model):
+class SuiteResult(Frozen):
     suite: Suite
     dataset: DatasetRef
     scoring: ScoringMode
@@ -69,7 +65,7 @@ class SuiteResult(_Model):
     caveats: list[str] = Field(default_factory=list)  # what the numbers do not mean
 
 
-class AuditResult(_Model):
+class AuditResult(Result):
     schema_version: Literal[1] = SCHEMA_VERSION
     kind: Literal["audit"] = "audit"
     lokal_version: str

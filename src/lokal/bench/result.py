@@ -5,20 +5,21 @@ report as the run that wrote it. Times inside a load level are seconds from that
 (`time.perf_counter()` readings, one per event); `created_at` is the only wall-clock time.
 
 What each metric means (TTFT, ITL, TPOT, E2EL, throughput, goodput) is `lokal.bench.metrics.DEFINITIONS`.
+`ModelRef`, `ResultError` and `save` are shared by every kind of result (`lokal.results`); they are
+re-exported here for bench's callers.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from datetime import datetime
-from pathlib import Path
-from typing import Any, Final, Literal, TypeVar
+from typing import Any, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field
 
-from lokal.errors import LokalError
-from lokal.files import write_atomic
+from lokal.results import Frozen, ModelRef, Result, read_result
+from lokal.results import ResultError as ResultError  # re-exported, as `save`: bench's callers look here
+from lokal.results import save as save
 
 #: Bumped only for a change older files cannot be read under (`read_result` wants the exact version). The engine
 #: fields (`engine` on levels, models and cold starts, `engines`) are optional additions with defaults: files
@@ -33,15 +34,7 @@ LoadMode = Literal["sync", "concurrency", "rate", "batch"]
 TargetKind = Literal["in-process", "ollama", "openai"]
 
 
-class ResultError(LokalError, ValueError):
-    """A result file that cannot be read: missing, not JSON, another schema version, or malformed."""
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="ignore")
-
-
-class ServerTimings(_Model):
+class ServerTimings(Frozen):
     """What the server itself reported for one request, in milliseconds (Ollama's nanosecond fields,
     llama-server's `timings`, or the in-process engine's counters). None where not reported."""
 
@@ -54,7 +47,7 @@ class ServerTimings(_Model):
     cached_prompt_tokens: int | None = None
 
 
-class RequestSample(_Model):
+class RequestSample(Frozen):
     """One request, as the client saw it. Times are seconds from the start of its load level."""
 
     index: int
@@ -72,7 +65,7 @@ class RequestSample(_Model):
     server: ServerTimings | None = None
 
 
-class MemorySample(_Model):
+class MemorySample(Frozen):
     """One reading of the serving process tree. `t_s` is seconds from the start of the whole run."""
 
     t_s: float
@@ -81,7 +74,7 @@ class MemorySample(_Model):
     level: int | None = Field(None, description="index into BenchResult.levels running at this time")
 
 
-class MemoryTimeline(_Model):
+class MemoryTimeline(Frozen):
     pid: int
     include_children: bool = True
     interval_s: float
@@ -101,7 +94,7 @@ class MemoryTimeline(_Model):
         return max((s.uss_bytes for s in self.samples if s.uss_bytes is not None), default=None)
 
 
-class ClientStats(_Model):
+class ClientStats(Frozen):
     """Whether the load generator kept up: its own CPU use and how late it sent requests."""
 
     cpu_percent: float = Field(description="this client's CPU time / wall time, % of one core")
@@ -115,7 +108,7 @@ class ClientStats(_Model):
     saturated: bool = False
 
 
-class LoadLevel(_Model):
+class LoadLevel(Frozen):
     """One load setting (a concurrency, a rate, a batch size) for one model, and every request it made."""
 
     model: str
@@ -141,17 +134,7 @@ class LoadLevel(_Model):
         return f"concurrency {self.concurrency}"
 
 
-class ModelRef(_Model):
-    name: str
-    engine: str | None = Field(None, description="the in-process engine (llamacpp, transformers); None for a server")
-    digest: str | None = None
-    size_bytes: int | None = None
-    parameter_size: str | None = None
-    quantization: str | None = None
-    family: str | None = None
-
-
-class TargetInfo(_Model):
+class TargetInfo(Frozen):
     kind: TargetKind
     url: str | None = None
     api: Literal["ollama", "openai"] | None = None
@@ -159,7 +142,7 @@ class TargetInfo(_Model):
     models: list[ModelRef] = Field(default_factory=list)
 
 
-class PlatformInfo(_Model):
+class PlatformInfo(Frozen):
     system: str
     release: str
     machine: str
@@ -170,7 +153,7 @@ class PlatformInfo(_Model):
     memory_bytes: int | None = None
 
 
-class Slo(_Model):
+class Slo(Frozen):
     """Service-level objectives in milliseconds; a request meets the SLO when it meets every one given."""
 
     ttft_ms: float | None = None
@@ -179,7 +162,7 @@ class Slo(_Model):
     e2el_ms: float | None = None
 
 
-class BenchConfig(_Model):
+class BenchConfig(Frozen):
     requests: int | None = None
     duration_s: float | None = None
     concurrency: list[int] = Field(default_factory=list)
@@ -200,7 +183,7 @@ class BenchConfig(_Model):
     stream: bool = True
 
 
-class ColdStart(_Model):
+class ColdStart(Frozen):
     """Loading from nothing: model load time, and TTFT of the first request against a warm one."""
 
     model: str
@@ -213,7 +196,7 @@ class ColdStart(_Model):
     )
 
 
-class EngineRun(_Model):
+class EngineRun(Frozen):
     """One in-process engine's turn in a run of `lokal bench --engine a,b`: the engines run one after the
     other in this process (never together), each loading, measuring and unloading its models before the next
     starts. Times are seconds from the start of the whole run, so the memory timeline splits per engine."""
@@ -224,13 +207,13 @@ class EngineRun(_Model):
     runtime: str | None = Field(None, description="the engine's libraries and versions")
 
 
-class SloSearchStep(_Model):
+class SloSearchStep(Frozen):
     value: float
     goodput_fraction: float
     met: bool
 
 
-class SloSearch(_Model):
+class SloSearch(Frozen):
     """The highest concurrency or rate whose requests met the SLO (at least `target_fraction` of them).
     The levels it ran are in `BenchResult.levels` too."""
 
@@ -240,7 +223,7 @@ class SloSearch(_Model):
     best: float | None
 
 
-class BenchResult(_Model):
+class BenchResult(Result):
     schema_version: Literal[1] = SCHEMA_VERSION
     kind: Literal["bench"] = "bench"
     lokal_version: str
@@ -266,52 +249,6 @@ class BenchResult(_Model):
         models = ", ".join(dict.fromkeys(m.name for m in self.target.models)) or "?"  # once, whatever the engines
         where = self.target.url or self.target.kind
         return f"{models} @ {where}"
-
-
-def save(result: BaseModel, path: str | os.PathLike[str]) -> Path:
-    """Write `result` as JSON atomically (temp file + fsync + rename): never a half-written file."""
-    return write_atomic(path, result.model_dump_json(indent=1))
-
-
-M = TypeVar("M", bound=BaseModel)
-
-
-def read_result(
-    path: str | os.PathLike[str],
-    model: type[M],
-    *,
-    kind: str,
-    noun: str,
-    version: int,
-    error: type[LokalError] = ResultError,
-    missing: str | None = None,
-    version_hint: str = "",
-) -> M:
-    """Read any of lokal's saved results (bench, audit, fairness, cost, cache) as `model`, with one message
-    per failure that names the file and what is wrong: missing, unreadable, not JSON, another `kind`, another
-    schema version, or malformed (the first pydantic error and where)."""
-    source = Path(path)
-    try:
-        raw: Any = json.loads(source.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise error(f"{missing or f'no {noun} at'} {source}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise error(f"cannot read {source}: {exc}") from None
-    except json.JSONDecodeError as exc:
-        raise error(f"{source} is not JSON (line {exc.lineno}: {exc.msg})") from None
-    if not isinstance(raw, dict) or raw.get("kind") != kind:
-        raise error(f'{source} is not a lokal {noun} (no "kind": "{kind}")')
-    if raw.get("schema_version") != version:
-        raise error(
-            f"{source} has schema version {raw.get('schema_version')!r}; this lokal reads version {version}"
-            + version_hint
-        )
-    try:
-        return model.model_validate(raw)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise error(f"{source} is malformed at {where}: {first['msg']}") from None
 
 
 def load(path: str | os.PathLike[str]) -> BenchResult:

@@ -11,10 +11,10 @@ import os
 from datetime import datetime
 from typing import Any, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from lokal.bench.result import read_result
 from lokal.errors import LokalError
+from lokal.results import Frozen, Result, read_result
 
 SCHEMA_VERSION: Final = 1
 
@@ -36,11 +36,7 @@ class CacheError(LokalError, ValueError):
     status_code = 400
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="ignore")
-
-
-class CacheEntry(_Model):
+class CacheEntry(Frozen):
     """One model (or leftover file) in one store."""
 
     source: CacheSource
@@ -61,7 +57,7 @@ class CacheEntry(_Model):
         return self.size_bytes - self.shared_bytes
 
 
-class SourceTotal(_Model):
+class SourceTotal(Frozen):
     source: CacheSource
     root: str
     exists: bool
@@ -74,7 +70,7 @@ class SourceTotal(_Model):
     linked_elsewhere_bytes: int = 0
 
 
-class CacheReport(_Model):
+class CacheReport(Result):
     """`lokal cache --json`: every entry, totals per source and overall, and the scan's warnings."""
 
     schema_version: Literal[1] = SCHEMA_VERSION
@@ -95,7 +91,7 @@ class CacheReport(_Model):
         return next((t for t in self.sources if t.source == source), None)
 
 
-class PruneItem(_Model):
+class PruneItem(Frozen):
     """One thing a prune deletes or keeps, and why."""
 
     source: CacheSource
@@ -108,7 +104,7 @@ class PruneItem(_Model):
     note: str = Field("", description="e.g. a blob that stays because another model still uses it")
 
 
-class PrunePlan(_Model):
+class PrunePlan(Result):
     """What `lokal cache prune` would do. Nothing is deleted until it is executed with `--yes`."""
 
     schema_version: Literal[1] = SCHEMA_VERSION

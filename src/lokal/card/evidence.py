@@ -37,9 +37,10 @@ from lokal.audit.fairness import FairnessResult
 from lokal.audit.result import AuditResult, Metric, SuiteResult
 from lokal.audit.stats import bootstrap_ci
 from lokal.bench.metrics import LevelSummary, summarize, ttft_ms
-from lokal.bench.result import BenchResult, LoadLevel, ModelRef, ResultError
+from lokal.bench.result import BenchResult, LoadLevel
 from lokal.card.errors import CardError
 from lokal.card.model import ModelFacts
+from lokal.results import ModelRef, ResultError
 
 TASK_TYPE = "text-generation"
 PERF_TASK = "Inference performance (lokal bench)"

@@ -8,9 +8,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from lokal.bench.result import ModelRef
 from lokal.card.errors import CardError
 from lokal.errors import InvalidModelName
+from lokal.results import ModelRef
 from lokal.store.info import ModelInfo
 from lokal.store.names import canonical
 

@@ -1,6 +1,7 @@
 """`lokal cost RESULT.json`: local $ per 1,000 requests and per 1M output tokens against cloud APIs.
 
-The command only parses arguments and prints; `lokal.cost` computes, `lokal.bench.result` reads the result.
+The command only parses arguments and prints; `lokal.cost` computes, `lokal.bench.result` reads the bench
+result and `lokal.results` saves the cost result.
 """
 
 from __future__ import annotations
@@ -143,8 +144,9 @@ def cost(
       lokal cost bench.json --preset cloud-cpu-small --api gpt-4o-mini --api claude-haiku-4-5
       lokal cost bench.json --hardware-usd-per-hour 0.05 --watts 25 --usd-per-kwh 0.30 --output cost.json
     """
-    from lokal.bench.result import load, save
+    from lokal.bench.result import load
     from lokal.cost.compute import compute_cost, hardware
+    from lokal.results import save
 
     bench = load(result_file)
     hw = hardware(preset, usd_per_hour=hardware_usd_per_hour, watts=watts, usd_per_kwh=usd_per_kwh)

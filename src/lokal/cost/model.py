@@ -12,19 +12,15 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from lokal.bench.result import read_result
 from lokal.cost.prices import CostError
+from lokal.results import Frozen, Result, read_result
 
 SCHEMA_VERSION: Final = 1
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="ignore")
-
-
-class CostInputs(_Model):
+class CostInputs(Frozen):
     """What the benchmark measured, at the load level the costs are computed for."""
 
     bench_file: str | None = None
@@ -43,7 +39,7 @@ class CostInputs(_Model):
     token_counts: str = Field(description="where the token counts came from")
 
 
-class CostAssumptions(_Model):
+class CostAssumptions(Frozen):
     hardware: str = Field(description="preset name, or 'custom'")
     hardware_description: str
     hardware_usd_per_hour: Decimal
@@ -52,7 +48,7 @@ class CostAssumptions(_Model):
     hours_per_month: Decimal = Decimal(730)
 
 
-class LocalFigures(_Model):
+class LocalFigures(Frozen):
     hardware_usd_per_hour: Decimal
     energy_usd_per_hour: Decimal = Field(description="watts ÷ 1000 × $/kWh")
     usd_per_hour: Decimal
@@ -64,7 +60,7 @@ class LocalFigures(_Model):
     capacity_requests_per_hour: Decimal
 
 
-class BreakEven(_Model):
+class BreakEven(Frozen):
     """Monthly volume above which local is cheaper than this API; None when it never is."""
 
     requests_per_month: Decimal | None
@@ -74,7 +70,7 @@ class BreakEven(_Model):
     summary: str
 
 
-class ApiFigures(_Model):
+class ApiFigures(Frozen):
     ref: str = Field(description="the name given with --api")
     provider: str
     model_id: str
@@ -87,12 +83,12 @@ class ApiFigures(_Model):
     break_even: BreakEven
 
 
-class CostFigures(_Model):
+class CostFigures(Frozen):
     local: LocalFigures
     apis: list[ApiFigures]
 
 
-class PriceSource(_Model):
+class PriceSource(Frozen):
     package: str
     version: str
     data: str = "bundled snapshot, no network update"
@@ -100,7 +96,7 @@ class PriceSource(_Model):
     prices_as_of: date
 
 
-class CostResult(_Model):
+class CostResult(Result):
     schema_version: Literal[1] = SCHEMA_VERSION
     kind: Literal["cost"] = "cost"
     lokal_version: str
