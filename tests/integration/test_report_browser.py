@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from lokal.report.bench import bench_document
+from lokal.bench.report.document import bench_document
 from lokal.report.html import write_html
 from report_fixtures import bench_result
 

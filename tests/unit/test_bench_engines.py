@@ -15,6 +15,9 @@ import pytest
 from fakes import FakeFactory, FakeStore, make_model, make_settings
 
 from lokal.bench import result as result_io
+from lokal.bench.report.common import build_runs
+from lokal.bench.report.console import console_summary
+from lokal.bench.report.document import bench_sections, summary_json
 from lokal.bench.result import (
     BenchConfig,
     BenchResult,
@@ -31,8 +34,6 @@ from lokal.bench.run import BenchError, BenchPlan, run_bench
 from lokal.bench.target import TargetError
 from lokal.cli import main
 from lokal.engine.manager import EngineManager
-from lokal.report.bench import bench_sections, build_runs, summary_json
-from lokal.report.console import console_summary
 from lokal.report.document import Section, Table
 from lokal.store.engine_choice import engine_for
 from report_fixtures import closed_loop

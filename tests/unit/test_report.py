@@ -17,12 +17,14 @@ import pytest
 from click.testing import CliRunner
 from matplotlib.figure import Figure
 
+from lokal.bench.report.console import console_summary
+from lokal.bench.report.definitions import metric_definitions
+from lokal.bench.report.document import bench_document, bench_sections, summary_json
 from lokal.bench.result import BenchResult, LoadLevel, ResultError, save
 from lokal.bench.result import load as load_result
 from lokal.cli.report import report
-from lokal.report.bench import bench_document, bench_sections, metric_definitions, summary_json
 from lokal.report.charts import bar_chart, render_png
-from lokal.report.console import console_summary, render_text
+from lokal.report.console import render_text
 from lokal.report.document import Chart, Document, Section, Table
 from lokal.report.html import render_html, write_html
 from lokal.report.markdown import render_markdown
@@ -245,7 +247,7 @@ def test_charts_never_touch_pyplot() -> None:
     code = (
         f"import sys; sys.path.insert(0, {str(tests_dir)!r})\n"
         "from report_fixtures import bench_result\n"
-        "from lokal.report.bench import bench_document\n"
+        "from lokal.bench.report.document import bench_document\n"
         "from lokal.report.html import render_html\n"
         "render_html(bench_document([bench_result()]))\n"
         "assert 'matplotlib.pyplot' not in sys.modules, 'pyplot imported'\n"

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from lokal.audit.fairness import FairnessResult
 from lokal.audit.result import AuditResult, Metric, SuiteResult
+from lokal.bench.metrics import DEFINITIONS
 from lokal.card.evidence import P99_MIN_REQUESTS, PerfRun, suite_title
 from lokal.card.render import bullets, fmt, fmt_ci, paragraphs, table
 
@@ -78,8 +79,6 @@ def performance(perf: Sequence[PerfRun]) -> str:
             "Not measured: no `lokal bench` result was given "
             "(`lokal bench MODEL --output bench.json`, then `lokal card MODEL --bench bench.json`)."
         )
-    from lokal.report.bench import metric_definitions
-
     parts = []
     for p in perf:
         r, pf = p.result, p.result.platform
@@ -134,7 +133,7 @@ def performance(perf: Sequence[PerfRun]) -> str:
         notes += [f"Warning from the benchmark: {w}" for w in r.warnings]
         parts.append(paragraphs(head, body, bullets(notes) if notes else None))
     wanted = ("TTFT", "TPOT", "E2EL", "request / output-token throughput")
-    definitions = [d for d in metric_definitions() if d.split(":", 1)[0] in wanted]
+    definitions = [f"{name}: {text}" for name, text in DEFINITIONS if name in wanted]
     parts.append(
         "Definitions (those of `lokal report`); the TTFT interval is a percentile bootstrap interval of the median "
         "over requests:\n" + bullets(definitions)

@@ -198,21 +198,24 @@ def bench(ctx: click.Context, models: tuple[str, ...], **opts: Any) -> None:
     if not result.complete:
         warn("interrupted: the result holds the load levels that finished")
         ctx.exit(130)
-    _render(result, opts["html_out"], opts["md_out"])
+    from lokal.bench.report.view import view_of
+
+    view = view_of([result])  # summarised and checked for warnings once, for the summary and the reports
+    _render(view, opts["html_out"], opts["md_out"])
     if opts["as_json"]:
         print_json(result.model_dump(mode="json"))
     else:
-        from lokal.report.console import console_summary
+        from lokal.bench.report.console import console_summary
 
-        click.echo(console_summary([result]))
+        click.echo(console_summary(view))
 
 
-def _render(result: Any, html_out: str | None, md_out: str | None) -> None:
+def _render(view: Any, html_out: str | None, md_out: str | None) -> None:
     if not (html_out or md_out):
         return
-    from lokal.report.bench import bench_document
+    from lokal.bench.report.document import bench_document
 
-    doc = bench_document([result])
+    doc = bench_document(view)
     if html_out:
         from lokal.report.html import write_html
 

@@ -70,7 +70,7 @@ def _split(loaded: list[Any]) -> tuple[list[Any], list[Any]]:
 
 def report_document(loaded: list[Any]) -> Any:
     """Bench results side by side, then each cost or cache result's own sections."""
-    from lokal.report.bench import bench_document
+    from lokal.bench.report.document import bench_document
     from lokal.report.document import Document
 
     bench, others = _split(loaded)
@@ -121,14 +121,14 @@ def report(results: tuple[Path, ...], html_path: Path | None, markdown_path: Pat
             written = render_markdown(document, markdown_path)
             warn(f"wrote {written[0]} and {len(written) - 1} chart images beside it")
     if as_json:
-        from lokal.report.bench import summary_json
+        from lokal.bench.report.document import summary_json
 
         print_json([summary_json([r])[0] if r.kind == "bench" else r.model_dump(mode="json") for r in loaded])
     elif html_path is None and markdown_path is None:
         bench, others = _split(loaded)
         parts = []
         if bench:
-            from lokal.report.console import console_summary
+            from lokal.bench.report.console import console_summary
 
             parts.append(console_summary(bench))
         if others:
