@@ -33,6 +33,7 @@ from typing import Any, TypeGuard
 import numpy as np
 from huggingface_hub import EvalResult
 
+from lokal.audit import suites
 from lokal.audit.fairness import FairnessResult
 from lokal.audit.result import AuditResult, Metric, SuiteResult
 from lokal.audit.stats import bootstrap_ci
@@ -45,15 +46,6 @@ from lokal.results import ModelRef, ResultError
 TASK_TYPE = "text-generation"
 PERF_TASK = "Inference performance (lokal bench)"
 PERF_DATASET = "lokal-bench"
-
-SUITE_TITLES = {
-    "occupations": "Counterfactual occupations",
-    "crows-pairs": "CrowS-Pairs",
-    "winobias": "WinoBias",
-    "winogender": "Winogender",
-    "bbq": "BBQ",
-    "generation": "Generation probe",
-}
 
 #: Below this many requests a p99 is one of the largest two values: the table says so.
 P99_MIN_REQUESTS = 100
@@ -248,7 +240,7 @@ def dataset_revision(suite: SuiteResult) -> str | None:
 
 
 def suite_title(suite: SuiteResult) -> str:
-    return SUITE_TITLES.get(suite.suite, suite.suite)
+    return suites.suite_title(suite.suite)
 
 
 def metric_label(metric: Metric) -> str:
