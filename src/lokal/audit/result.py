@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import os
 from datetime import datetime
-from typing import Final, Literal
+from typing import Annotated, Final, Literal
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
+from lokal.audit.suites import SUITE_SPECS
 from lokal.results import Frozen, ModelRef, Result, ResultError, read_result, save
 
 __all__ = ["AuditResult", "DatasetRef", "Metric", "ResultError", "SuiteResult", "load", "save"]
@@ -25,7 +26,16 @@ SCHEMA_VERSION: Final = 1
 #: - generation: text generated at temperature 0, then parsed or scored offline (e.g. VADER sentiment);
 #: - labels: predictions given in a file (group fairness), no model involved.
 ScoringMode = Literal["log-likelihood", "generation", "labels"]
-Suite = Literal["occupations", "crows-pairs", "winobias", "winogender", "bbq", "generation"]
+
+
+def _registered(name: str) -> str:
+    if name not in SUITE_SPECS:
+        raise ValueError(f"unknown suite {name!r}: this lokal knows {', '.join(SUITE_SPECS)}")
+    return name
+
+
+#: A suite of `lokal.audit.suites` (the registry is the schema: a suite added there is valid here).
+Suite = Annotated[str, AfterValidator(_registered)]
 
 
 class Metric(Frozen):
