@@ -1,4 +1,5 @@
-"""lokal's saved results, whatever measured them: the base of their models and one way to save and read them.
+"""lokal's saved results, whatever measured them: the base of their models, one way to save and read them, and
+the kinds `lokal report` renders.
 
 Every command that measures something (`lokal bench`, `audit`, `audit fairness`, `cost`, `cache`) saves a
 versioned JSON file first and renders it second, so a report can be drawn again later from the file alone.
@@ -8,20 +9,28 @@ They share:
   the top level, whose `kind` names what measured it and whose `schema_version` the shape it has;
 - `save`, which writes through `lokal.files.write_atomic` (a reader never sees half a file), and `read_result`,
   which reads any kind with one message per failure;
-- `ModelRef`, the model a bench or audit result measured.
+- `ModelRef`, the model a bench or audit result measured;
+- `ResultKind` and `ResultKinds`: how a kind is read and which report sections it brings. Each kind declares its
+  `ResultKind` beside its sections (`lokal.bench.report`, `lokal.cost.sections`, `lokal.cache.sections`); the
+  command that renders them (`lokal.cli.report`) puts them together, so nothing here imports the layers above.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from lokal.errors import LokalError
 from lokal.files import write_atomic
+
+if TYPE_CHECKING:
+    from lokal.report.document import Section
 
 
 class ResultError(LokalError, ValueError):
@@ -95,3 +104,59 @@ def read_result(
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
         raise error(f"{source} is malformed at {where}: {first['msg']}") from None
+
+
+def peek_kind(path: str | os.PathLike[str]) -> str | None:
+    """The file's `kind`, or None when it cannot be read as a JSON object (a loader then says why)."""
+    try:
+        raw = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    kind = raw.get("kind") if isinstance(raw, dict) else None
+    return kind if isinstance(kind, str) else None
+
+
+R = TypeVar("R", bound=Result)
+
+
+@dataclass(frozen=True)
+class ResultKind(Generic[R]):
+    """One kind of saved result as a report sees it: how to read a file of it, and the sections it brings.
+    `sections` takes every result of the kind that is shown together (bench results side by side, or one)."""
+
+    kind: str
+    load: Callable[[Path], R]
+    sections: Callable[[Sequence[R]], Sequence[Section]]
+
+
+class ResultKinds:
+    """The kinds one command reads, in order; a file is read by the kind its `kind` field names."""
+
+    def __init__(self, *kinds: ResultKind[Any], reader: str) -> None:
+        if not kinds:
+            raise ValueError("ResultKinds needs at least one kind")
+        self._kinds = {k.kind: k for k in kinds}
+        self.reader = reader  # who reads them, for the message about a kind it does not read
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(self._kinds)
+
+    def __getitem__(self, kind: str) -> ResultKind[Any]:
+        return self._kinds[kind]
+
+    def load(self, path: Path) -> Result:
+        """The saved result at `path`, read by its kind's loader. A file whose kind cannot be read goes to the
+        first kind's loader, which says what is wrong with it; another kind is a ResultError naming the file."""
+        kind = peek_kind(path)
+        if kind is None:
+            return next(iter(self._kinds.values())).load(path)
+        if kind in self._kinds:
+            return self._kinds[kind].load(path)
+        *head, last = self.names
+        readable = f"{', '.join(head)} and {last}" if head else last
+        raise ResultError(f"{path} holds a {kind!r} result; {self.reader} renders {readable} results")
+
+    def sections(self, result: Result) -> tuple[Section, ...]:
+        """The report sections of one result on its own."""
+        return tuple(self._kinds[result.kind].sections([result]))

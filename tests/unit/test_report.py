@@ -443,7 +443,8 @@ def test_empty_level_list_renders(result: BenchResult) -> None:
 
 def test_cli_report_renders_cost_and_cache_results_too(result: BenchResult, tmp_path: Path) -> None:
     """`lokal cost` and `lokal cache` save results `lokal report` re-renders: after the bench sections, each
-    brings its own (through `sections_of`); two cost results with the same chart id get distinct PNGs."""
+    brings its own (through its `ResultKind`, in `lokal.cli.report.kinds`); two cost results with the same
+    chart id get distinct PNGs."""
     from decimal import Decimal
 
     from lokal.cache.scan import scan_caches

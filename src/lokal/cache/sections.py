@@ -5,14 +5,13 @@ Dates are absolute (UTC), not "3 days ago": a report is read later than it is ma
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from lokal.cache.model import SOURCE_LABELS, SOURCES
+from lokal.cache.model import SOURCE_LABELS, SOURCES, CacheEntry, CacheReport, load_report
 from lokal.report.document import Chart, Section, Table
-
-if TYPE_CHECKING:
-    from lokal.cache.model import CacheEntry, CacheReport
+from lokal.results import ResultKind
 
 #: One colour per source, stable across charts (HF's orange, Ollama's grey-green, lokal's blue).
 SOURCE_COLOURS = {"hf": "#f59e0b", "lokal": "#2563eb", "ollama": "#059669"}
@@ -162,3 +161,11 @@ def cache_sections(report: CacheReport) -> tuple[Section, ...]:
             notes=notes,
         ),
     )
+
+
+def _report_sections(reports: Sequence[CacheReport]) -> list[Section]:
+    return [section for report in reports for section in cache_sections(report)]
+
+
+#: How `lokal report` reads and lays out a saved cache report: each report gets its own sections.
+KIND = ResultKind(kind="cache", load=load_report, sections=_report_sections)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from lokal.cost.model import CostResult, load
 from lokal.report.document import Chart, Section, Table
-
-if TYPE_CHECKING:
-    from lokal.cost.model import CostResult
+from lokal.results import ResultKind
 
 LOCAL_COLOUR = "#2563eb"
 API_COLOUR = "#9ca3af"
@@ -144,3 +144,11 @@ def cost_sections(result: CostResult) -> tuple[Section, ...]:
             notes=tuple(result.notes),
         ),
     )
+
+
+def _report_sections(results: Sequence[CostResult]) -> list[Section]:
+    return [section for result in results for section in cost_sections(result)]
+
+
+#: How `lokal report` reads and lays out a saved cost result: each result gets its own sections.
+KIND = ResultKind(kind="cost", load=load, sections=_report_sections)

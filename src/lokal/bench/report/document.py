@@ -1,5 +1,6 @@
 """A bench report: every section in order (`bench_sections`), the document the renderers draw
-(`bench_document`), and the figures as plain JSON (`summary_json`).
+(`bench_document`), the figures as plain JSON (`summary_json`), and the `ResultKind` `lokal report` reads
+bench results by (`KIND`).
 
 Every number comes from `lokal.bench.metrics.summarize` over the saved samples, never from figures the run
 printed, so `lokal report RESULT.json` and the run that wrote RESULT.json show the same report.
@@ -23,8 +24,9 @@ from lokal.bench.report.summary import summary_section
 from lokal.bench.report.throughput import throughput_section
 from lokal.bench.report.view import BenchView, view_of
 from lokal.bench.report.warnings import warnings_section
-from lokal.bench.result import BenchResult
+from lokal.bench.result import BenchResult, load
 from lokal.report.document import Document, Section
+from lokal.results import ResultKind
 
 
 def bench_sections(results: Sequence[BenchResult] | BenchView) -> list[Section]:
@@ -132,3 +134,7 @@ def summary_json(results: Sequence[BenchResult] | BenchView) -> list[dict[str, A
             }
         )
     return out
+
+
+#: How `lokal report` reads and lays out saved bench results: all of them side by side in one set of sections.
+KIND = ResultKind(kind="bench", load=load, sections=bench_sections)
