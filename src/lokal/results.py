@@ -11,8 +11,8 @@ They share:
   which reads any kind with one message per failure;
 - `ModelRef`, the model a bench or audit result measured;
 - `ResultKind` and `ResultKinds`: how a kind is read and which report sections it brings. Each kind declares its
-  `ResultKind` beside its sections (`lokal.bench.report`, `lokal.cost.sections`, `lokal.cache.sections`); the
-  command that renders them (`lokal.cli.report`) puts them together, so nothing here imports the layers above.
+  `ResultKind` beside its sections (`lokal.bench.report.document`, `lokal.cost.sections`, `lokal.cache.sections`);
+  the command that renders them (`lokal.cli.report`) puts them together, so nothing here imports the layers above.
 """
 
 from __future__ import annotations
