@@ -14,7 +14,7 @@ from pathlib import Path
 from lokal._version import __version__
 from lokal.audit.result import AuditResult, SuiteResult
 from lokal.audit.stats import DEFAULT_RESAMPLES
-from lokal.audit.suite import AuditError, LikelihoodUnsupported, Progress, RawLog, Scorer
+from lokal.audit.suite import AuditError, LikelihoodUnsupported, Progress, RawLog, Scorer, SuiteRunner
 from lokal.audit.suites import NEEDS_DATA, SUITES, suite_runner
 from lokal.config import Settings
 from lokal.results import ModelRef
@@ -65,7 +65,7 @@ def run_audit(
     results: list[SuiteResult] = []
     warnings: list[str] = []
     for name in suites:
-        run = suite_runner(name)
+        run: SuiteRunner = suite_runner(name)
         raw = RawLog(raw_path(output, name))
         try:
             progress = on_suite(name) if on_suite else None
