@@ -31,7 +31,9 @@ TokenSource = Literal["usage", "engine", "tokenizer", "chunks"]
 #: How load was offered: one at a time, N workers back to back (closed loop), arrivals at a rate (open loop),
 #: or N sequences submitted together to the in-process engine (batch size).
 LoadMode = Literal["sync", "concurrency", "rate", "batch"]
-TargetKind = Literal["in-process", "ollama", "openai"]
+#: "in-process", or the `--api` of an HTTP target: a key of `lokal.bench.targets.TARGETS` (a plain string here, so
+#: a target added there needs no change to the result schema).
+TargetKind = str
 
 
 class ServerTimings(Frozen):
@@ -137,7 +139,7 @@ class LoadLevel(Frozen):
 class TargetInfo(Frozen):
     kind: TargetKind
     url: str | None = None
-    api: Literal["ollama", "openai"] | None = None
+    api: str | None = None  # a key of lokal.bench.targets.TARGETS
     server_version: str | None = None
     models: list[ModelRef] = Field(default_factory=list)
 
