@@ -18,7 +18,7 @@ import math
 import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import matplotlib
 import matplotlib.style
@@ -71,12 +71,20 @@ def color(i: int) -> str:
     return PALETTE[i % len(PALETTE)]
 
 
-def indexed(items: Sequence[Any]) -> list[tuple[int, Any]]:
+class Colored(Protocol):
+    """A chart's series that may keep one colour across charts (`color_index`; None: its position)."""
+
+    @property
+    def color_index(self) -> int | None: ...
+
+
+C = TypeVar("C", bound=Colored)
+
+
+def indexed(items: Sequence[C]) -> list[tuple[int, C]]:
     """(colour index, item): the item's own `color_index` when set, so a run keeps its colour in every chart
     even where some runs have no data."""
-    return [
-        (i if getattr(item, "color_index", None) is None else item.color_index, item) for i, item in enumerate(items)
-    ]
+    return [(i if item.color_index is None else item.color_index, item) for i, item in enumerate(items)]
 
 
 def render_png(chart: Chart, *, width_in: float = WIDTH_IN, height_in: float = HEIGHT_IN, dpi: int = DPI) -> bytes:
