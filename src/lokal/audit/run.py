@@ -18,6 +18,7 @@ from lokal.audit.suite import AuditError, LikelihoodUnsupported, Progress, RawLo
 from lokal.audit.suites import NEEDS_DATA, SUITES, suite_runner
 from lokal.config import Settings
 from lokal.results import ModelRef
+from lokal.store.types import LocalModel
 
 #: Called when a suite starts with its name; returns the progress callback for it.
 SuiteHook = Callable[[str], Progress | None]
@@ -91,21 +92,20 @@ def run_audit(
     )
 
 
-def model_ref(name: str, settings: Settings, *, local: bool) -> ModelRef:
-    """What the result records about the model: its digest, GGUF details and the engine that scores it, when it
-    runs in-process (the same weights under llama.cpp and transformers are two measurements)."""
-    if not local:
+def model_ref(name: str, settings: Settings, resolved: LocalModel | None) -> ModelRef:
+    """What the result records about the model: for one that runs in-process (`resolved`, the scorer's), its
+    digest, GGUF details and the engine that scores it (the same weights under llama.cpp and transformers are two
+    measurements); behind a server, the name it was given."""
+    if resolved is None:
         return ModelRef(name=name)
-    from lokal.store import ModelStore
     from lokal.store.engine_choice import engine_for
 
-    m = ModelStore(settings).resolve(name)
     return ModelRef(
-        name=m.name,
-        engine=engine_for(m, settings.engine),
-        digest=m.digest,
-        size_bytes=m.size,
-        parameter_size=m.details.parameter_size or None,
-        quantization=m.details.quantization_level or None,
-        family=m.details.family or None,
+        name=resolved.name,
+        engine=engine_for(resolved, settings.engine),
+        digest=resolved.digest,
+        size_bytes=resolved.size,
+        parameter_size=resolved.details.parameter_size or None,
+        quantization=resolved.details.quantization_level or None,
+        family=resolved.details.family or None,
     )

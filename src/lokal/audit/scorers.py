@@ -87,7 +87,7 @@ class InProcessScorer(ScorerBase):
         # Acquired once and held until close(): a wrong name fails before any suite starts, the model cannot be
         # unloaded mid-audit, and scoring thousands of sentences does not resolve the name thousands of times.
         # Same num_ctx as generation asks for, so the two share one loaded engine.
-        self._found = inference.resolve(manager, model)
+        self._found = self.resolved = inference.resolve(manager, model)
         num_ctx = inference.context_length(self._found, None)
         self._engine, _ = manager.acquire(self._found, num_ctx=num_ctx, keep_alive=self._alive)
 

@@ -13,10 +13,13 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Protocol, Self
+from typing import IO, TYPE_CHECKING, Any, Protocol, Self
 
 from lokal.audit.result import SuiteResult
 from lokal.errors import LokalError
+
+if TYPE_CHECKING:
+    from lokal.store.types import LocalModel
 
 Progress = Callable[[int, int], None]  # (done, total)
 
@@ -50,6 +53,12 @@ class Scorer(Protocol):
         ...
 
     @property
+    def resolved(self) -> LocalModel | None:
+        """The model as lokal's store resolved it, when it runs in this process (None behind a server), so the
+        result records its digest and details without resolving the name again."""
+        ...
+
+    @property
     def refusal(self) -> str | None:
         """Why `score` cannot work here, in the scorer's own words (which server, what it answered), or None
         when it works or the scorer has nothing to add to the generic reason."""
@@ -74,6 +83,7 @@ class ScorerBase:
     `with scorer:` closes it."""
 
     refusal: str | None = None
+    resolved: LocalModel | None = None
 
     def close(self) -> None:
         return None

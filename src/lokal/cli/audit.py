@@ -149,7 +149,7 @@ def run_cmd(
     try:
         result = run_audit(
             scorer,
-            model_ref(model, settings, local=url is None),
+            model_ref(model, settings, scorer.resolved),
             chosen,
             output=output,
             data=data,
