@@ -289,3 +289,19 @@ def test_a_plan_refuses_shuffle_without_a_file_before_anything_runs() -> None:
     with pytest.raises(BenchError, match="--shuffle applies to a --prompts file"):
         BenchPlan(models=("m",), shuffle=True)
     assert BenchPlan(models=("m",), shuffle=True, prompts_file="p.jsonl").shuffle
+
+
+def test_the_grounded_set_hands_the_model_the_text_its_answer_reuses() -> None:
+    wl = make_workload(8, workload="grounded", seed=0)
+    texts = [content(p) for p in wl]
+    assert len(set(texts)) == 8 and wl.resent == 0  # each task once before any repeats
+    assert wl.max_tokens == WORKLOADS["grounded"].max_tokens == 128
+    assert sum("Order 48213" in t for t in texts) == 2 and sum("planning group met" in t for t in texts) == 2
+    assert sum("gale warning for coastal waters" in t for t in texts) == 1
+    assert sum("def monthly_payment(" in t for t in texts) == 1
+    assert sum("Harrowmere" in t for t in texts) == 2  # the long passage, and the tool result's station
+
+
+def test_an_unknown_workload_names_the_built_in_sets() -> None:
+    with pytest.raises(WorkloadError, match=r"choose one of: chat, long, grounded \(or give"):
+        make_workload(1, workload="nope", seed=0)

@@ -1,4 +1,5 @@
-"""What `lokal bench` asks: built-in prompt sets, synthetic prompts of a given length, or a JSONL file; seeded.
+"""What `lokal bench` asks: built-in prompt sets (`prompt_sets`), synthetic prompts of a given length, or a
+JSONL file; seeded.
 
 A workload is fixed before the load starts (pre-built prompts keep tokenising and string work off the hot
 path, as vLLM and llmperf do). Prompts go out as written: a workload is what a user wants measured, and the
@@ -37,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, overload
 
+from lokal.bench import prompt_sets
 from lokal.bench.target import Prompt
 from lokal.errors import LokalError
 
@@ -55,88 +57,6 @@ class WorkloadError(LokalError, ValueError):
 
     status_code = 400
 
-
-# --- built-in sets (the project's own text) -------------------------------------------------------------------
-
-_CHAT_QUESTIONS: tuple[str, ...] = (
-    "What is the difference between a list and a tuple in Python?",
-    "Give me three ideas for a quick vegetarian dinner that takes less than twenty minutes to cook.",
-    "Why is the sky blue during the day but red and orange at sunset?",
-    "Explain in two sentences what a hash function is and why it should be hard to reverse.",
-    "How many minutes are there in a week? Show the calculation step by step.",
-    "Write a short, friendly reminder to a colleague that the team meeting moved from Tuesday to Thursday.",
-    "What should I pack for a three-day hiking trip in the mountains in early autumn when the nights are cold?",
-    "Summarise the plot of a detective story in which the butler turns out to be innocent.",
-    "Is it better to water garden plants in the morning or in the evening, and why?",
-    "Translate 'where is the train station, please?' into French, Spanish and German.",
-    "What does a load balancer do, and when does a small web service need one?",
-    "Suggest a name for a bakery that only sells bread made with sourdough.",
-    "How do I politely decline an invitation to a wedding of a distant relative without causing offence?",
-    "Explain compound interest to a twelve-year-old using an example with pocket money saved over five years.",
-    "List four ways to make a slow laptop feel faster without buying new hardware.",
-    "What is the boiling point of water at the top of a high mountain, and why is it lower than at sea level?",
-    "Write a haiku about the first snow of winter falling on a quiet city street.",
-    "Why do cats purr? Give the main theories scientists have proposed.",
-    "I have eggs, spinach, cheese and an onion. What can I cook for breakfast?",
-    "What are the pros and cons of working from home for a small team of software developers who rarely meet?",
-    "How does a refrigerator keep food cold? Describe the cycle in simple terms.",
-    "Give me a short workout I can do in a hotel room with no equipment in fifteen minutes.",
-    "What questions should I ask a landlord before signing a one-year lease on a flat in a city I do not know?",
-    "Explain the rules of chess castling, including the situations in which it is not allowed.",
-)
-
-_PASSAGE = """\
-The town of Harrowmere sits where a slow river meets a shallow bay, and for three hundred years its people \
-have ground their grain with the tide. The mill stands on a stone causeway across the mouth of a tidal pond. \
-When the sea rises, water flows into the pond through a row of wooden gates that swing open on their own; when \
-the tide turns, the same gates are pushed shut by the weight of the water behind them, and the miller lets the \
-stored water out under a great wheel. Two tides a day give the mill about eight hours of work, but never at the \
-same hours, so the miller's day moves forward by almost an hour every day, and the family who ran the mill kept \
-a tide table nailed to the door beside the flour prices.
-
-The first mill was built of timber in the year the harbour wall was finished. It burned down twice, once from a \
-lamp left in the loft and once, according to the parish record, from "the heat of the stones running dry", which \
-meant that the miller had let the millstones turn with no grain between them. The present building is of grey \
-stone with a slate roof. Its wheel is nearly five metres across and is made of oak and iron; the oak paddles are \
-replaced every twelve years or so, and the town keeps a stack of seasoned oak planks under the market hall for \
-that purpose.
-
-At its busiest the mill ground wheat, barley and oats for farms as far as a day's cart ride inland. Farmers paid \
-the miller with a share of the flour rather than with money: one part in sixteen was the custom, and a brass \
-measure used to take that share is still kept in the mill. Bread from Harrowmere flour was said to be coarse but \
-good, and bakers in the county town advertised it by name. In wet years the grain arrived damp and had to be \
-dried in a kiln beside the mill before it could be ground, which added two days to the work and a smell of smoke \
-to the flour that some customers liked and others did not.
-
-The decline began when a steam mill opened near the railway station. It could work at any hour and did not \
-depend on the moon. Within twenty years most farmers sent their grain by rail, and the tide mill ground only for \
-a few families and for animal feed. The last commercial miller, a woman named Edith Marlowe, kept it running \
-until the great storm that broke the causeway and flooded the pond with sand. She wrote in her account book that \
-the storm had done in one night what the railway had failed to do in forty years.
-
-The mill stood empty for a long time. Children swam in what was left of the pond, and the wheel rotted until \
-only its iron rim remained. A group of volunteers formed a trust to save it, raised money with concerts and a \
-yearly fair, and rebuilt the causeway with help from an engineer who had restored tide mills elsewhere. The \
-gates were copied from an old drawing found in the parish chest, and a new wheel was built by a boat yard down \
-the coast. Today the mill grinds on summer weekends, visitors can buy its flour in paper bags, and the tide \
-table is nailed to the door again, beside a notice that explains why the opening hours change every day.
-
-Scientists have also taken an interest. Because the pond fills and empties twice a day, its mud holds a record \
-of the bay's water over centuries, and cores taken from it show layers of sand left by storms, including the one \
-that closed the mill. The trust now measures the height of every tide at the gates, and its records are used by \
-a university to study how the level of the sea has changed along this part of the coast.\
-"""
-
-_PASSAGE_QUESTIONS: tuple[str, ...] = (
-    "Why does the miller's working day move forward by almost an hour every day?",
-    "How did farmers pay the miller, and what share was customary?",
-    "What caused the two fires that destroyed the first mill?",
-    "What finally ended commercial milling at Harrowmere, according to the text?",
-    "How did the volunteers rebuild the mill, and where did the design of the gates come from?",
-    "Why is the mud of the pond useful to scientists?",
-    "Summarise the history of the mill in three sentences.",
-    "What did damp grain mean for the mill's work and for the taste of its flour?",
-)
 
 #: Common English words that are one token each (with their leading space) in the vocabularies of the models
 #: lokal runs (checked with SmolLM2's); synthetic prompts are built from them so ~1 token per word holds.
@@ -167,6 +87,9 @@ class WorkloadSpec:
 WORKLOADS: dict[str, WorkloadSpec] = {
     "chat": WorkloadSpec("chat", "short, varied user questions (about 25-40 tokens each)", max_tokens=64),
     "long": WorkloadSpec("long", "a passage of about 800 tokens followed by a question on it", max_tokens=128),
+    "grounded": WorkloadSpec(
+        "grounded", "answers that reuse the prompt: fields to JSON, edits, quotes, a tool result", max_tokens=128
+    ),
     "synthetic": WorkloadSpec("synthetic", "filler text sized to --prompt-tokens", max_tokens=64),
 }
 
@@ -177,7 +100,7 @@ class Workload(Sequence[Prompt]):
 
     Behaves as a read-only list of `Prompt` (len, index, iterate)."""
 
-    name: str  # "chat", "long", "synthetic" or "file"
+    name: str  # a key of WORKLOADS ("chat", "long", "grounded", "synthetic") or "file"
     prompts: tuple[Prompt, ...]
     seed: int
     token_count: TokenCount
@@ -312,15 +235,23 @@ def _synthetic_text(rng: random.Random, tag: str, target: int, count: TokenCount
 
 def _base_items(name: str) -> list[tuple[str, tuple[dict[str, str], ...]]]:
     if name == "chat":
-        return [(f"chat-{i}", _user(q)) for i, q in enumerate(_CHAT_QUESTIONS)]
+        return [(f"chat-{i}", _user(q)) for i, q in enumerate(prompt_sets.CHAT_QUESTIONS)]
+    if name == "grounded":
+        return [(f"grounded-{i}", _user(text)) for i, text in enumerate(prompt_sets.GROUNDED)]
     if name == "synthetic":
         raise WorkloadError("the synthetic workload needs --prompt-tokens N")
     if name == "long":
         return [
-            (f"long-{i}", _user(f"Read the text below, then answer the question.\n\n{_PASSAGE}\n\nQuestion: {q}"))
-            for i, q in enumerate(_PASSAGE_QUESTIONS)
+            (
+                f"long-{i}",
+                _user(f"Read the text below, then answer the question.\n\n{prompt_sets.PASSAGE}\n\nQuestion: {q}"),
+            )
+            for i, q in enumerate(prompt_sets.PASSAGE_QUESTIONS)
         ]
-    raise WorkloadError(f"unknown workload {name!r}; choose one of: chat, long (or give --prompt-tokens / --prompts)")
+    raise WorkloadError(
+        f"unknown workload {name!r}; choose one of: {', '.join(w for w in WORKLOADS if w != 'synthetic')} "
+        "(or give --prompt-tokens / --prompts)"
+    )
 
 
 def _cycle(size: int, n: int, rng: random.Random, *, shuffle: bool = True) -> list[int]:

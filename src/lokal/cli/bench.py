@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from lokal.cli._choices import api_option
+from lokal.cli._choices import RegistryChoice, api_option
 from lokal.cli._engine import engines_option, refuse_engine_with_url
 from lokal.cli._output import print_json, warn
 
@@ -104,7 +104,7 @@ class _Bars:
 @click.option("--shuffle", is_flag=True, help="Send the --prompts file in a random order (seeded by --seed).")
 @click.option(
     "--workload",
-    type=click.Choice(["chat", "long", "synthetic"]),
+    type=RegistryChoice("lokal.bench.workload:WORKLOADS"),
     default="chat",
     show_default=True,
     help="Built-in prompt set.",
