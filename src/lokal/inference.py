@@ -202,9 +202,15 @@ class ToolAsk:
     tool_choice: Any = None
     parallel_tool_calls: bool | None = None
 
-    def request(self, model: LocalModel) -> ToolRequest | None:
+    @property
+    def wants_model_default(self) -> bool:
+        """Tools, and no `tool_choice`: the model's own default (`PARAMETER tool_choice`) decides."""
+        return bool(self.tools) and self.tool_choice is None
+
+    def request(self, model: LocalModel | None) -> ToolRequest | None:
+        """The ToolRequest; `model` is read only when `wants_model_default` (else it may be None)."""
         choice = self.tool_choice
-        if self.tools and choice is None:
+        if self.wants_model_default and model is not None:
             choice = model.params.get("tool_choice")
         return engine_tools.request(self.tools, choice, self.parallel_tool_calls)
 
@@ -220,9 +226,7 @@ def tool_request(
     no `tool_choice` gets the model's default (`PARAMETER tool_choice`), else "auto". (A route that goes on to
     `start_chat` passes a `ToolAsk` instead, so the model is resolved once.)"""
     ask = ToolAsk(tools, tool_choice, parallel_tool_calls)
-    if tools and tool_choice is None:
-        return ask.request(resolve(manager, model))
-    return engine_tools.request(tools, tool_choice, parallel_tool_calls)
+    return ask.request(resolve(manager, model) if ask.wants_model_default else None)
 
 
 def load(manager: EngineManager, model: str | LocalModel, *, options: Any = None, keep_alive: Any = None) -> int:

@@ -27,6 +27,7 @@ from lokal import http_client
 from lokal.audit.suite import AuditError, LikelihoodUnsupported, Scorer, ScorerBase, TokenScore
 from lokal.audit.suites import GENERATION_SUITES, LIKELIHOOD_SUITES
 from lokal.config import Settings
+from lokal.store.types import LocalModel
 
 __all__ = [
     "GENERATION_SUITES",
@@ -87,9 +88,9 @@ class InProcessScorer(ScorerBase):
         # Acquired once and held until close(): a wrong name fails before any suite starts, the model cannot be
         # unloaded mid-audit, and scoring thousands of sentences does not resolve the name thousands of times.
         # Same num_ctx as generation asks for, so the two share one loaded engine.
-        self._found = self.resolved = inference.resolve(manager, model)
-        num_ctx = inference.context_length(self._found, None)
-        self._engine, _ = manager.acquire(self._found, num_ctx=num_ctx, keep_alive=self._alive)
+        self.resolved: LocalModel = inference.resolve(manager, model)
+        num_ctx = inference.context_length(self.resolved, None)
+        self._engine, _ = manager.acquire(self.resolved, num_ctx=num_ctx, keep_alive=self._alive)
 
     @classmethod
     def from_settings(cls, model: str, settings: Settings | None = None) -> InProcessScorer:
@@ -112,7 +113,7 @@ class InProcessScorer(ScorerBase):
         template, otherwise it is a raw completion of the text."""
         options = {"temperature": 0.0, "seed": seed, "num_predict": max_tokens}
         run = self._inference.start_generate(
-            self.manager, self._found, prompt, raw=not chat, options=options, keep_alive=FOREVER
+            self.manager, self.resolved, prompt, raw=not chat, options=options, keep_alive=FOREVER
         )
         try:
             return run.stream.text()
