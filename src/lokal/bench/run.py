@@ -358,11 +358,11 @@ class _Pass:
 async def _open_passes(plan: BenchPlan, settings: Settings) -> list[_Pass]:
     """Open every engine's target before anything runs: a missing extra or a model an engine cannot run fails
     fast, not after the first engine's minutes of measuring."""
-    for name in plan.engines:
-        if missing := engine_specs.missing_packages(parse_engine(name)):
-            extra = engine_specs.ENGINE_SPECS[parse_engine(name)].extra
+    for wanted in map(parse_engine, plan.engines):  # parsed in BenchPlan already; this narrows the type
+        if missing := engine_specs.missing_packages(wanted):
+            extra = engine_specs.ENGINE_SPECS[wanted].extra
             install = f"pip install 'lokal[{extra}]'"
-            raise BenchError(f"--engine {name} needs the {extra} extra ({', '.join(missing)} missing): {install}")
+            raise BenchError(f"--engine {wanted} needs the {extra} extra ({', '.join(missing)} missing): {install}")
     passes: list[_Pass] = []
     try:
         for engine in plan.engines or (None,):

@@ -30,7 +30,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import TypeAdapter
 from pydantic.json_schema import JsonSchemaMode
 
-from lokal.server.openapi_requests import _DIGEST_PATTERN, MODEL_NAME, REF, REQUEST_PATCHES, options_schema
+from lokal.server.openapi_requests import DIGEST_PATTERN, MODEL_NAME, REF, REQUEST_PATCHES, options_schema
 from lokal.server.response_schemas import (
     SHAPES,
 )
@@ -305,7 +305,7 @@ def _raw_upload(paths: dict[str, Any]) -> None:
         for parameter in operation.get("parameters", []):
             if parameter.get("name") == "digest":
                 parameter["description"] = "sha256:<64 hex digits> (or Ollama's sha256-<hex>)"
-                parameter["schema"] = {"type": "string", "pattern": _DIGEST_PATTERN, "title": "Digest"}
+                parameter["schema"] = {"type": "string", "pattern": DIGEST_PATTERN, "title": "Digest"}
     if "post" in operations:
         operations["post"]["requestBody"] = {
             "required": True,

@@ -175,7 +175,7 @@ def _copy(schema: dict[str, Any]) -> None:
     _set(schema, "destination", MODEL_NAME)
 
 
-_DIGEST_PATTERN = "^sha256[:-][0-9a-fA-F]{64}$"
+DIGEST_PATTERN = "^sha256[:-][0-9a-fA-F]{64}$"
 #: Exactly one of `from` and `files` must be given (both empty, or both given, is a 400).
 _FROM_OR_FILES = {
     "anyOf": [
@@ -198,7 +198,7 @@ def _create(schema: dict[str, Any]) -> None:
             "type": ["object", "null"],
             "maxProperties": 1,
             "propertyNames": {"pattern": "\\.[gG][gG][uU][fF]$"},
-            "additionalProperties": {"type": "string", "pattern": _DIGEST_PATTERN},
+            "additionalProperties": {"type": "string", "pattern": DIGEST_PATTERN},
             "description": 'one GGUF uploaded with POST /api/blobs/<digest>, as {"model.gguf": "sha256:..."}',
         },
     )
