@@ -63,7 +63,7 @@ def test_pull_list_show_rm_cp_round_trip(make_gguf) -> None:
     shown = json.loads(invoke("show", "tiny2", "--json", "--num-ctx", "128", "--parallel", "2").output)
     assert shown["name"] == "tiny2:latest" and shown["architecture"] == "llama"
     assert shown["context_length"] == 2048 and shown["quantization"] == "Q4_0"
-    assert shown["memory"]["kv_cache"] == 65_536 and shown["memory"]["num_parallel"] == 2
+    assert shown["memory"]["kv_cache"] == 34_816 and shown["memory"]["num_parallel"] == 2
     assert shown["memory"]["total"] == sum(shown["memory"][k] for k in ("weights", "kv_cache", "compute"))
 
     text = invoke("show", "tiny").output

@@ -15,11 +15,11 @@ from lokal.store.memory import (
 
 
 def test_kv_cache_smollm2_by_hand() -> None:
-    # SmolLM2-135M: 30 layers, 3 KV heads of 64 (K) + 64 (V), f16; 4 sequences of 4096 tokens.
-    # 30 × 16384 cells × 3 × 128 × 2 bytes = 377,487,360
+    # SmolLM2-135M: 30 layers, 3 KV heads of 64 (K) + 64 (V), q8_0; 4 sequences of 4096 tokens.
+    # 30 × 16384 cells × 3 × 128 values × 34 / 32 bytes = 200,540,160
     assert (
         kv_cache_bytes(n_layer=30, num_ctx=4096, num_parallel=4, n_head_kv=3, key_length=64, value_length=64)
-        == 377_487_360
+        == 200_540_160
     )
 
 
@@ -36,11 +36,11 @@ def test_estimate_by_hand() -> None:
         num_ctx=128,
         num_parallel=2,
     )
-    # KV: 2 layers × 256 cells × 2 heads × 32 × 2 bytes = 65,536
-    assert est.kv_cache == 65_536
+    # KV: 2 layers × 256 cells × 2 heads × 32 values × 34 / 32 bytes (q8_0) = 34,816
+    assert est.kv_cache == 34_816
     # compute: ubatch = min(512, 256) = 256 tokens; per token 100 + 4×128 + 4×64 = 868 f32 values
     assert est.compute == 4 * 256 * 868 + COMPUTE_OVERHEAD_BYTES == 888_832 + 33_554_432
-    assert est.total == 1_000_000 + 65_536 + 34_443_264
+    assert est.total == 1_000_000 + 34_816 + 34_443_264
     assert est.to_dict()["total"] == est.total
 
 
@@ -92,4 +92,4 @@ def test_estimate_for_model_matches_the_store(make_gguf) -> None:
     model = store.pull(str(make_gguf()), name="tiny", progress=False)
     direct = estimate_for_model(model, num_ctx=128, num_parallel=2)
     assert direct == store.estimate_memory(model, num_ctx=128, num_parallel=2)
-    assert direct.kv_cache == 65_536 and direct.weights == model.size
+    assert direct.kv_cache == 34_816 and direct.weights == model.size

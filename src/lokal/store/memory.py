@@ -3,8 +3,9 @@
 The estimate has three parts (all in bytes):
 
 * **weights** — the GGUF file size. llama.cpp mmaps the file; on a CPU the whole file ends up resident.
-* **KV cache** — ``n_layer × (num_ctx × num_parallel) × n_head_kv × (key_length + value_length) × 2``:
-  one K and one V vector per layer, per KV head, per cell, in f16 (2 bytes). lokal gives each of the
+* **KV cache** — ``n_layer × (num_ctx × num_parallel) × n_head_kv × (key_length + value_length) × 34 / 32``:
+  one K and one V vector per layer, per KV head, per cell, in q8_0 (34 bytes per block of 32 values; see
+  `lokal.engine.llamacpp.runtime.context_params` for why not f16). lokal gives each of the
   `num_parallel` sequences its own `num_ctx` cells (per-sequence, not unified, cache).
 * **compute** — an allowance for llama.cpp's compute buffers, which it sizes for the worst-case batch
   (`n_ubatch` = 512 tokens): the f32 logits of a micro-batch (``n_vocab × n_ubatch × 4``), the
@@ -40,7 +41,8 @@ if TYPE_CHECKING:
     from lokal.store.sources.checkpoint import CheckpointInfo
     from lokal.store.types import LocalModel
 
-KV_BYTES_PER_ELEMENT = 2  # f16 K and V, llama.cpp's default cache type
+#: q8_0 K and V: a block of 32 values takes 32 int8 and one f16 scale (34 bytes).
+KV_BLOCK_BYTES, KV_BLOCK_VALUES = 34, 32
 F32_BYTES = 4
 DEFAULT_UBATCH = 512
 COMPUTE_OVERHEAD_BYTES = 32 * 1024 * 1024
@@ -69,9 +71,9 @@ class MemoryEstimate:
 def kv_cache_bytes(
     *, n_layer: int, num_ctx: int, num_parallel: int, n_head_kv: int, key_length: int, value_length: int
 ) -> int:
-    """f16 KV cache size: n_layer × cells × n_head_kv × (key_length + value_length) × 2 bytes."""
+    """q8_0 KV cache size: n_layer × cells × n_head_kv × (key_length + value_length) × 34 / 32 bytes."""
     cells = num_ctx * num_parallel
-    return n_layer * cells * n_head_kv * (key_length + value_length) * KV_BYTES_PER_ELEMENT
+    return n_layer * cells * n_head_kv * (key_length + value_length) * KV_BLOCK_BYTES // KV_BLOCK_VALUES
 
 
 def compute_bytes(
