@@ -25,6 +25,9 @@ DEFAULT_MAX_LOADED_MODELS = 3
 DEFAULT_MAX_QUEUE = 512
 DEFAULT_HOST = "127.0.0.1:11434"
 DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
+#: LOKAL_SPECULATIVE: speculative decoding in the llama.cpp engine ("off", or "lookup": prompt-lookup drafts).
+SPECULATIVE_MODES = ("off", "lookup")
+DEFAULT_SPECULATIVE = "off"
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
 _UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
@@ -100,6 +103,16 @@ def _engine_env(environ: Mapping[str, str]) -> str | None:
         raise InvalidOptions(f"LOKAL_ENGINE: {exc}") from None
 
 
+def _speculative_env(environ: Mapping[str, str]) -> str:
+    raw = (environ.get("LOKAL_SPECULATIVE") or "").strip().lower()
+    if not raw:
+        return DEFAULT_SPECULATIVE
+    if raw not in SPECULATIVE_MODES:
+        shown = ", ".join(SPECULATIVE_MODES)
+        raise InvalidOptions(f"LOKAL_SPECULATIVE must be one of {shown}; got {raw!r}")
+    return raw
+
+
 def default_threads() -> int:
     """Physical cores: llama.cpp decodes fastest with one thread per physical core."""
     import psutil
@@ -130,6 +143,8 @@ class Settings:
     #: Where the transformers engine keeps GGUF files it dequantized (LOKAL_TRANSFORMERS_CACHE, else
     #: <home>/transformers): converting SmolLM2's GGUF takes ~30 s, loading the converted copy under 1 s.
     transformers_cache: Path | None = None
+    #: LOKAL_SPECULATIVE: how the llama.cpp engine drafts tokens (SPECULATIVE_MODES); requests may override it.
+    speculative: str = DEFAULT_SPECULATIVE
 
     @property
     def transformers_cache_dir(self) -> Path:
@@ -165,6 +180,7 @@ class Settings:
             transformers_cache=Path(env["LOKAL_TRANSFORMERS_CACHE"]).expanduser()
             if env.get("LOKAL_TRANSFORMERS_CACHE")
             else None,
+            speculative=_speculative_env(env),
         )
 
     @property

@@ -38,9 +38,14 @@ class Completion:
     prompt_cache_count: int = 0
     #: One entry per generated token when log-probabilities were asked for (`generate(..., logprobs=k)`).
     logprobs: tuple[GeneratedToken, ...] = ()
+    #: Speculative decoding: tokens drafted and verified, and how many of them were kept (both in `eval_count`
+    #: only as far as they were kept).
+    draft_count: int = 0
+    draft_accepted_count: int = 0
 
     def timings(self) -> dict[str, int]:
-        return {
+        """Ollama's timing fields; with speculative decoding, the draft counts too (only then: Ollama has none)."""
+        out = {
             "total_duration": self.total_duration,
             "load_duration": self.load_duration,
             "prompt_eval_count": self.prompt_eval_count,
@@ -48,6 +53,10 @@ class Completion:
             "eval_count": self.eval_count,
             "eval_duration": self.eval_duration,
         }
+        if self.draft_count:
+            out["draft_count"] = self.draft_count
+            out["draft_accepted_count"] = self.draft_accepted_count
+        return out
 
 
 @dataclasses.dataclass(frozen=True)

@@ -52,6 +52,8 @@ class SequenceState:
     #: None: no log-probabilities; k: each generated token's, with its k most likely alternatives.
     top_logprobs: int | None = None
     logprobs: list[GeneratedToken] = dataclasses.field(default_factory=list)
+    drafted: int = 0  # speculative decoding: drafted tokens verified, and how many of them were kept
+    draft_accepted: int = 0
     done: bool = False
 
     @property
@@ -244,5 +246,7 @@ class WorkerBatcher(Generic[S]):
                 total_duration=_ns(end - seq.submitted_at),
                 context=(*seq.prompt, *seq.generated),
                 logprobs=tuple(seq.logprobs),
+                draft_count=seq.drafted,
+                draft_accepted_count=seq.draft_accepted,
             )
         )

@@ -11,6 +11,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from lokal.engine.speculative import MAX_DRAFT, MODES
 from lokal.errors import InvalidOptions
 
 
@@ -30,6 +31,10 @@ class Options:
     num_predict: int = -1  # -1: until end of generation or the context is full
     stop: tuple[str, ...] = ()
     num_ctx: int | None = None  # load-time: None means the server's default context length
+    #: Speculative decoding for this request: "off" or "lookup"; None: the server's setting (LOKAL_SPECULATIVE).
+    speculative: str | None = None
+    #: The most tokens drafted per step (Ollama's name for it); None: lokal.engine.speculative.DEFAULT_DRAFT.
+    draft_num_predict: int | None = None
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any] | None, defaults: Mapping[str, Any] | None = None) -> Options:
@@ -74,6 +79,10 @@ class Options:
             )
         if self.num_ctx is not None and self.num_ctx < 16:
             raise InvalidOptions(f"option 'num_ctx' must be at least 16, got {self.num_ctx}")
+        if self.draft_num_predict is not None and not 0 <= self.draft_num_predict <= MAX_DRAFT:
+            raise InvalidOptions(
+                f"option 'draft_num_predict' must be between 0 and {MAX_DRAFT}, got {self.draft_num_predict}"
+            )
         if any(not s for s in self.stop):
             raise InvalidOptions("option 'stop' must not contain empty strings")
 
@@ -96,7 +105,7 @@ class Options:
 
 
 PENALTY_BOUND = 1e6
-INT_FIELDS = {"top_k", "repeat_last_n", "seed", "num_predict", "num_ctx"}
+INT_FIELDS = {"top_k", "repeat_last_n", "seed", "num_predict", "num_ctx", "draft_num_predict"}
 #: Passed to llama.cpp as int32 (seed is reduced modulo 2**32, num_predict only compared in Python).
 INT32_FIELDS = ("top_k", "repeat_last_n", "num_ctx")
 INT32_MAX = 2**31 - 1
@@ -117,6 +126,11 @@ def _coerce(name: str, value: Any) -> Any:
         if isinstance(value, list | tuple) and all(isinstance(s, str) for s in value):
             return tuple(value)
         raise InvalidOptions(f"option 'stop' must be a string or a list of strings, got {value!r}")
+    if name == "speculative":
+        if value not in MODES:
+            shown = " or ".join(repr(m) for m in MODES)
+            raise InvalidOptions(f"option 'speculative' must be {shown}, got {value!r}")
+        return value
     if isinstance(value, bool):
         raise InvalidOptions(f"option '{name}' must be a number, got {value!r}")
     if name in INT_FIELDS:

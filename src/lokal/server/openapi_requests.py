@@ -15,6 +15,7 @@ from typing import Any
 from lokal.engine.base import MAX_TOP_LOGPROBS
 from lokal.engine.messages import TEXT_PART_TYPES
 from lokal.engine.options import FLOAT_FIELDS, INT32_MAX, INT_FIELDS, Options
+from lokal.engine.speculative import MAX_DRAFT, MODES
 
 REF = "#/components/schemas/{model}"
 
@@ -35,6 +36,8 @@ _OPTION_DOCS: dict[str, tuple[dict[str, Any], str]] = {
     "repeat_last_n": ({"minimum": -1, "maximum": INT32_MAX}, "tokens the repeat penalty looks back; -1 the context"),
     "presence_penalty": ({}, "OpenAI's presence penalty (default 0)"),
     "frequency_penalty": ({}, "OpenAI's frequency penalty (default 0)"),
+    "speculative": ({}, "speculative decoding for this request: off or lookup (default: LOKAL_SPECULATIVE)"),
+    "draft_num_predict": ({"minimum": 0, "maximum": MAX_DRAFT}, "tokens drafted per step at most (default 10)"),
 }
 _STOP = {
     "anyOf": [
@@ -52,6 +55,8 @@ def options_schema(*, open_ended: bool) -> dict[str, Any]:
         bounds, description = _OPTION_DOCS.get(field.name, ({}, ""))
         if field.name == "stop":
             schema: dict[str, Any] = copy.deepcopy(_STOP)
+        elif field.name == "speculative":
+            schema = {"enum": [*MODES, None]}
         elif field.name in INT_FIELDS:
             schema = {"type": ["integer", "null"], **bounds}
         elif field.name in FLOAT_FIELDS:

@@ -20,6 +20,7 @@ def create(model: LocalModel, num_ctx: int, settings: Settings) -> LlamaCppEngin
         threads=settings.threads,
         max_queue=settings.max_queue,
         verbose=settings.debug,
+        speculative_mode=settings.speculative,
     )
 
 

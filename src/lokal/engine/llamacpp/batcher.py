@@ -1,7 +1,9 @@
 """Continuous batching over one llama.cpp context: one worker thread, many sequences.
 
 Each step puts the next token of every running sequence, plus prefill chunks of newly admitted ones, into
-one `llama_decode` batch, then samples every sequence that produced logits. Requests join and leave
+one `llama_decode` batch, then samples every sequence that produced logits. With speculation (prompt lookup,
+`lokal.engine.speculative`), a decoding sequence also sends the tokens it drafted, and keeps those its sampler
+draws in turn; the KV cells of the rest are removed. Requests join and leave
 between steps; a cancelled request frees its sequence (and its KV cells) at the next step, and a request
 cancelled while still waiting leaves the queue at once. `ctypes` releases the GIL inside `llama_decode`,
 so callers (and an asyncio event loop) keep running while the worker computes.
@@ -17,6 +19,7 @@ import time
 import llama_cpp as L
 import numpy as np
 
+from lokal.engine import speculative
 from lokal.engine.batching import SequenceState, WorkerBatcher
 from lokal.engine.llamacpp.runtime import Vocab
 from lokal.engine.llamacpp.sampling import Sampler
@@ -31,6 +34,11 @@ class Sequence(SequenceState):
     sampler: Sampler
     seq_id: int = -1
     n_prefilled: int = 0  # prompt tokens already sent to llama_decode
+    #: Prompt lookup over this sequence's tokens; None: it does not speculate.
+    drafter: speculative.PromptLookup | None = None
+    draft_limit: int = speculative.DEFAULT_DRAFT  # the most tokens it drafts per step
+    acceptance: speculative.Acceptance = dataclasses.field(default_factory=speculative.Acceptance)
+    proposal: list[int] = dataclasses.field(default_factory=list)  # this step's proposal (`Batcher._drafts`)
     decoder: codecs.IncrementalDecoder = dataclasses.field(
         default_factory=lambda: codecs.getincrementaldecoder("utf-8")(errors="replace")
     )
@@ -72,6 +80,8 @@ class Batcher(WorkerBatcher[Sequence]):
         self._cached: dict[int, list[int]] = {}
         self._active: list[Sequence] = []
         self._pieces: dict[int, bytes] = {}  # token id -> its bytes, special tokens written out (for logprobs)
+        #: How a decode step's time grows with its tokens, for choosing how many drafts to verify.
+        self.step_cost = speculative.StepCost()
         self.start()
 
     # -- hooks of WorkerBatcher ----------------------------------------------------------------
@@ -161,46 +171,110 @@ class Batcher(WorkerBatcher[Sequence]):
     def _decode_step(self) -> None:
         batch = self._batch
         n = 0
-        outputs: list[tuple[Sequence, int]] = []
+        #: Per sequence that produced logits: its output indices (the next token's, then its drafts'), its drafts.
+        outputs: list[tuple[Sequence, list[int], list[int]]] = []
 
-        def add(seq: Sequence, token: int, want_logits: bool) -> None:
+        def add(seq: Sequence, token: int, want_logits: bool) -> int:
             nonlocal n
             batch.token[n] = token
             batch.pos[n] = seq.n_past
             batch.n_seq_id[n] = 1
             batch.seq_id[n][0] = seq.seq_id
             batch.logits[n] = want_logits
-            if want_logits:
-                outputs.append((seq, n))
             seq.n_past += 1
             n += 1
+            return n - 1
 
-        # Decode: one token for every running sequence, in seq_id order. Measured: llama.cpp decoded the
-        # same 8 tokens in ~50 ms with ascending seq_ids and ~95 ms when they were permuted.
-        for seq in sorted(self._active, key=lambda s: s.seq_id):
-            if not seq.prefilling and seq.next_token is not None:
-                add(seq, seq.next_token, True)
-                seq.next_token = None
+        # Decode: one token for every running sequence, in seq_id order (measured: llama.cpp decoded the same 8
+        # tokens in ~50 ms with ascending seq_ids and ~95 ms when they were permuted), each followed by the
+        # tokens it drafted.
+        decoding = sorted(
+            (s for s in self._active if not s.prefilling and s.next_token is not None), key=lambda s: s.seq_id
+        )
+        drafts = self._drafts(decoding)
+        for seq, drafted in zip(decoding, drafts, strict=True):
+            indices = [add(seq, seq.next_token, True)]  # type: ignore[arg-type]
+            indices += [add(seq, token, True) for token in drafted]
+            outputs.append((seq, indices, drafted))
+            seq.next_token = None
+        prefill = False
         for seq in self._active:  # prefill: chunks of new prompts, in admission order, within the budget
             if n >= self.n_batch:
                 break
             if seq.prefilling:
+                prefill = True
                 end = min(len(seq.prompt), seq.n_prefilled + self.n_batch - n)
                 for i in range(seq.n_prefilled, end):
-                    add(seq, seq.prompt[i], i == len(seq.prompt) - 1)
+                    index = add(seq, seq.prompt[i], i == len(seq.prompt) - 1)
+                    if i == len(seq.prompt) - 1:
+                        outputs.append((seq, [index], []))
                 seq.n_prefilled = end
         if n == 0:
             return
         batch.n_tokens = n
+        started = time.perf_counter()
         rc = L.llama_decode(self._ctx, batch)
         if rc != 0:
             raise EngineError(f"llama_decode failed with code {rc}")
-        streams = [seq.stream for seq, _ in outputs]
+        if not prefill:
+            shape = [(seq.seq_id, len(indices)) for seq, indices, _ in outputs]
+            self.step_cost.observe(speculative.ubatches(shape), n, time.perf_counter() - started)
+        streams = [seq.stream for seq, _, _ in outputs]
         for stream in streams:
             stream.hold()
         try:
-            for seq, index in outputs:
-                token = seq.sampler.sample(self._ctx, index)
-                self._accept(seq, token, self._logits(index) if seq.wants_logprobs else None)
+            for seq, indices, drafted in outputs:
+                self._sample(seq, indices, drafted)
         finally:
             flush_all(streams)
+
+    def _drafts(self, decoding: list[Sequence]) -> list[list[int]]:
+        """The drafted tokens each decoding sequence verifies this step (lokal.engine.speculative.plan); each
+        sequence's whole proposal is kept in `seq.proposal`, to check the part not verified (see `_sample`)."""
+        offers: list[tuple[int, speculative.Candidate | None]] = []
+        for seq in decoding:
+            candidate = None
+            if seq.drafter is not None:
+                # Room for the drafts and the token sampled after them: in the context, and within num_predict.
+                room = min(seq.draft_limit, self.n_ctx_seq - seq.n_past - 1)
+                if seq.max_tokens >= 0:
+                    room = min(room, seq.max_tokens - len(seq.generated) - 1)
+                proposal = seq.proposal = seq.drafter.propose(room)
+                if proposal:
+                    candidate = speculative.Candidate(proposal, seq.acceptance.rate)
+            offers.append((seq.seq_id, candidate))
+        if all(c is None for _, c in offers):
+            return [[] for _ in decoding]
+        counts = speculative.plan(offers, per_token=self.step_cost.per_token, budget=self.n_batch - len(decoding))
+        return [c.proposal[:n] if c is not None else [] for (_, c), n in zip(offers, counts, strict=True)]
+
+    def _sample(self, seq: Sequence, indices: list[int], drafted: list[int]) -> None:
+        """Sample `seq` at each of its outputs in turn, while the token drawn is the draft decoded after it; then
+        remove the KV cells of the drafts that were not kept. The sampler sees exactly the tokens it would have
+        seen without drafts (each drawn from the logits after the tokens kept before it), so the output is the
+        same, greedy or sampled with a seed: a draft only saves the steps it was right for."""
+        base = seq.n_past - len(indices)  # the KV position of the first token this step decoded for seq
+        kept = 0
+        for i, index in enumerate(indices):
+            seq.n_past = base + i + 1  # the tokens decoded up to this output, and no draft after it
+            token = seq.sampler.sample(self._ctx, index)
+            self._accept(seq, token, self._logits(index) if seq.wants_logprobs else None)
+            if seq.done:
+                break
+            if seq.drafter is not None:
+                seq.drafter.extend((token,))
+            if i < len(drafted) and token == drafted[i]:
+                seq.next_token = None  # already decoded: it was the draft
+                kept += 1
+                continue
+            break
+        if drafted:
+            seq.drafted += len(drafted)
+            seq.draft_accepted += kept
+        proposal, seq.proposal = seq.proposal, []
+        checked, matched = min(kept + 1, len(proposal)), kept
+        if kept == len(drafted) < len(proposal) and not seq.done and seq.next_token == proposal[kept]:
+            matched += 1  # the proposed token after the verified ones was drawn anyway
+        seq.acceptance.update(checked, matched)
+        if base + len(indices) > seq.n_past and not L.llama_memory_seq_rm(self._memory, seq.seq_id, seq.n_past, -1):
+            raise EngineError("llama.cpp could not remove rejected draft tokens from the KV cache")

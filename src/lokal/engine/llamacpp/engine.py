@@ -16,7 +16,7 @@ from typing import Any
 import llama_cpp as L
 import numpy as np
 
-from lokal.engine import thinking
+from lokal.engine import speculative, thinking
 from lokal.engine.base import Format, TokenLogprob
 from lokal.engine.llamacpp import runtime
 from lokal.engine.llamacpp.batcher import Batcher
@@ -61,8 +61,15 @@ class LlamaCppEngine:
         max_queue: int = 512,
         n_batch: int = DEFAULT_BATCH,
         verbose: bool = False,
+        speculative_mode: str = "off",
     ) -> None:
+        """`speculative_mode`: requests draft tokens this way unless they say otherwise (speculative.MODES)."""
         runtime.init_backend(verbose)
+        if speculative_mode not in speculative.MODES:
+            raise InvalidOptions(
+                f"speculative mode must be one of {', '.join(speculative.MODES)}, got {speculative_mode!r}"
+            )
+        self.speculative = speculative_mode
         self.model = model
         self.num_parallel = num_parallel
         self.threads = threads
@@ -87,6 +94,10 @@ class LlamaCppEngine:
                     n_seq_max=num_parallel,
                     threads=threads,
                     flash_attn=True,
+                    # A sliding-window cache drops cells that fall out of the window as tokens arrive; rolling
+                    # back rejected drafts needs the cells before them, so keep them all (any request may draft).
+                    swa_full=L.llama_model_n_swa(self._model) > 0,
+                    kv_q8=True,  # the same logits with and without drafts (see runtime.context_params)
                 ),
             )
             self.context_length = L.llama_n_ctx_seq(self._ctx)
@@ -170,6 +181,8 @@ class LlamaCppEngine:
         )
         stream = TokenStream()
         stream.thinking = reading
+        mode = options.speculative or self.speculative
+        limit = speculative.DEFAULT_DRAFT if options.draft_num_predict is None else options.draft_num_predict
         seq = BatchSequence(
             prompt=tokens,
             sampler=sampler,
@@ -177,6 +190,8 @@ class LlamaCppEngine:
             stops=StopMatcher(options.stop),
             stream=stream,
             top_logprobs=top_logprobs,
+            drafter=speculative.PromptLookup(tokens) if mode == "lookup" and limit > 0 else None,
+            draft_limit=limit,
         )
         try:
             self._batcher.submit(seq)
