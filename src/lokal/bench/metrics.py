@@ -164,6 +164,10 @@ class LevelSummary:
     server_prompt_eval_ms: Stats
     server_eval_ms: Stats
     server_tokens_per_s: Stats  # server-reported output tokens / eval time, per request
+    #: Speculative decoding: drafted tokens kept / drafted tokens, over the level (None: nothing was drafted),
+    #: and per request that drafted (in percent).
+    draft_acceptance: float | None = None
+    draft_acceptance_pct: Stats = field(default_factory=lambda: stats(()))
     slo: Slo | None = None
     good: int | None = None  # completed requests meeting the SLO
     goodput: float | None = None  # good requests / s
@@ -195,6 +199,8 @@ def summarize(level: LoadLevel, slo: Slo | None = None) -> LevelSummary:
     server_tps = [
         1000.0 * t.output_tokens / t.eval_ms for t in servers if t.output_tokens and t.eval_ms and t.eval_ms > 0
     ]
+    drafts = [t for t in servers if t.draft_tokens]
+    drafted = sum(t.draft_tokens or 0 for t in drafts)
     errors: dict[str, int] = {}
     for s in samples:
         if not s.ok:
@@ -225,6 +231,8 @@ def summarize(level: LoadLevel, slo: Slo | None = None) -> LevelSummary:
         server_prompt_eval_ms=stats(t.prompt_eval_ms for t in servers if t.prompt_eval_ms is not None),
         server_eval_ms=stats(t.eval_ms for t in servers if t.eval_ms is not None),
         server_tokens_per_s=stats(server_tps),
+        draft_acceptance=sum(t.accepted_draft_tokens or 0 for t in drafts) / drafted if drafted else None,
+        draft_acceptance_pct=stats(100.0 * (t.accepted_draft_tokens or 0) / (t.draft_tokens or 1) for t in drafts),
         slo=slo,
         good=good,
         goodput=goodput,

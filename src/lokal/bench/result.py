@@ -47,6 +47,10 @@ class ServerTimings(Frozen):
     prompt_tokens: int | None = None
     output_tokens: int | None = None
     cached_prompt_tokens: int | None = None
+    #: Speculative decoding: tokens drafted and verified, and how many were kept (lokal's draft counts,
+    #: llama-server's draft_n / draft_n_accepted). None where the server says nothing about drafts.
+    draft_tokens: int | None = None
+    accepted_draft_tokens: int | None = None
 
 
 class RequestSample(Frozen):

@@ -81,6 +81,18 @@ class Metrics:
             registry=self.registry,
         )
         self.generated_tokens = Counter("lokal_generated_tokens", "Tokens generated", ["model"], registry=self.registry)
+        self.draft_tokens = Counter(
+            "lokal_speculative_draft_tokens",
+            "Tokens speculative decoding drafted and verified",
+            ["model"],
+            registry=self.registry,
+        )
+        self.draft_accepted_tokens = Counter(
+            "lokal_speculative_accepted_tokens",
+            "Drafted tokens that were kept (acceptance rate: this over lokal_speculative_draft_tokens)",
+            ["model"],
+            registry=self.registry,
+        )
         self.load_seconds = Histogram(
             "lokal_model_load_seconds",
             "Time to load a model",
@@ -93,6 +105,10 @@ class Metrics:
         self.prompt_tokens.labels(model).inc(completion.prompt_eval_count)
         self.cached_prompt_tokens.labels(model).inc(completion.prompt_cache_count)
         self.generated_tokens.labels(model).inc(completion.eval_count)
+        drafted = getattr(completion, "draft_count", 0)
+        if drafted:
+            self.draft_tokens.labels(model).inc(drafted)
+            self.draft_accepted_tokens.labels(model).inc(completion.draft_accepted_count)
         if ttft_seconds is not None:
             self.ttft.labels(model).observe(ttft_seconds)
         if completion.load_duration:

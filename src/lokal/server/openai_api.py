@@ -172,13 +172,23 @@ def _legacy_generated(tokens: list[GeneratedToken], offset: int) -> dict[str, An
 
 def _usage(completion: Any) -> dict[str, Any]:
     """OpenAI's usage, with `prompt_tokens_details.cached_tokens`: how many of the prompt tokens the prompt
-    cache supplied (as OpenAI and llama-server report it), so a benchmark can tell a cache hit from a prefill."""
-    return {
+    cache supplied (as OpenAI and llama-server report it), so a benchmark can tell a cache hit from a prefill.
+    When speculative decoding drafted tokens, `completion_tokens_details` counts them as OpenAI counts a
+    prediction's tokens: accepted (produced anyway) and rejected (verified, discarded)."""
+    usage: dict[str, Any] = {
         "prompt_tokens": completion.prompt_eval_count,
         "completion_tokens": completion.eval_count,
         "total_tokens": completion.prompt_eval_count + completion.eval_count,
         "prompt_tokens_details": {"cached_tokens": completion.prompt_cache_count},
     }
+    drafted = getattr(completion, "draft_count", 0)
+    if drafted:
+        accepted = completion.draft_accepted_count
+        usage["completion_tokens_details"] = {
+            "accepted_prediction_tokens": accepted,
+            "rejected_prediction_tokens": drafted - accepted,
+        }
+    return usage
 
 
 def _finish_reason(completion: Any) -> str:

@@ -37,6 +37,9 @@ class Timings(TypedDict):
     prompt_eval_duration: int
     eval_count: int
     eval_duration: int
+    #: lokal's speculative decoding (absent when nothing was drafted): tokens drafted and verified, and kept.
+    draft_count: NotRequired[int]
+    draft_accepted_count: NotRequired[int]
 
 
 class TokenLogprob(TypedDict):
@@ -247,11 +250,20 @@ class PromptTokensDetails(TypedDict):
     cached_tokens: int  # of prompt_tokens, those the prompt cache supplied
 
 
+class CompletionTokensDetails(TypedDict):
+    """OpenAI's Predicted Outputs counters, which lokal's speculative decoding fills: drafted tokens the model
+    produced too (part of completion_tokens), and drafted tokens it did not (verified, then discarded)."""
+
+    accepted_prediction_tokens: int
+    rejected_prediction_tokens: int
+
+
 class Usage(TypedDict):
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
     prompt_tokens_details: NotRequired[PromptTokensDetails]  # absent where no prompt cache is used (scoring)
+    completion_tokens_details: NotRequired[CompletionTokensDetails]  # present when tokens were drafted
 
 
 class FunctionCall(TypedDict):

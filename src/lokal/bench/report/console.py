@@ -37,6 +37,7 @@ def console_summary(results: Sequence[BenchResult] | BenchView) -> str:
                         f"TTFT p50/p99 {fmt(s.ttft_ms.p50)}/{fmt(s.ttft_ms.p99)} ms",
                         f"TPOT p50 {fmt(s.tpot_ms.p50)} ms",
                         f"E2EL p50 {fmt(s.e2el_ms.p50)} ms",
+                        *([f"drafts {fmt_pct(s.draft_acceptance)} accepted"] if s.draft_acceptance is not None else []),
                         *(
                             [f"goodput {fmt(s.goodput, 2)} req/s ({fmt_pct(s.slo_attainment)})"]
                             if s.goodput is not None

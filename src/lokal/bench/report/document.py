@@ -105,6 +105,7 @@ def summary_json(results: Sequence[BenchResult] | BenchView) -> list[dict[str, A
                 "token_sources": list(s.token_sources),
                 "request_goodput": s.goodput,
                 "slo_attainment": s.slo_attainment,
+                "draft_acceptance": s.draft_acceptance,
                 "errors": list(s.errors),
             }
             for name in ("ttft_ms", "itl_ms", "tpot_ms", "e2el_ms", "e2el_from_schedule_ms"):

@@ -42,6 +42,7 @@ def _latency_rows(level: LoadLevel, s: LevelSummary) -> list[tuple[str, Stats]]:
         ("server prompt eval (ms)", s.server_prompt_eval_ms),
         ("server eval (ms)", s.server_eval_ms),
         ("server tokens/s (output / eval)", s.server_tokens_per_s),
+        ("drafted tokens accepted (%)", s.draft_acceptance_pct),
     ]
     rows += [(name, st) for name, st in server if st.n > 0]
     return rows

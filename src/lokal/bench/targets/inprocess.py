@@ -49,6 +49,8 @@ def engine_timings(completion: Completion) -> ServerTimings:
         prompt_tokens=completion.prompt_eval_count,
         output_tokens=completion.eval_count,
         cached_prompt_tokens=completion.prompt_cache_count,
+        draft_tokens=completion.draft_count or None,
+        accepted_draft_tokens=completion.draft_accepted_count if completion.draft_count else None,
     )
 
 

@@ -40,6 +40,8 @@ def server_timings(final: dict[str, Any]) -> ServerTimings:
         total_ms=_ms(final.get("total_duration")),
         prompt_tokens=_int(final.get("prompt_eval_count")),
         output_tokens=_int(final.get("eval_count")),
+        draft_tokens=_int(final.get("draft_count")),
+        accepted_draft_tokens=_int(final.get("draft_accepted_count")),
     )
 
 

@@ -49,6 +49,8 @@ def llama_server_timings(timings: dict[str, Any]) -> ServerTimings:
         prompt_tokens=_int(timings.get("prompt_n")),
         output_tokens=_int(timings.get("predicted_n")),
         cached_prompt_tokens=_int(timings.get("cache_n")),
+        draft_tokens=_int(timings.get("draft_n")),
+        accepted_draft_tokens=_int(timings.get("draft_n_accepted")),
     )
 
 
@@ -238,6 +240,15 @@ class OpenAITarget(TargetBase):
         if cached is not None and server.cached_prompt_tokens is None:  # OpenAI's (and lokal's) way to say it
             server = server.model_copy(update={"cached_prompt_tokens": cached})
             out.server = server
+        predicted = usage.get("completion_tokens_details")
+        if isinstance(predicted, dict) and server.draft_tokens is None:  # lokal's draft counts, in OpenAI's words
+            accepted = _int(predicted.get("accepted_prediction_tokens"))
+            rejected = _int(predicted.get("rejected_prediction_tokens"))
+            if accepted is not None and rejected is not None and accepted + rejected > 0:
+                server = server.model_copy(
+                    update={"draft_tokens": accepted + rejected, "accepted_draft_tokens": accepted}
+                )
+                out.server = server
         if out.prompt_tokens is None and server.prompt_tokens is not None:
             out.prompt_tokens = server.prompt_tokens + (server.cached_prompt_tokens or 0)
         if completion is None:
