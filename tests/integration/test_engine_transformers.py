@@ -108,6 +108,12 @@ def test_format_is_refused_with_a_reason(hf_engine: Any) -> None:
         chat_format.text()
 
 
+def test_speculative_decoding_is_refused_with_a_reason(hf_engine: Any) -> None:
+    with pytest.raises(Unsupported, match=r"llama\.cpp engine only"):
+        hf_engine.generate("hi", Options.from_mapping({**GREEDY, "speculative": "lookup"})).text()
+    assert hf_engine.generate("hi", Options.from_mapping({**GREEDY, "speculative": "off", "num_predict": 2})).text()
+
+
 def test_cancel_frees_the_row_for_the_next_request(hf_engine: Any) -> None:
     stream = chat(hf_engine, "Write a long story", num_predict=400)
     iterator = iter(stream)

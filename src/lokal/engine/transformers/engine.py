@@ -130,6 +130,11 @@ class TransformersEngine:
         top_logprobs = check_top(logprobs)
         if tools is not None and tools.offered:
             raise Unsupported(_NO_TOOLS.format(model=self.model.name))
+        if options.speculative not in (None, "off"):
+            raise Unsupported(
+                f"speculative decoding ({options.speculative!r}) is built into the llama.cpp engine only; "
+                "drop the option or use --engine llamacpp"
+            )
         if format:
             raise Unsupported(
                 "format (JSON or a JSON schema) needs the llama.cpp engine's grammar sampler; "
