@@ -10,9 +10,10 @@ tokens after it, in the same batch, and keeps the drafts the sampler would have 
 - `Acceptance` tracks how often a sequence's drafts were right lately.
 - `plan` chooses how many of each sequence's drafted tokens to verify: a drafted token is worth the probability
   that it and every draft before it are accepted, and it costs the time one more token adds to the step
-  (`StepCost`, measured from the steps the engine runs). It is verified only while it raises the step's expected
-  tokens per second. When the batch is already compute-bound (many sequences, where one more token costs as
-  much as a step's share per token), no draft is worth it, and the step runs as without speculation.
+  (`StepCost`, fitted to the steps the engine runs). The plan with the most expected tokens per second wins,
+  and drafting nothing is one of the plans: when the batch is already compute-bound (many sequences, where one
+  more token costs as much as a step's share per token), no draft is worth it, and the step runs as without
+  speculation.
 
 Nothing here changes what is generated, only how many tokens one step may produce.
 """
@@ -31,8 +32,8 @@ MODES = SPECULATIVE_MODES
 MAX_DRAFT = 32
 #: Drafted tokens per step when the request does not say (a ceiling: `plan` usually verifies fewer).
 DEFAULT_DRAFT = 10
-#: N-gram lengths prompt lookup matches, longest first. One token alone matches too often by chance (measured:
-#: its drafts were accepted less than half as often as those of 2-grams), so at least 2.
+#: N-gram lengths prompt lookup matches, longest first. A single token recurs almost anywhere in a long prompt, so
+#: the shortest match tried is 2 tokens (a choice; 1 against 2 is not measured yet).
 NGRAM_MIN, NGRAM_MAX = 2, 4
 
 
