@@ -273,3 +273,11 @@ def test_a_schema_never_makes_the_server_fetch_a_reference(ref):
         grammar_for({"type": "object", "properties": {"a": {"$ref": ref}}})
     local = {"$defs": {"city": {"type": "string"}}, "type": "object", "properties": {"a": {"$ref": "#/$defs/city"}}}
     assert "root ::=" in grammar_for(local)
+
+
+def test_schema_strings_hold_no_control_characters() -> None:
+    """JSON forbids a raw newline in a string; llama-cpp-python's converter allowed one, and a sampled call
+    with a newline in its argument came back as text."""
+    grammar = schema_grammar({"type": "object", "properties": {"tz": {"type": "string", "maxLength": 4}}}, "t")
+    char = next(line for line in grammar.splitlines() if line.startswith("char ::="))
+    assert char.startswith('char ::= [^"\\\\\\x7F\\x00-\\x1F] |'), char

@@ -35,6 +35,11 @@ MAX_SCHEMA_REPEAT = 10_000
 #: And the grammar as a whole, whatever its shape.
 MAX_GRAMMAR_CHARS = 4_000_000
 _SPACE = 'space ::= | " " | "\\n" [ \\t]{0,20}'
+#: llama-cpp-python's converter lets a JSON string hold any character but `"` and `\`, raw newlines and other
+#: control characters included, which JSON forbids: a sampled call whose argument held a newline did not parse
+#: and came back as text. llama.cpp's own converter (and JSON_GBNF) exclude them; so does lokal.
+_CHAR_ANY = 'char ::= [^"\\\\] |'
+_CHAR_JSON = 'char ::= [^"\\\\\\x7F\\x00-\\x1F] |'
 _REPEAT_KEYS = ("minLength", "maxLength", "minItems", "maxItems", "minProperties", "maxProperties")
 
 
@@ -69,7 +74,7 @@ def schema_grammar(schema: dict[str, Any], what: str) -> str:
         raise InvalidOptions(f"{what}: this JSON schema cannot be turned into a grammar: {exc}") from None
     # Whitespace as llama.cpp's own converter allows it now (a newline and indentation, not just one space):
     # models like to pretty-print JSON, and each token the grammar rejects costs a pass over the vocabulary.
-    grammar = grammar.replace('space ::= " "?', _SPACE, 1)
+    grammar = grammar.replace('space ::= " "?', _SPACE, 1).replace(_CHAR_ANY, _CHAR_JSON, 1)
     if len(grammar) > MAX_GRAMMAR_CHARS:
         raise InvalidOptions(
             f"{what}: this JSON schema makes a grammar of {len(grammar):,} characters, more than lokal runs "
