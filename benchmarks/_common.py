@@ -9,19 +9,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+from lokal.bench import prompt_sets
+
 ROOT = Path(__file__).resolve().parent.parent
 PEER_SCRIPT = ROOT.parent / "shared" / "peers" / "build-llama-server.sh"
 
-PROMPTS = [
-    "Write a long story about a lighthouse keeper.",
-    "Explain in detail how a bicycle works.",
-    "Describe the history of the printing press at length.",
-    "Write a long letter to a friend about a journey by train.",
-    "Explain machine learning in simple terms, with many examples.",
-    "Describe a busy market in a large city in great detail.",
-    "Write a long essay about the ocean.",
-    "Tell a long fairy tale about a clever fox.",
-]
+PROMPTS = list(prompt_sets.LONG_FORM)  # the peers' benchmarks and the speculative-decoding tests share them
 
 
 def bundled_model_path() -> Path:

@@ -224,47 +224,54 @@ class LoadMeter:
         }
 
 
+def lokal_server(
+    name: str, args: argparse.Namespace, home: Path, log: Path, env: dict[str, str] | None = None
+) -> Server:
+    """`lokal serve` on a free port with `args.parallel` slots of `args.ctx_per_seq` tokens and `args.threads`,
+    keeping smollm2:135m loaded; its LOKAL_HOME and OLLAMA_MODELS under `home`, plus `env`."""
+    port = free_port()
+    (home / "ollama-models").mkdir(exist_ok=True)
+    model = getattr(args, "lokal_model", "smollm2:135m")
+    return Server(
+        name=name,
+        command=[
+            sys.executable,
+            "-m",
+            "lokal",
+            "serve",
+            "--host",
+            f"{HOST}:{port}",
+            "--parallel",
+            str(args.parallel),
+            "--context-length",
+            str(args.ctx_per_seq),
+            "--keep-alive=-1",
+            "--model",
+            model,
+        ],
+        ready_path="/health",
+        port=port,
+        model=model,
+        env=child_env(
+            {
+                "LOKAL_HOME": str(home),
+                "LOKAL_NUM_THREADS": str(args.threads),
+                "OLLAMA_MODELS": str(home / "ollama-models"),
+                **(env or {}),
+            }
+        ),
+        log=log,
+    )
+
+
 def make_servers(args: argparse.Namespace, model: Path, workdir: Path) -> tuple[list[Server], list[str]]:
     """The servers to run, in round order, and messages about peers that are skipped."""
     servers: list[Server] = []
     skipped: list[str] = []
     threads = str(args.threads)
     if LOKAL in args.servers:
-        port = free_port()
-        home = workdir / "lokal-home"
-        home.mkdir()
-        (workdir / "ollama-models").mkdir()
-        servers.append(
-            Server(
-                name=LOKAL,
-                command=[
-                    sys.executable,
-                    "-m",
-                    "lokal",
-                    "serve",
-                    "--host",
-                    f"{HOST}:{port}",
-                    "--parallel",
-                    str(args.parallel),
-                    "--context-length",
-                    str(args.ctx_per_seq),
-                    "--keep-alive=-1",
-                    "--model",
-                    "smollm2:135m",
-                ],
-                ready_path="/health",
-                port=port,
-                model="smollm2:135m",
-                env=child_env(
-                    {
-                        "LOKAL_HOME": str(home),
-                        "LOKAL_NUM_THREADS": threads,
-                        "OLLAMA_MODELS": str(workdir / "ollama-models"),
-                    }
-                ),
-                log=workdir / "lokal.log",
-            )
-        )
+        (workdir / "lokal-home").mkdir()
+        servers.append(lokal_server(LOKAL, args, workdir / "lokal-home", workdir / "lokal.log"))
     if LLAMA_SERVER in args.servers:
         binary = find_llama_server(args.llama_server)
         if binary is None:

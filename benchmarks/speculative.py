@@ -44,7 +44,7 @@ from typing import Any
 
 import httpx
 from _common import bundled_model_path, child_env, free_port, peer_binary
-from serve import HOST, Server
+from serve import HOST, Server, lokal_server
 
 from lokal.bench import prompt_sets
 
@@ -54,41 +54,12 @@ DEFAULT_CONFIGS = ("lokal-off", "lokal-lookup", "ls-none", *(f"ls-{m}" for m in 
 
 
 def make_server(name: str, args: argparse.Namespace, model: Path, work: Path) -> Server:
-    port = free_port()
     threads = str(args.threads)
     if name.startswith("lokal-"):
-        home = work / name
-        (home / "models").mkdir(parents=True)
-        return Server(
-            name=name,
-            command=[
-                sys.executable,
-                "-m",
-                "lokal",
-                "serve",
-                "--host",
-                f"{HOST}:{port}",
-                "--parallel",
-                str(args.parallel),
-                "--context-length",
-                str(args.ctx_per_seq),
-                "--keep-alive=-1",
-                "--model",
-                args.lokal_model,
-            ],
-            ready_path="/health",
-            port=port,
-            model=args.lokal_model,
-            env=child_env(
-                {
-                    "LOKAL_HOME": str(home),
-                    "LOKAL_NUM_THREADS": threads,
-                    "OLLAMA_MODELS": str(home / "models"),
-                    "LOKAL_SPECULATIVE": name.removeprefix("lokal-"),
-                }
-            ),
-            log=work / f"{name}.log",
-        )
+        (work / name).mkdir()
+        mode = {"LOKAL_SPECULATIVE": name.removeprefix("lokal-")}
+        return lokal_server(name, args, work / name, work / f"{name}.log", mode)
+    port = free_port()
     binary = Path(args.llama_server) if args.llama_server else peer_binary("llama-server")
     if binary is None or not binary.exists():
         raise SystemExit("llama-server not found: give --llama-server PATH")

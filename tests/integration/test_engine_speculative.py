@@ -35,17 +35,7 @@ GROUNDED = [
         for q in prompt_sets.PASSAGE_QUESTIONS
     ),
 ]
-OPEN = [
-    *prompt_sets.CHAT_QUESTIONS,
-    "Write a long story about a lighthouse keeper.",
-    "Explain in detail how a bicycle works.",
-    "Describe the history of the printing press at length.",
-    "Write a long letter to a friend about a journey by train.",
-    "Explain machine learning in simple terms, with many examples.",
-    "Describe a busy market in a large city in great detail.",
-    "Write a long essay about the ocean.",
-    "Tell a long fairy tale about a clever fox.",
-]
+OPEN = [*prompt_sets.CHAT_QUESTIONS, *prompt_sets.LONG_FORM]
 PROMPTS = GROUNDED + OPEN
 WEATHER = {
     "type": "function",

@@ -147,3 +147,16 @@ GROUNDED: tuple[str, ...] = (
     f"Correct the spelling of 'Linden Row' to 'Lynden Row' in the order below and return the whole text "
     f"otherwise unchanged.\n\n{_RECORD}",
 )
+
+#: Requests for long open-ended answers (stories, essays, explanations): what the engine and server benchmarks
+#: decode, and the open-ended half of the speculative-decoding tests.
+LONG_FORM = (
+    "Write a long story about a lighthouse keeper.",
+    "Explain in detail how a bicycle works.",
+    "Describe the history of the printing press at length.",
+    "Write a long letter to a friend about a journey by train.",
+    "Explain machine learning in simple terms, with many examples.",
+    "Describe a busy market in a large city in great detail.",
+    "Write a long essay about the ocean.",
+    "Tell a long fairy tale about a clever fox.",
+)
