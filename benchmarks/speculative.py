@@ -1,4 +1,5 @@
-"""Speculative decoding: `lokal serve` with and without prompt-lookup drafts, against llama.cpp's `llama-server`
+"""Speculative decoding: `lokal serve` with and without drafts (prompt lookup, a draft model), against llama.cpp's
+`llama-server`
 without speculation and with each n-gram mode its build offers, in one run, same GGUF, same threads, 127.0.0.1.
 
 Workloads: "grounded" (lokal bench's built-in set whose answers reuse the prompt: fields to JSON, an edit, a
@@ -7,11 +8,13 @@ prompt_sets.CHAT_QUESTIONS). Every configuration is started once and kept runnin
 time, and the configurations take turns in alternating rounds (A, B, C, A, B, C, ...) so drift in machine speed
 hits them alike. Each figure is the median over rounds, with the spread (min-max) beside it.
 
-Configurations (llama-server's modes as its `--spec-type` lists them; `draft-simple` needs a draft model, given
-with `--draft-model PATH`, and lokal's draft-model mode is not built yet, so neither runs by default):
+Configurations (llama-server's modes as its `--spec-type` lists them; the draft-model ones run when a draft model
+is given with `--draft-model PATH`):
 
     lokal-off        LOKAL_SPECULATIVE=off
     lokal-lookup     LOKAL_SPECULATIVE=lookup
+    lokal-draft      LOKAL_SPECULATIVE=draft:PATH                       (with --draft-model)
+    ls-draft-simple  llama-server --spec-type draft-simple --model-draft PATH   (with --draft-model)
     ls-none          llama-server
     ls-ngram-simple, ls-ngram-map-k, ls-ngram-mod, ls-ngram-cache   llama-server --spec-type MODE
 
@@ -57,7 +60,8 @@ def make_server(name: str, args: argparse.Namespace, model: Path, work: Path) ->
     threads = str(args.threads)
     if name.startswith("lokal-"):
         (work / name).mkdir()
-        mode = {"LOKAL_SPECULATIVE": name.removeprefix("lokal-")}
+        spec = name.removeprefix("lokal-")
+        mode = {"LOKAL_SPECULATIVE": f"draft:{args.draft_model}" if spec == "draft" else spec}
         return lokal_server(name, args, work / name, work / f"{name}.log", mode)
     port = free_port()
     binary = Path(args.llama_server) if args.llama_server else peer_binary("llama-server")
@@ -165,7 +169,9 @@ def main() -> None:
     parser.add_argument("--ctx-per-seq", type=int, default=2048)
     parser.add_argument("--model", type=Path, default=None, help="GGUF for llama-server (default: the bundled one)")
     parser.add_argument("--lokal-model", default="smollm2:135m", help="the same model, as lokal names it")
-    parser.add_argument("--draft-model", type=Path, default=None, help="GGUF for llama-server's draft-simple")
+    parser.add_argument(
+        "--draft-model", type=Path, default=None, help="a draft GGUF: adds lokal-draft and ls-draft-simple"
+    )
     parser.add_argument("--llama-server", default=None)
     parser.add_argument("--configs", default=",".join(DEFAULT_CONFIGS))
     parser.add_argument("--workloads", default="grounded,open")
@@ -174,8 +180,8 @@ def main() -> None:
     args = parser.parse_args()
     model = args.model or bundled_model_path()
     configs = [c.strip() for c in args.configs.split(",") if c.strip()]
-    if args.draft_model is not None and "ls-draft-simple" not in configs:
-        configs.append("ls-draft-simple")
+    if args.draft_model is not None:
+        configs += [c for c in ("lokal-draft", "ls-draft-simple") if c not in configs]
     levels = [int(c) for c in args.concurrency.split(",")]
     workloads = [w.strip() for w in args.workloads.split(",")]
     results: dict[tuple[str, str, int], list[dict[str, float]]] = {}

@@ -25,8 +25,9 @@ DEFAULT_MAX_LOADED_MODELS = 3
 DEFAULT_MAX_QUEUE = 512
 DEFAULT_HOST = "127.0.0.1:11434"
 DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
-#: LOKAL_SPECULATIVE: speculative decoding in the llama.cpp engine ("off", or "lookup": prompt-lookup drafts).
-SPECULATIVE_MODES = ("off", "lookup")
+#: Speculative decoding in the llama.cpp engine: "off", "lookup" (prompt-lookup drafts) or "draft" (a draft model's).
+#: LOKAL_SPECULATIVE is one of "off", "lookup" and "draft:MODEL"; a request's `speculative` option one of these.
+SPECULATIVE_MODES = ("off", "lookup", "draft")
 DEFAULT_SPECULATIVE = "off"
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
@@ -104,13 +105,28 @@ def _engine_env(environ: Mapping[str, str]) -> str | None:
 
 
 def _speculative_env(environ: Mapping[str, str]) -> str:
-    raw = (environ.get("LOKAL_SPECULATIVE") or "").strip().lower()
+    raw = (environ.get("LOKAL_SPECULATIVE") or "").strip()
     if not raw:
         return DEFAULT_SPECULATIVE
-    if raw not in SPECULATIVE_MODES:
-        shown = ", ".join(SPECULATIVE_MODES)
-        raise InvalidOptions(f"LOKAL_SPECULATIVE must be one of {shown}; got {raw!r}")
-    return raw
+    parse_speculative(raw)
+    mode, _, name = raw.partition(":")
+    return f"draft:{name.strip()}" if mode.strip().lower() == "draft" else raw.lower()
+
+
+def parse_speculative(value: str) -> tuple[str, str | None]:
+    """LOKAL_SPECULATIVE's value as (mode, draft model name): "lookup" -> ("lookup", None), "draft:smollm2" ->
+    ("draft", "smollm2"). InvalidOptions says what is accepted."""
+    mode, colon, name = value.strip().partition(":")
+    mode, name = mode.strip().lower(), name.strip()
+    if mode == "draft":
+        if not name:
+            raise InvalidOptions(
+                "LOKAL_SPECULATIVE=draft needs the draft model's name, as draft:MODEL (e.g. draft:smollm2)"
+            )
+        return mode, name
+    if colon or mode not in SPECULATIVE_MODES:
+        raise InvalidOptions(f"LOKAL_SPECULATIVE must be off, lookup or draft:MODEL; got {value.strip()!r}")
+    return mode, None
 
 
 def default_threads() -> int:
@@ -143,7 +159,8 @@ class Settings:
     #: Where the transformers engine keeps GGUF files it dequantized (LOKAL_TRANSFORMERS_CACHE, else
     #: <home>/transformers): converting SmolLM2's GGUF takes ~30 s, loading the converted copy under 1 s.
     transformers_cache: Path | None = None
-    #: LOKAL_SPECULATIVE: how the llama.cpp engine drafts tokens (SPECULATIVE_MODES); requests may override it.
+    #: LOKAL_SPECULATIVE: how the llama.cpp engine drafts tokens ("off", "lookup" or "draft:MODEL", see
+    #: `parse_speculative`); requests may override it.
     speculative: str = DEFAULT_SPECULATIVE
 
     @property

@@ -1,9 +1,13 @@
-"""Speculative decoding (prompt lookup) on the real bundled model: what it generates must not change.
+"""Speculative decoding (prompt lookup, and a draft model) on the real bundled model: what it generates must not
+change.
 
-One engine serves both sides: the engine's default is "off" and each request says `speculative`, so every
-comparison is the same model, context and slots with drafts and without. The reference is the output without
-drafts in batches of 8; a sequence's output does not depend on its batch (tests/integration/test_engine.py), and
-the q8_0 KV cache keeps that true past 512 cells, where an f16 cache did not (engine/llamacpp/runtime.py).
+One engine serves both sides of the prompt-lookup tests: the engine's default is "off" and each request says
+`speculative`, so every comparison is the same model, context and slots with drafts and without. The draft-model
+tests use a second engine that drafts with the bundled model itself: the draft then always agrees with the target,
+which checks both that the drafts are verified right and that nothing is lost on the way. The reference is the
+output without drafts in batches of 8; a sequence's output does not depend on its batch
+(tests/integration/test_engine.py), and the q8_0 KV cache keeps that true past 512 cells, where an f16 cache
+did not (engine/llamacpp/runtime.py).
 """
 
 from __future__ import annotations
@@ -15,9 +19,9 @@ import pytest
 from lokal.bench import prompt_sets
 from lokal.engine import tools
 from lokal.engine.options import Options
-from lokal.engine.speculative import StepCost
+from lokal.engine.speculative import DraftCost, StepCost
 from lokal.engine.tool_formats import format_of
-from lokal.errors import Cancelled
+from lokal.errors import Cancelled, InvalidOptions
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -206,3 +210,72 @@ def test_logprobs_are_identical(spec_engine):
     assert [(t.token, t.logprob, [c.token for c in t.top]) for t in on.logprobs] == [
         (t.token, t.logprob, [c.token for c in t.top]) for t in off.logprobs
     ]
+
+
+# -- a draft model ------------------------------------------------------------------------------------------------
+
+#: 8 of the 64 prompts (one batch), half grounded and half open-ended: drafting with a second copy of the model
+#: doubles the work, and the suite's time is bounded.
+DRAFT_SAMPLE = [*range(0, len(GROUNDED), 8), *range(len(GROUNDED), len(PROMPTS), 8)]
+
+
+@pytest.fixture(scope="module")
+def draft_engine(smollm2_model):
+    from lokal.engine.llamacpp import LlamaCppEngine
+
+    with LlamaCppEngine(
+        smollm2_model,
+        context_length=2048,
+        num_parallel=8,
+        threads=2,
+        speculative_mode="draft",
+        draft_model=smollm2_model,
+        # Drafting with a copy of the model costs as much as the model: left to its timing, the plan (rightly)
+        # drafts nothing. Pinned free, it drafts on every step.
+        draft_cost=DraftCost(1.0, fixed=0.0),
+    ) as eng:
+        eng._batcher.step_cost = StepCost(prior_ratio=0.05, learn=False)
+        assert eng.load_info["draft_model"] == smollm2_model.name
+        yield eng
+
+
+def test_the_model_as_its_own_draft_accepts_every_proposal(draft_engine, reference):
+    prompts = [PROMPTS[i] for i in DRAFT_SAMPLE]
+    results = in_batches(draft_engine, prompts, opts("draft"))
+    for i, got in zip(DRAFT_SAMPLE, results, strict=True):
+        assert got.context == reference[i].context, PROMPTS[i][:60]
+        # Every drafted token was what the model then sampled, in batches of 8 as drafted one by one: the draft
+        # context's cells (kept, rolled back, re-evaluated as the target's advance) match the target's.
+        assert got.draft_count > 0 and got.draft_accepted_count == got.draft_count, PROMPTS[i][:60]
+
+
+def test_a_draft_model_changes_nothing_alone_or_sampled(draft_engine, reference):
+    for i in DRAFT_SAMPLE[::4]:
+        got = finished(draft_engine.chat(user(PROMPTS[i]), opts("draft")))
+        assert got.context == reference[i].context
+    sampled = {"temperature": 0.8, "seed": 11, "top_k": 40, "top_p": 0.95, "num_predict": 64}
+    prompts = [GROUNDED[5], OPEN[3]]
+    off = in_batches(draft_engine, prompts, opts("off", **sampled))
+    on = [finished(draft_engine.chat(user(p), opts("draft", **sampled))) for p in prompts]
+    assert [r.context for r in on] == [r.context for r in off]
+    # Greedy drafts against sampled tokens: some are rejected, and the KV cells after them rolled back.
+    assert 0 < sum(r.draft_accepted_count for r in on) < sum(r.draft_count for r in on)
+
+
+def test_a_draft_model_with_num_predict_stop_and_json(draft_engine, reference):
+    ref = reference[0]
+    for n in (1, 7):
+        got = finished(draft_engine.chat(user(GROUNDED[0]), opts("draft", num_predict=n)))
+        assert got.context == ref.context[: ref.prompt_eval_count + n]
+    words = ref.text.split()
+    stop = " ".join(words[len(words) // 2 : len(words) // 2 + 2])
+    on = finished(draft_engine.chat(user(GROUNDED[0]), opts("draft", stop=[stop])))
+    assert on.text == ref.text[: ref.text.index(stop)] and on.done_reason == "stop"
+    off = finished(draft_engine.chat(user(GROUNDED[0]), opts("off", num_predict=96), format="json"))
+    on = finished(draft_engine.chat(user(GROUNDED[0]), opts("draft", num_predict=96), format="json"))
+    assert on.context == off.context and on.draft_accepted_count > 0
+
+
+def test_draft_without_a_draft_model_is_refused_by_name(spec_engine):
+    with pytest.raises(InvalidOptions, match="loaded without a draft model: start the server with LOKAL_SPECULATIVE"):
+        spec_engine.chat(user("hi"), opts("draft"))

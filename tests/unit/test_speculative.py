@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from lokal.config import Settings
+from lokal.config import Settings, parse_speculative
 from lokal.engine import speculative
 from lokal.engine.options import Options
 from lokal.engine.speculative import Acceptance, Candidate, PromptLookup, StepCost, plan, ubatches
@@ -131,10 +131,38 @@ def test_plan_keeps_within_the_budget() -> None:
     assert sum(plan([(0, Candidate(list(range(10)), 1.0))], per_token=0.01, budget=3)) <= 3
 
 
+def test_plan_charges_a_draft_model_a_step_per_drafted_token() -> None:
+    # One sequence, always accepted, t1/t0 = 0.1: c drafts yield 1 + c tokens for 1 + 0.1 (1 + c) + d c.
+    # d = 0.5: (1 + c) / (1.1 + 0.6 c) grows with c (0.91, 1.18, ..., 5 / 3.5 = 1.43 at c = 4): draft all 4.
+    # d = 1.5: 2 / 2.7 = 0.74 at c = 1 is below 1 / 1.1 = 0.91 for none: the draft costs more than it saves.
+    offer = [(0, Candidate([0] * 4, 1.0, by_model=True))]
+    assert plan(offer, per_token=0.1, budget=100, draft_step=0.5) == [4]
+    assert plan(offer, per_token=0.1, budget=100, draft_step=1.5) == [0]
+    # Prompt lookup's drafts cost no draft step.
+    assert plan([(0, Candidate([0] * 4, 1.0))], per_token=0.1, budget=100, draft_step=1.5) == [4]
+    # Two sequences drafting 4 each still pay 4 draft steps, not 8: the draft model decodes them together.
+    two = [(0, Candidate([0] * 4, 1.0, by_model=True)), (1, Candidate([0] * 4, 1.0, by_model=True))]
+    # Both: (2 + 8) / (1 + 0.1 * 10 + 0.9 * 4) = 10 / 5.6 = 1.79; one: (2 + 4) / (2 + 0.1 * 6 + 3.6) = 0.97.
+    assert plan(two, per_token=0.1, budget=100, draft_step=0.9) == [4, 4]
+
+
+def test_draft_cost_starts_from_the_size_ratio_then_times_both_models() -> None:
+    cost = speculative.DraftCost(0.25)
+    assert cost.ratio == 0.25
+    cost.observe_draft(0.02, 2)  # 10 ms a draft decode
+    assert cost.ratio == 0.25  # the target is not timed yet
+    cost.observe_target(1, 1, 0.011, per_token=0.1)  # 11 ms for 1 + 0.1 units: t0 = 10 ms
+    assert cost.ratio == pytest.approx(1.0)
+    cost.observe_draft(0.0, 0)  # no draft decode: nothing learnt
+    assert cost.ratio == pytest.approx(1.0)
+    assert speculative.DraftCost(0.25, fixed=0.0).ratio == 0.0
+
+
 def test_options_speculative_and_draft_length() -> None:
     assert Options.from_mapping({"speculative": "off", "draft_num_predict": 4}).draft_num_predict == 4
-    with pytest.raises(InvalidOptions, match="'speculative' must be 'off' or 'lookup'"):
-        Options.from_mapping({"speculative": "draft"})
+    assert Options.from_mapping({"speculative": "draft"}).speculative == "draft"
+    with pytest.raises(InvalidOptions, match="'speculative' must be 'off' or 'lookup' or 'draft'"):
+        Options.from_mapping({"speculative": "draft:smollm2"})  # the draft model is the server's choice
     with pytest.raises(InvalidOptions, match="'draft_num_predict' must be between 0 and 32"):
         Options.from_mapping({"draft_num_predict": 33})
     with pytest.raises(InvalidOptions, match="'draft_num_predict' must be a number"):
@@ -145,8 +173,15 @@ def test_settings_read_lokal_speculative(tmp_path) -> None:
     env = {"LOKAL_HOME": str(tmp_path)}
     assert Settings.from_env(env).speculative == "off"
     assert Settings.from_env({**env, "LOKAL_SPECULATIVE": " LookUp "}).speculative == "lookup"
-    with pytest.raises(InvalidOptions, match="LOKAL_SPECULATIVE must be one of off, lookup; got 'ngram'"):
+    assert Settings.from_env({**env, "LOKAL_SPECULATIVE": "Draft: SmolLM2 "}).speculative == "draft:SmolLM2"
+    assert parse_speculative("draft:hf.co/org/m:Q4_K_M") == ("draft", "hf.co/org/m:Q4_K_M")
+    assert parse_speculative("off") == ("off", None)
+    with pytest.raises(InvalidOptions, match="LOKAL_SPECULATIVE must be off, lookup or draft:MODEL; got 'ngram'"):
         Settings.from_env({**env, "LOKAL_SPECULATIVE": "ngram"})
+    with pytest.raises(InvalidOptions, match="must be off, lookup or draft:MODEL; got 'lookup:x'"):
+        parse_speculative("lookup:x")
+    with pytest.raises(InvalidOptions, match=r"needs the draft model's name, as draft:MODEL"):
+        Settings.from_env({**env, "LOKAL_SPECULATIVE": "draft"})
 
 
 def test_timings_and_usage_carry_the_draft_counts() -> None:
@@ -161,3 +196,42 @@ def test_timings_and_usage_carry_the_draft_counts() -> None:
         "accepted_prediction_tokens": 4,
         "rejected_prediction_tokens": 2,
     }
+
+
+class FakeVocab:
+    def __init__(self, pieces: list[bytes]) -> None:
+        self.pieces = pieces
+        self.n_tokens = len(pieces)
+
+    def piece(self, token: int, *, special: bool = False) -> bytes:
+        return self.pieces[token]
+
+
+def test_a_draft_model_must_write_every_token_as_the_model_does() -> None:
+    from lokal.engine.llamacpp.draft import check_vocabulary
+    from lokal.errors import EngineError
+
+    target = FakeVocab([b"<s>", b"a", b"b"])
+    check_vocabulary(target, FakeVocab([b"<s>", b"a", b"b"]), target_name="big", draft_name="small")  # type: ignore[arg-type]
+    with pytest.raises(EngineError, match="'small' has 2 tokens and 'big' has 3: a draft model must share"):
+        check_vocabulary(target, FakeVocab([b"<s>", b"a"]), target_name="big", draft_name="small")  # type: ignore[arg-type]
+    with pytest.raises(EngineError, match=r"token 2 is b'c' there and b'b' here .*LOKAL_SPECULATIVE=lookup"):
+        check_vocabulary(target, FakeVocab([b"<s>", b"a", b"c"]), target_name="big", draft_name="small")  # type: ignore[arg-type]
+
+
+def test_serve_refuses_a_draft_model_that_is_not_here(tmp_path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {
+        **os.environ,
+        "LOKAL_HOME": str(tmp_path / "home"),
+        "OLLAMA_MODELS": str(tmp_path / "ollama"),
+        "LOKAL_SPECULATIVE": "draft:no-such-model",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "lokal", "serve", "--host", "127.0.0.1:0"], env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 2
+    assert "LOKAL_SPECULATIVE=draft:no-such-model: model 'no-such-model' not found" in done.stderr

@@ -73,6 +73,7 @@ def serve_cmd(state: Any, host: str | None, port: int | None, preload: tuple[str
     if overrides.get("keep_alive") is not None:
         changes["keep_alive"] = parse_duration(overrides["keep_alive"])
     settings = dataclasses.replace(state.settings, **changes)
+    _check_draft_model(settings)
     bind_host, bind_port = settings.bind
     if port is not None:
         bind_port = port
@@ -87,6 +88,22 @@ def serve_cmd(state: Any, host: str | None, port: int | None, preload: tuple[str
         err=True,
     )
     uvicorn.run(app, host=bind_host, port=bind_port, log_level="warning", timeout_graceful_shutdown=5)
+
+
+def _check_draft_model(settings: Any) -> None:
+    """LOKAL_SPECULATIVE=draft:MODEL: fail at start, not at the first request, when MODEL is not here."""
+    from lokal.config import parse_speculative
+    from lokal.errors import ModelNotFound
+
+    _, name = parse_speculative(settings.speculative)
+    if name is None:
+        return
+    from lokal.store.store import ModelStore
+
+    try:
+        ModelStore(settings).resolve(name)
+    except ModelNotFound as exc:
+        raise click.UsageError(f"LOKAL_SPECULATIVE=draft:{name}: {exc}") from None
 
 
 @click.command("ps")

@@ -26,7 +26,8 @@ from collections.abc import Sequence
 
 from lokal.config import SPECULATIVE_MODES
 
-#: "off" (no drafting), "lookup" (prompt lookup): LOKAL_SPECULATIVE and the `speculative` request option.
+#: "off" (no drafting), "lookup" (prompt lookup), "draft" (the engine's draft model, LOKAL_SPECULATIVE=draft:MODEL):
+#: the `speculative` request option.
 MODES = SPECULATIVE_MODES
 #: The most tokens one sequence drafts per step (the `draft_num_predict` option's ceiling).
 MAX_DRAFT = 32
@@ -173,12 +174,54 @@ class StepCost:
         return min(max(t1 / t0, self.MIN_RATIO), self.MAX_RATIO)
 
 
+class DraftCost:
+    """What one draft-model decode (a token for each drafting sequence) costs, in units of the target's
+    micro-batch time t0: the `draft_step` of `plan`.
+
+    Until both have been timed, the ratio of the two models' weight sizes stands in (decoding a few sequences on a
+    CPU is bound by reading the weights); a model as its own draft starts at 1, where drafting never pays, and a
+    draft a tenth of the size at 0.1. `fixed` pins the ratio (tests)."""
+
+    DECAY = 0.9
+
+    def __init__(self, prior: float, *, fixed: float | None = None) -> None:
+        self.prior = prior
+        self.fixed = fixed
+        self._draft: float | None = None  # seconds per draft decode
+        self._t0: float | None = None  # seconds per target micro-batch
+
+    def observe_draft(self, seconds: float, steps: int) -> None:
+        if steps > 0:
+            self._draft = _ema(self._draft, seconds / steps, self.DECAY)
+
+    def observe_target(self, n_ubatches: int, n_tokens: int, seconds: float, per_token: float) -> None:
+        """A target step's time, as t0 per micro-batch + t0 * per_token per token."""
+        units = n_ubatches + per_token * n_tokens
+        if units > 0:
+            self._t0 = _ema(self._t0, seconds / units, self.DECAY)
+
+    @property
+    def ratio(self) -> float:
+        if self.fixed is not None:
+            return self.fixed
+        if self._draft is None or not self._t0:
+            return self.prior
+        return self._draft / self._t0
+
+
+def _ema(old: float | None, new: float, decay: float) -> float:
+    return new if old is None else old * decay + new * (1 - decay)
+
+
 @dataclasses.dataclass
 class Candidate:
-    """One decoding sequence's offer: its proposed drafts and its recent acceptance rate."""
+    """One decoding sequence's offer: its proposed drafts and its recent acceptance rate. `by_model`: the drafts
+    are still to be written by the draft model (the proposal is only how many it may write), which costs a
+    draft step per token (`plan`'s `draft_step`)."""
 
     proposal: list[int]
     rate: float
+    by_model: bool = False
 
     def expected(self, n: int) -> float:
         """Tokens that n drafts yield on average: the i-th counts only if it and all before it are accepted."""
@@ -186,9 +229,13 @@ class Candidate:
         return float(n) if a >= 1.0 else a * (1.0 - a**n) / (1.0 - a)
 
 
-def plan(decoding: Sequence[tuple[int, Candidate | None]], *, per_token: float, budget: int) -> list[int]:
+def plan(
+    decoding: Sequence[tuple[int, Candidate | None]], *, per_token: float, budget: int, draft_step: float = 0.0
+) -> list[int]:
     """How many drafted tokens each decoding sequence verifies this step: (seq_id, its offer or None) each, in
-    seq_id order; `per_token`: `StepCost`'s t1 / t0; `budget`: tokens the batch may still take.
+    seq_id order; `per_token`: `StepCost`'s t1 / t0; `budget`: tokens the batch may still take; `draft_step`:
+    what one draft-model decode costs, in t0 (`DraftCost`); the draft model writes the drafts of all its
+    sequences together, one token each per decode, so drafting c tokens costs c draft steps.
 
     A step's cost, in units of t0, is its micro-batches (`ubatches`) plus per_token per token; it yields a token
     per sequence plus what the drafts are expected to (`Candidate.expected`). Sequences drafting different
@@ -204,12 +251,14 @@ def plan(decoding: Sequence[tuple[int, Candidate | None]], *, per_token: float, 
     if not offers:
         return counts
     seq_ids = [seq_id for seq_id, _ in decoding]
+    by_model = {k for k, c in offers if c.by_model}
 
     def score(chosen: dict[int, int]) -> float:
         shape = [(seq_id, 1 + chosen.get(k, 0)) for k, seq_id in enumerate(seq_ids)]
         tokens = sum(n for _, n in shape)
         produced = len(decoding) + sum(offer.expected(chosen[k]) for k, offer in offers if k in chosen)
-        return produced / (ubatches(shape) + per_token * tokens)
+        drafting = max((n for k, n in chosen.items() if k in by_model), default=0)
+        return produced / (ubatches(shape) + per_token * tokens + draft_step * drafting)
 
     best, best_score = {}, score({})
     longest = max(len(c.proposal) for _, c in offers)

@@ -36,7 +36,10 @@ _OPTION_DOCS: dict[str, tuple[dict[str, Any], str]] = {
     "repeat_last_n": ({"minimum": -1, "maximum": INT32_MAX}, "tokens the repeat penalty looks back; -1 the context"),
     "presence_penalty": ({}, "OpenAI's presence penalty (default 0)"),
     "frequency_penalty": ({}, "OpenAI's frequency penalty (default 0)"),
-    "speculative": ({}, "speculative decoding for this request: off or lookup (default: LOKAL_SPECULATIVE)"),
+    "speculative": (
+        {},
+        "speculative decoding: off, lookup or draft (with the server's draft model)",
+    ),
     "draft_num_predict": ({"minimum": 0, "maximum": MAX_DRAFT}, "tokens drafted per step at most (default 10)"),
 }
 _STOP = {

@@ -1,9 +1,10 @@
 """Continuous batching over one llama.cpp context: one worker thread, many sequences.
 
 Each step puts the next token of every running sequence, plus prefill chunks of newly admitted ones, into
-one `llama_decode` batch, then samples every sequence that produced logits. With speculation (prompt lookup,
-`lokal.engine.speculative`), a decoding sequence also sends the tokens it drafted, and keeps those its sampler
-draws in turn; the KV cells of the rest are removed. Requests join and leave
+one `llama_decode` batch, then samples every sequence that produced logits. With speculation
+(`lokal.engine.speculative`: prompt lookup, or a draft model, `lokal.engine.llamacpp.draft`), a decoding sequence
+also sends the tokens drafted for it, and keeps those its sampler draws in turn; the KV cells of the rest are
+removed. Requests join and leave
 between steps; a cancelled request frees its sequence (and its KV cells) at the next step, and a request
 cancelled while still waiting leaves the queue at once. `ctypes` releases the GIL inside `llama_decode`,
 so callers (and an asyncio event loop) keep running while the worker computes.
@@ -21,6 +22,7 @@ import numpy as np
 
 from lokal.engine import speculative
 from lokal.engine.batching import SequenceState, WorkerBatcher
+from lokal.engine.llamacpp.draft import DraftModel
 from lokal.engine.llamacpp.runtime import Vocab
 from lokal.engine.llamacpp.sampling import Sampler
 from lokal.engine.stream import flush_all
@@ -36,6 +38,8 @@ class Sequence(SequenceState):
     n_prefilled: int = 0  # prompt tokens already sent to llama_decode
     #: Prompt lookup over this sequence's tokens; None: it does not speculate.
     drafter: speculative.PromptLookup | None = None
+    #: The engine's draft model writes this sequence's drafts (never together with `drafter`).
+    draft_by_model: bool = False
     draft_limit: int = speculative.DEFAULT_DRAFT  # the most tokens it drafts per step
     acceptance: speculative.Acceptance = dataclasses.field(default_factory=speculative.Acceptance)
     proposal: list[int] = dataclasses.field(default_factory=list)  # this step's proposal (`Batcher._drafts`)
@@ -67,7 +71,11 @@ class Batcher(WorkerBatcher[Sequence]):
         n_ctx_seq: int,
         max_queue: int,
         name: str = "lokal-engine",
+        draft: DraftModel | None = None,
+        draft_cost: speculative.DraftCost | None = None,
     ) -> None:
+        """`draft`: the draft model for sequences that ask for one (`Sequence.draft_by_model`); its cost per
+        step, `draft_cost`, is timed as it runs unless given."""
         super().__init__(n_ctx_seq=n_ctx_seq, max_queue=max_queue, name=name)
         self._ctx = ctx
         self._vocab = vocab
@@ -82,6 +90,8 @@ class Batcher(WorkerBatcher[Sequence]):
         self._pieces: dict[int, bytes] = {}  # token id -> its bytes, special tokens written out (for logprobs)
         #: How a decode step's time grows with its tokens, for choosing how many drafts to verify.
         self.step_cost = speculative.StepCost()
+        self.draft = draft
+        self.draft_cost = draft_cost or speculative.DraftCost(1.0)
         self.start()
 
     # -- hooks of WorkerBatcher ----------------------------------------------------------------
@@ -218,7 +228,10 @@ class Batcher(WorkerBatcher[Sequence]):
             raise EngineError(f"llama_decode failed with code {rc}")
         if not prefill:
             shape = [(seq.seq_id, len(indices)) for seq, indices, _ in outputs]
-            self.step_cost.observe(speculative.ubatches(shape), n, time.perf_counter() - started)
+            seconds, n_ubatches = time.perf_counter() - started, speculative.ubatches(shape)
+            self.step_cost.observe(n_ubatches, n, seconds)
+            if self.draft is not None:
+                self.draft_cost.observe_target(n_ubatches, n, seconds, self.step_cost.per_token)
         streams = [seq.stream for seq, _, _ in outputs]
         for stream in streams:
             stream.hold()
@@ -234,18 +247,34 @@ class Batcher(WorkerBatcher[Sequence]):
         offers: list[tuple[int, speculative.Candidate | None]] = []
         for seq in decoding:
             candidate = None
-            if seq.drafter is not None:
-                # Room for the drafts and the token sampled after them: in the context, and within num_predict.
-                room = min(seq.draft_limit, self.n_ctx_seq - seq.n_past - 1)
-                if seq.max_tokens >= 0:
-                    room = min(room, seq.max_tokens - len(seq.generated) - 1)
-                proposal = seq.proposal = seq.drafter.propose(room)
-                if proposal:
-                    candidate = speculative.Candidate(proposal, seq.acceptance.rate)
+            drafts = seq.drafter is not None or (seq.draft_by_model and self.draft is not None)
+            # Room for the drafts and the token sampled after them: in the context, and within num_predict.
+            room = min(seq.draft_limit, self.n_ctx_seq - seq.n_past - 1)
+            if seq.max_tokens >= 0:
+                room = min(room, seq.max_tokens - len(seq.generated) - 1)
+            if drafts and room > 0:
+                if seq.drafter is not None:
+                    proposal = seq.proposal = seq.drafter.propose(room)
+                    if proposal:
+                        candidate = speculative.Candidate(proposal, seq.acceptance.rate)
+                else:  # the draft model writes them once the plan says how many
+                    candidate = speculative.Candidate([0] * room, seq.acceptance.rate, by_model=True)
             offers.append((seq.seq_id, candidate))
         if all(c is None for _, c in offers):
             return [[] for _ in decoding]
-        counts = speculative.plan(offers, per_token=self.step_cost.per_token, budget=self.n_batch - len(decoding))
+        counts = speculative.plan(
+            offers,
+            per_token=self.step_cost.per_token,
+            budget=self.n_batch - len(decoding),
+            draft_step=self.draft_cost.ratio if self.draft is not None else 0.0,
+        )
+        asked = [(k, seq) for k, (seq, n) in enumerate(zip(decoding, counts, strict=True)) if n and seq.draft_by_model]
+        if asked and self.draft is not None:
+            written = self.draft.draft([(seq.seq_id, [*seq.prompt, *seq.generated], counts[k]) for k, seq in asked])
+            self.draft_cost.observe_draft(self.draft.last_step_seconds, self.draft.last_steps)
+            for (k, seq), tokens in zip(asked, written, strict=True):
+                seq.proposal = tokens
+                offers[k] = (seq.seq_id, speculative.Candidate(tokens, seq.acceptance.rate, by_model=True))
         return [c.proposal[:n] if c is not None else [] for (_, c), n in zip(offers, counts, strict=True)]
 
     def _sample(self, seq: Sequence, indices: list[int], drafted: list[int]) -> None:

@@ -22,6 +22,7 @@ from lokal.engine.llamacpp import runtime
 from lokal.engine.llamacpp.batcher import Batcher
 from lokal.engine.llamacpp.batcher import Sequence as BatchSequence
 from lokal.engine.llamacpp.chat_template import ChatTemplate, normalise_messages
+from lokal.engine.llamacpp.draft import DraftModel
 from lokal.engine.llamacpp.sampling import (
     Sampler,
     TokenPrefixTree,
@@ -62,12 +63,23 @@ class LlamaCppEngine:
         n_batch: int = DEFAULT_BATCH,
         verbose: bool = False,
         speculative_mode: str = "off",
+        draft_model: LocalModel | None = None,
+        draft_cost: speculative.DraftCost | None = None,
     ) -> None:
-        """`speculative_mode`: requests draft tokens this way unless they say otherwise (speculative.MODES)."""
+        """`speculative_mode`: requests draft tokens this way unless they say otherwise (speculative.MODES).
+        `draft_model`: the model that drafts for requests in mode "draft" (loaded beside this one; it must share
+        its vocabulary); `draft_cost` pins what a draft step is taken to cost (tests), else it is timed."""
         runtime.init_backend(verbose)
         if speculative_mode not in speculative.MODES:
             raise InvalidOptions(
                 f"speculative mode must be one of {', '.join(speculative.MODES)}, got {speculative_mode!r}"
+            )
+        if speculative_mode == "draft" and draft_model is None:
+            raise InvalidOptions("speculative mode 'draft' needs a draft model (LOKAL_SPECULATIVE=draft:MODEL)")
+        if draft_model is not None and draft_model.details.format not in ("", "gguf"):
+            raise InvalidOptions(
+                f"draft model '{draft_model.name}' is a {draft_model.details.format} checkpoint; the llama.cpp "
+                "engine drafts with a GGUF model"
             )
         self.speculative = speculative_mode
         self.model = model
@@ -112,6 +124,24 @@ class LlamaCppEngine:
             self.tool_format: ToolFormat = detect(template)
             #: Whether its template has a reasoning section (lokal.engine.thinking).
             self.can_think = can_think(template)
+            self._draft = (
+                DraftModel(
+                    draft_model.path,
+                    self.vocab,
+                    name=draft_model.name,
+                    target_name=model.name,
+                    n_ctx_seq=self.context_length,
+                    n_seq=num_parallel,
+                    n_batch=n_batch,
+                    threads=threads,
+                )
+                if draft_model is not None
+                else None
+            )
+            if self._draft is not None:
+                self.load_info["draft_model"] = draft_model.name  # type: ignore[union-attr]
+                if draft_cost is None:  # until both are timed: decoding a few tokens reads every weight once
+                    draft_cost = speculative.DraftCost(self._draft.size_bytes / max(L.llama_model_size(self._model), 1))
             self._batcher = Batcher(
                 self._ctx,
                 self.vocab,
@@ -120,8 +150,13 @@ class LlamaCppEngine:
                 n_ctx_seq=self.context_length,
                 max_queue=max_queue,
                 name=f"lokal-engine[{model.name}]",
+                draft=self._draft,
+                draft_cost=draft_cost,
             )
         except BaseException:
+            draft = getattr(self, "_draft", None)
+            if draft is not None:
+                draft.close()
             L.llama_model_free(self._model)
             raise
         self._aux_lock = threading.Lock()
@@ -183,6 +218,11 @@ class LlamaCppEngine:
         stream.thinking = reading
         mode = options.speculative or self.speculative
         limit = speculative.DEFAULT_DRAFT if options.draft_num_predict is None else options.draft_num_predict
+        if mode == "draft" and self._draft is None:
+            raise InvalidOptions(
+                f"option 'speculative' is 'draft', but model '{self.model.name}' was loaded without a draft model: "
+                "start the server with LOKAL_SPECULATIVE=draft:MODEL, or ask for 'lookup'"
+            )
         seq = BatchSequence(
             prompt=tokens,
             sampler=sampler,
@@ -191,6 +231,7 @@ class LlamaCppEngine:
             stream=stream,
             top_logprobs=top_logprobs,
             drafter=speculative.PromptLookup(tokens) if mode == "lookup" and limit > 0 else None,
+            draft_by_model=mode == "draft" and limit > 0,
             draft_limit=limit,
         )
         try:
@@ -364,6 +405,8 @@ class LlamaCppEngine:
             return
         self._closed = True
         self._batcher.close()
+        if self._draft is not None:
+            self._draft.close()
         with self._aux_lock:
             for ctx in (self._embed_ctx, self._score_ctx, self._ctx):
                 if ctx is not None:
