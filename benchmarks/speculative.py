@@ -13,7 +13,8 @@ is given with `--draft-model PATH`):
 
     lokal-off        LOKAL_SPECULATIVE=off
     lokal-lookup     LOKAL_SPECULATIVE=lookup
-    lokal-draft      LOKAL_SPECULATIVE=draft:PATH                       (with --draft-model)
+    lokal-draft      LOKAL_SPECULATIVE=draft:NAME  (with --draft-model; NAME: --lokal-draft, the same file as lokal
+                     names it, by default --lokal-model when the draft is the model itself)
     ls-draft-simple  llama-server --spec-type draft-simple --model-draft PATH   (with --draft-model)
     ls-none          llama-server
     ls-ngram-simple, ls-ngram-map-k, ls-ngram-mod, ls-ngram-cache   llama-server --spec-type MODE
@@ -61,7 +62,7 @@ def make_server(name: str, args: argparse.Namespace, model: Path, work: Path) ->
     if name.startswith("lokal-"):
         (work / name).mkdir()
         spec = name.removeprefix("lokal-")
-        mode = {"LOKAL_SPECULATIVE": f"draft:{args.draft_model}" if spec == "draft" else spec}
+        mode = {"LOKAL_SPECULATIVE": f"draft:{args.lokal_draft}" if spec == "draft" else spec}
         return lokal_server(name, args, work / name, work / f"{name}.log", mode)
     port = free_port()
     binary = Path(args.llama_server) if args.llama_server else peer_binary("llama-server")
@@ -172,6 +173,7 @@ def main() -> None:
     parser.add_argument(
         "--draft-model", type=Path, default=None, help="a draft GGUF: adds lokal-draft and ls-draft-simple"
     )
+    parser.add_argument("--lokal-draft", default=None, help="the draft model as lokal names it")
     parser.add_argument("--llama-server", default=None)
     parser.add_argument("--configs", default=",".join(DEFAULT_CONFIGS))
     parser.add_argument("--workloads", default="grounded,open")
@@ -182,6 +184,10 @@ def main() -> None:
     configs = [c.strip() for c in args.configs.split(",") if c.strip()]
     if args.draft_model is not None:
         configs += [c for c in ("lokal-draft", "ls-draft-simple") if c not in configs]
+        if args.lokal_draft is None and args.draft_model.resolve() == model.resolve():
+            args.lokal_draft = args.lokal_model
+        if args.lokal_draft is None:
+            sys.exit("give --lokal-draft NAME: the draft model as lokal names it (lokal pull ./draft.gguf --name NAME)")
     levels = [int(c) for c in args.concurrency.split(",")]
     workloads = [w.strip() for w in args.workloads.split(",")]
     results: dict[tuple[str, str, int], list[dict[str, float]]] = {}

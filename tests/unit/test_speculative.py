@@ -235,3 +235,16 @@ def test_serve_refuses_a_draft_model_that_is_not_here(tmp_path) -> None:
     )
     assert done.returncode == 2
     assert "LOKAL_SPECULATIVE=draft:no-such-model: model 'no-such-model' not found" in done.stderr
+
+
+def test_an_engine_whose_draft_model_is_missing_fails_as_the_servers_fault(tmp_path) -> None:
+    """Loaded on a request, the missing draft is a 500 that names LOKAL_SPECULATIVE, not the 404 of the model the
+    request asked for (which is there)."""
+    from lokal.engine.llamacpp import create
+    from lokal.errors import EngineError
+
+    settings = Settings.from_env(
+        {"LOKAL_HOME": str(tmp_path), "OLLAMA_MODELS": str(tmp_path / "o"), "LOKAL_SPECULATIVE": "draft:nope"}
+    )
+    with pytest.raises(EngineError, match="the draft model LOKAL_SPECULATIVE names was not found: model 'nope'"):
+        create(None, 2048, settings)  # type: ignore[arg-type]

@@ -247,12 +247,12 @@ class Batcher(WorkerBatcher[Sequence]):
         offers: list[tuple[int, speculative.Candidate | None]] = []
         for seq in decoding:
             candidate = None
-            drafts = seq.drafter is not None or (seq.draft_by_model and self.draft is not None)
+            speculates = seq.drafter is not None or (seq.draft_by_model and self.draft is not None)
             # Room for the drafts and the token sampled after them: in the context, and within num_predict.
             room = min(seq.draft_limit, self.n_ctx_seq - seq.n_past - 1)
             if seq.max_tokens >= 0:
                 room = min(room, seq.max_tokens - len(seq.generated) - 1)
-            if drafts and room > 0:
+            if speculates and room > 0:
                 if seq.drafter is not None:
                     proposal = seq.proposal = seq.drafter.propose(room)
                     if proposal:
