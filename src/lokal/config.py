@@ -108,9 +108,8 @@ def _speculative_env(environ: Mapping[str, str]) -> str:
     raw = (environ.get("LOKAL_SPECULATIVE") or "").strip()
     if not raw:
         return DEFAULT_SPECULATIVE
-    parse_speculative(raw)
-    mode, _, name = raw.partition(":")
-    return f"draft:{name.strip()}" if mode.strip().lower() == "draft" else raw.lower()
+    mode, name = parse_speculative(raw)
+    return f"draft:{name}" if name is not None else mode
 
 
 def parse_speculative(value: str) -> tuple[str, str | None]:

@@ -66,17 +66,9 @@ class DraftModel:
         try:
             self.vocab = runtime.Vocab(self._model)
             check_vocabulary(target, self.vocab, target_name=target_name, draft_name=name)
-            self._ctx = runtime.new_context(
-                self._model,
-                runtime.context_params(
-                    n_ctx=n_ctx_seq * n_seq,
-                    n_batch=n_batch,
-                    n_seq_max=n_seq,
-                    threads=threads,
-                    flash_attn=True,
-                    swa_full=L.llama_model_n_swa(self._model) > 0,  # rejected drafts are removed: keep every cell
-                    kv_q8=True,  # the target's numerics: the model as its own draft then agrees with itself
-                ),
+            # The model's own parameters: the model as its own draft then agrees with itself.
+            self._ctx = runtime.generation_context(
+                self._model, n_ctx=n_ctx_seq * n_seq, n_batch=n_batch, n_seq_max=n_seq, threads=threads
             )
         except BaseException:
             L.llama_model_free(self._model)

@@ -98,19 +98,8 @@ class LlamaCppEngine:
             # llama.cpp clamps a context's batch to its size and aborts the process (GGML_ASSERT) on a bigger
             # batch: with num_ctx 16 and 4 sequences, a 512-token prefill chunk killed the server. Clamp first.
             self.n_batch = n_batch = min(n_batch, per_seq * num_parallel)
-            self._ctx = runtime.new_context(
-                self._model,
-                runtime.context_params(
-                    n_ctx=per_seq * num_parallel,
-                    n_batch=n_batch,
-                    n_seq_max=num_parallel,
-                    threads=threads,
-                    flash_attn=True,
-                    # A sliding-window cache drops cells that fall out of the window as tokens arrive; rolling
-                    # back rejected drafts needs the cells before them, so keep them all (any request may draft).
-                    swa_full=L.llama_model_n_swa(self._model) > 0,
-                    kv_q8=True,  # the same logits with and without drafts (see runtime.context_params)
-                ),
+            self._ctx = runtime.generation_context(
+                self._model, n_ctx=per_seq * num_parallel, n_batch=n_batch, n_seq_max=num_parallel, threads=threads
             )
             self.context_length = L.llama_n_ctx_seq(self._ctx)
             template = model.template or runtime.model_metadata(self._model, "tokenizer.chat_template")

@@ -92,6 +92,27 @@ def context_params(
     return params
 
 
+def generation_context(
+    model: L.llama_model_p, *, n_ctx: int, n_batch: int, n_seq_max: int, threads: int
+) -> L.llama_context_p:
+    """A generation context, the model's or a draft model's: both must compute the same logits for the same
+    tokens whatever else is in the batch, so both take the same parameters. Flash attention and a q8_0 KV cache
+    (see `context_params`); a sliding-window cache keeps every cell (`swa_full`), because rolling back rejected
+    drafts needs the cells before them and any request may draft."""
+    return new_context(
+        model,
+        context_params(
+            n_ctx=n_ctx,
+            n_batch=n_batch,
+            n_seq_max=n_seq_max,
+            threads=threads,
+            flash_attn=True,
+            swa_full=L.llama_model_n_swa(model) > 0,
+            kv_q8=True,
+        ),
+    )
+
+
 def new_context(model: L.llama_model_p, params: L.llama_context_params) -> L.llama_context_p:
     ctx = L.llama_init_from_model(model, params)
     if not ctx:
