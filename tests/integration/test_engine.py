@@ -232,3 +232,37 @@ def test_prompt_cache_reuses_a_shared_prefix_and_changes_nothing(smollm2_model):
         c = fresh.chat(follow_up, opts(temperature=0, num_predict=12))
         assert c.text() == cached_text
         assert c.result.prompt_cache_count == 0
+
+
+def test_a_finished_request_s_slot_is_filled_by_moving_a_later_one_and_nothing_changes(smollm2_model):
+    """When requests in the middle of the slots finish, the ones above move down (their KV cells copied), so
+    the running sequences keep consecutive ids and share micro-batches; their output is as alone, and a
+    follow-up finds the moved conversation in the prompt cache of its new slot."""
+    from lokal.engine.llamacpp import LlamaCppEngine
+
+    prompts = ["Name a bird.", "Describe a forest at night.", "Say hello.", "Tell me about the moon."]
+    lengths = [3, 40, 3, 40]
+    messages = [[{"role": "user", "content": p}] for p in prompts]
+    sampled = [opts(temperature=0.8, seed=7 + i, num_predict=n) for i, n in enumerate(lengths)]
+    with LlamaCppEngine(smollm2_model, context_length=512, num_parallel=4, threads=2) as eng:
+        solo = [eng.chat(m, o).text() for m, o in zip(messages, sampled, strict=True)]
+        batcher = eng._batcher
+        seen: list[list[int]] = []
+        compact = batcher._compact
+
+        def recording() -> None:
+            compact()
+            seen.append(sorted(s.seq_id for s in batcher._active))
+
+        batcher._compact = recording
+        streams = [eng.chat(m, o) for m, o in zip(messages, sampled, strict=True)]
+        batched = [s.text() for s in streams]
+        batcher._compact = compact
+        assert batched == solo
+        assert [0, 1, 2, 3] in seen and [0, 1] in seen  # the two long ones ran on slots 0 and 1 at the end
+        follow_up = [*messages[3], {"role": "assistant", "content": batched[3]}, {"role": "user", "content": "More?"}]
+        again = eng.chat(follow_up, opts(temperature=0, num_predict=12))
+        cached_text = again.text()
+        assert again.result.prompt_cache_count >= streams[3].result.prompt_eval_count
+    with LlamaCppEngine(smollm2_model, context_length=512, num_parallel=4, threads=2) as fresh:
+        assert fresh.chat(follow_up, opts(temperature=0, num_predict=12)).text() == cached_text

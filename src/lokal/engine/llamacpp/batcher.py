@@ -5,8 +5,9 @@ one `llama_decode` batch, then samples every sequence that produced logits. With
 (`lokal.engine.speculative`: prompt lookup, or a draft model, `lokal.engine.llamacpp.draft`), a decoding sequence
 also sends the tokens drafted for it, and keeps those its sampler draws in turn; the KV cells of the rest are
 removed. Requests join and leave
-between steps; a cancelled request frees its sequence (and its KV cells) at the next step, and a request
-cancelled while still waiting leaves the queue at once. `ctypes` releases the GIL inside `llama_decode`,
+between steps (and the running ones move down into the slots finished ones left, `Batcher._compact`); a
+cancelled request frees its sequence (and its KV cells) at the next step, and a request cancelled while still
+waiting leaves the queue at once. `ctypes` releases the GIL inside `llama_decode`,
 so callers (and an asyncio event loop) keep running while the worker computes.
 """
 
@@ -100,6 +101,7 @@ class Batcher(WorkerBatcher[Sequence]):
 
     def _take(self) -> list[Sequence]:
         self._admit()
+        self._compact()
         return list(self._active)
 
     def _step(self, active: list[Sequence]) -> None:
@@ -161,6 +163,31 @@ class Batcher(WorkerBatcher[Sequence]):
             seq.n_past = seq.n_prefilled = seq.cached_tokens = reuse
             seq.admitted_at = now
             self._active.append(seq)
+
+    def _compact(self) -> None:
+        """Keep the running sequences on the lowest slot ids, moving those above into the free slots below.
+
+        With a KV cache per sequence, llama.cpp puts into one micro-batch only sequences with consecutive ids
+        (`speculative.ubatches`), so a gap left by a finished request splits every later step: measured on the
+        bundled model, 11 sequences with gaps decoded in 102 ms a step and 11 consecutive ones in 64 ms. A move
+        copies the sequence's KV buffer once (~5 ms for 2,048 cells, done by the next `llama_decode`); the slot it
+        leaves keeps its cells as a prompt cache, and the slot it takes is the free one with the shortest cache."""
+        k = len(self._active)
+        high = sorted((s for s in self._active if s.seq_id >= k), key=lambda s: s.seq_id)
+        if not high:
+            return
+        low = sorted((i for i in self._free_ids if i < k), key=lambda i: (len(self._cached.get(i, ())), i))
+        for seq, dst in zip(high, low, strict=True):
+            src = seq.seq_id
+            L.llama_memory_seq_cp(self._memory, src, dst, -1, -1)
+            self._cached.pop(dst, None)
+            self._cached[src] = [*seq.prompt, *seq.generated][: seq.n_past]
+            self._free_ids.remove(dst)
+            self._free_ids.append(src)
+            if self.draft is not None:
+                self.draft.move(src, dst)
+            seq.seq_id = dst
+        heapq.heapify(self._free_ids)
 
     def _pick_slot(self, prompt: list[int]) -> tuple[int, int]:
         """The free slot whose cached tokens share the longest prefix with `prompt` (lowest id on ties),

@@ -137,6 +137,13 @@ class DraftModel:
         self.last_steps = steps
         return drafts
 
+    def move(self, src: int, dst: int) -> None:
+        """The target moved a sequence from slot `src` to `dst` (`Batcher._compact`): copy its draft cells
+        along, so its next draft does not evaluate its prompt again; `src` keeps its cells too, as the target's
+        slot does."""
+        L.llama_memory_seq_cp(self._memory, src, dst, -1, -1)
+        self._cached[dst] = list(self._cached.get(src, []))
+
     def _keep(self, seq_id: int, tokens: list[int]) -> int:
         """Remove the cells of `seq_id` past its longest prefix in common with `tokens` (always re-evaluating the
         last token, whose logits give the first draft); where the kept cells end."""
