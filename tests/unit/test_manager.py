@@ -425,3 +425,30 @@ def test_close_also_closes_retired_engines(manager: EngineManager):
     second, _ = acquire(manager, A)
     manager.close()
     assert first.closed and second.closed
+
+
+def test_the_memory_check_counts_the_draft_model(
+    new_manager: Callable[..., EngineManager], store: FakeStore, factory: FakeFactory
+) -> None:
+    """A draft model is loaded beside the model with the same slots: its estimate is added, and the message
+    names it."""
+    store.add(make_model("draft:1m"))
+    manager = new_manager(num_parallel=2, speculative="draft:draft:1m")
+    engine, _ = acquire(manager, A, num_ctx=512)
+    assert store.estimate_calls == [(A, 512, 2), ("draft:1m", 512, 2)]
+    manager.release(engine)
+    store.estimate_total = 10**18
+    with pytest.raises(InsufficientMemory) as caught:
+        acquire(manager, B, num_ctx=512)
+    message = str(caught.value)
+    assert f"'{B}' with its draft model 'draft:1m'" in message, message
+    assert re.search(r"needs about 2000000000\.0 GB", message), message  # both estimates, summed
+
+
+def test_a_draft_model_the_store_lacks_is_left_to_the_load_to_report(
+    new_manager: Callable[..., EngineManager], store: FakeStore, factory: FakeFactory
+) -> None:
+    manager = new_manager(speculative="draft:missing")
+    acquire(manager, A)
+    assert [name for name, _, _ in store.estimate_calls] == [A]
+    assert factory.calls == [(A, 256)]

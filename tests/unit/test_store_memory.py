@@ -93,3 +93,20 @@ def test_estimate_for_model_matches_the_store(make_gguf) -> None:
     direct = estimate_for_model(model, num_ctx=128, num_parallel=2)
     assert direct == store.estimate_memory(model, num_ctx=128, num_parallel=2)
     assert direct.kv_cache == 34_816 and direct.weights == model.size
+
+
+def test_estimates_of_a_model_and_its_draft_add_part_by_part() -> None:
+    from lokal.store.memory import MemoryEstimate
+
+    a = MemoryEstimate(weights=100, kv_cache=20, compute=3, num_ctx=512, num_parallel=2)
+    b = MemoryEstimate(weights=10, kv_cache=2, compute=1, num_ctx=512, num_parallel=2)
+    assert (a + b).to_dict() == {
+        "weights": 110,
+        "kv_cache": 22,
+        "compute": 4,
+        "num_ctx": 512,
+        "num_parallel": 2,
+        "total": 136,
+    }
+    with pytest.raises(ValueError, match="num_ctx or num_parallel"):
+        a + MemoryEstimate(weights=1, kv_cache=1, compute=1, num_ctx=1024, num_parallel=2)

@@ -23,10 +23,10 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final, cast
 
-from lokal.config import Settings
+from lokal.config import Settings, parse_speculative
 from lokal.engine.base import Engine
 from lokal.engine_specs import ENGINE_SPECS, load_hook, require_engine
-from lokal.errors import EngineError
+from lokal.errors import EngineError, ModelNotFound
 from lokal.store.engine_choice import engine_for
 from lokal.store.lookup import ModelLookup
 from lokal.store.types import LocalModel
@@ -255,7 +255,23 @@ class EngineManager:
         estimate = self.store.estimate_memory(
             model, num_ctx=num_ctx, num_parallel=self.settings.num_parallel, engine=engine
         )
-        check_fits(estimate, model=model.name)
+        draft = self._draft_model() if engine == "llamacpp" else None
+        if draft is not None:  # loaded beside the model, with the same slots and context (engine/llamacpp/draft.py)
+            estimate = estimate + self.store.estimate_memory(
+                draft, num_ctx=num_ctx, num_parallel=self.settings.num_parallel, engine="llamacpp"
+            )
+        check_fits(estimate, model=model.name, draft=draft.name if draft is not None else None)
+
+    def _draft_model(self) -> LocalModel | None:
+        """The draft model LOKAL_SPECULATIVE names, if it names one the store has (one it does not have is the
+        load's error to report, with the setting's name: `lokal.engine.llamacpp.create`)."""
+        _, name = parse_speculative(self.settings.speculative)
+        if name is None:
+            return None
+        try:
+            return self.store.resolve(name)
+        except ModelNotFound:
+            return None
 
     def _start_reaper(self) -> None:
         with self._lock:

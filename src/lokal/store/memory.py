@@ -67,6 +67,18 @@ class MemoryEstimate:
     def to_dict(self) -> dict[str, int]:
         return {**dataclasses.asdict(self), "total": self.total}
 
+    def __add__(self, other: MemoryEstimate) -> MemoryEstimate:
+        """Two models loaded side by side with the same slots (a model and its draft model): each part summed."""
+        if (self.num_ctx, self.num_parallel) != (other.num_ctx, other.num_parallel):
+            raise ValueError("estimates for different num_ctx or num_parallel cannot be added")
+        return MemoryEstimate(
+            weights=self.weights + other.weights,
+            kv_cache=self.kv_cache + other.kv_cache,
+            compute=self.compute + other.compute,
+            num_ctx=self.num_ctx,
+            num_parallel=self.num_parallel,
+        )
+
 
 def kv_cache_bytes(
     *, n_layer: int, num_ctx: int, num_parallel: int, n_head_kv: int, key_length: int, value_length: int
@@ -269,8 +281,11 @@ def format_bytes(n: int) -> str:
     return f"{n / 1e9:.1f} GB" if n >= 1e9 else f"{n / 1e6:.0f} MB"
 
 
-def check_fits(estimate: MemoryEstimate, available: int | None = None, *, model: str | None = None) -> None:
-    """Raise `InsufficientMemory` if `estimate.total` exceeds `available` (default: free RAM now)."""
+def check_fits(
+    estimate: MemoryEstimate, available: int | None = None, *, model: str | None = None, draft: str | None = None
+) -> None:
+    """Raise `InsufficientMemory` if `estimate.total` exceeds `available` (default: free RAM now); `draft`: the
+    name of the draft model the estimate includes."""
     if available is None:
         import psutil
 
@@ -278,6 +293,8 @@ def check_fits(estimate: MemoryEstimate, available: int | None = None, *, model:
     if estimate.total <= available:
         return
     who = f"'{model}'" if model else "the model"
+    if draft:
+        who += f" with its draft model '{draft}'"
     raise InsufficientMemory(
         f"loading {who} needs about {format_bytes(estimate.total)} "
         f"(weights {format_bytes(estimate.weights)} + KV cache {format_bytes(estimate.kv_cache)} for "
