@@ -26,6 +26,8 @@ Goals (issue 14): grounded at concurrency 1 >= 1.3 x lokal-off and >= 1.1 x the 
 Usage:
     python benchmarks/speculative.py [--concurrency 1,4,16] [--requests 8] [--rounds 2] [--max-tokens 128]
                                      [--model PATH] [--configs lokal-off,lokal-lookup,ls-none,...] [--json OUT]
+                                     [--completions]   (raw prompts to /v1/completions: a GGUF without a chat
+                                                        template, such as gemma3:270m's)
 
 Load: streamed `/v1/chat/completions`, temperature 0, `stream_options.include_usage`; closed loop, N workers
 sending back to back until `requests` requests (at least N) were sent. Tokens/s: output tokens of a level / wall
@@ -100,10 +102,15 @@ def make_server(name: str, args: argparse.Namespace, model: Path, work: Path) ->
     )
 
 
-async def one(client: httpx.AsyncClient, server: Server, prompt: str, max_tokens: int) -> dict[str, Any]:
+async def one(
+    client: httpx.AsyncClient, server: Server, prompt: str, max_tokens: int, completions: bool = False
+) -> dict[str, Any]:
+    """One streamed request: `/v1/chat/completions`, or with `completions` the raw prompt to `/v1/completions`
+    (for a model whose GGUF has no chat template)."""
+    text = {"prompt": prompt} if completions else {"messages": [{"role": "user", "content": prompt}]}
     body = {
         "model": server.model,
-        "messages": [{"role": "user", "content": prompt}],
+        **text,
         "stream": True,
         "temperature": 0,
         "max_tokens": max_tokens,
@@ -111,7 +118,8 @@ async def one(client: httpx.AsyncClient, server: Server, prompt: str, max_tokens
     }
     out: dict[str, Any] = {"tokens": 0, "ttft": None, "drafted": 0, "accepted": 0}
     sent = time.perf_counter()
-    async with client.stream("POST", "/v1/chat/completions", json=body) as r:
+    path = "/v1/completions" if completions else "/v1/chat/completions"
+    async with client.stream("POST", path, json=body) as r:
         if r.status_code != 200:
             raise RuntimeError(f"{server.name}: HTTP {r.status_code}: {(await r.aread())[:200]!r}")
         async for line in r.aiter_lines():
@@ -119,7 +127,8 @@ async def one(client: httpx.AsyncClient, server: Server, prompt: str, max_tokens
                 continue
             event = json.loads(line[5:])
             for choice in event.get("choices") or []:
-                if (choice.get("delta") or {}).get("content") and out["ttft"] is None:
+                content = choice.get("text") if completions else (choice.get("delta") or {}).get("content")
+                if content and out["ttft"] is None:
                     out["ttft"] = time.perf_counter() - sent
             if usage := event.get("usage"):
                 out["tokens"] = usage.get("completion_tokens") or 0
@@ -133,7 +142,9 @@ async def one(client: httpx.AsyncClient, server: Server, prompt: str, max_tokens
     return out
 
 
-async def level(server: Server, prompts: list[str], concurrency: int, max_tokens: int) -> dict[str, float]:
+async def level(
+    server: Server, prompts: list[str], concurrency: int, max_tokens: int, completions: bool = False
+) -> dict[str, float]:
     queue = list(reversed(prompts))
     samples: list[dict[str, Any]] = []
     # No keep-alive: llama-server closed idle pooled connections under the client's next request.
@@ -142,7 +153,7 @@ async def level(server: Server, prompts: list[str], concurrency: int, max_tokens
 
         async def worker() -> None:
             while queue:
-                samples.append(await one(client, server, queue.pop(), max_tokens))
+                samples.append(await one(client, server, queue.pop(), max_tokens, completions))
 
         start = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
@@ -179,6 +190,11 @@ def main() -> None:
         "--draft-model", type=Path, default=None, help="a draft GGUF: adds lokal-draft and ls-draft-simple"
     )
     parser.add_argument("--lokal-draft", default=None, help="the draft model as lokal names it")
+    parser.add_argument(
+        "--completions",
+        action="store_true",
+        help="send raw prompts to /v1/completions (for a GGUF without a chat template, such as gemma3:270m's)",
+    )
     parser.add_argument("--llama-server", default=None)
     parser.add_argument("--configs", default=",".join(DEFAULT_CONFIGS))
     parser.add_argument("--workloads", default="grounded,open")
@@ -208,7 +224,7 @@ def main() -> None:
                 server.start()
                 server.wait_ready(started)
             for server in servers:  # warm-up, not counted
-                asyncio.run(level(server, WORKLOADS["open"][:1], 1, 16))
+                asyncio.run(level(server, WORKLOADS["open"][:1], 1, 16, args.completions))
             for round_ in range(args.rounds):
                 for workload in workloads:
                     for n in levels:
@@ -218,7 +234,7 @@ def main() -> None:
                             for i in range(max(args.requests, n))
                         ]
                         for server in servers if round_ % 2 == 0 else list(reversed(servers)):
-                            got = asyncio.run(level(server, prompts, n, args.max_tokens))
+                            got = asyncio.run(level(server, prompts, n, args.max_tokens, args.completions))
                             results.setdefault((workload, server.name, n), []).append(got)
                             print(
                                 f"round {round_ + 1} {workload:8} c={n:<2} {server.name:16} {got['tok_s']:6.1f} tok/s "
