@@ -29,6 +29,16 @@ from lokal.errors import Cancelled, EngineError, QueueFull
 log = logging.getLogger(__name__)
 
 
+def common_prefix(a: list[int], b: list[int], *, limit: int) -> int:
+    """How many leading tokens `a` and `b` share, at most `limit` (0 when `limit` is negative): what a slot's
+    cached cells give a new prompt (the llama.cpp batcher), or a draft model's cells its sequence's tokens."""
+    n = min(len(a), len(b), limit)
+    for i in range(n):
+        if a[i] != b[i]:
+            return i
+    return max(n, 0)
+
+
 def _ns(seconds: float) -> int:
     return int(seconds * 1e9)
 

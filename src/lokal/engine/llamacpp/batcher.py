@@ -22,7 +22,7 @@ import llama_cpp as L
 import numpy as np
 
 from lokal.engine import speculative
-from lokal.engine.batching import SequenceState, WorkerBatcher
+from lokal.engine.batching import SequenceState, WorkerBatcher, common_prefix
 from lokal.engine.llamacpp.draft import DraftModel
 from lokal.engine.llamacpp.runtime import Vocab
 from lokal.engine.llamacpp.sampling import Sampler
@@ -51,14 +51,6 @@ class Sequence(SequenceState):
     @property
     def prefilling(self) -> bool:
         return self.n_prefilled < len(self.prompt)
-
-
-def _common_prefix(a: list[int], b: list[int], *, limit: int) -> int:
-    n = min(len(a), len(b), limit)
-    for i in range(n):
-        if a[i] != b[i]:
-            return i
-    return max(n, 0)
 
 
 class Batcher(WorkerBatcher[Sequence]):
@@ -139,8 +131,14 @@ class Batcher(WorkerBatcher[Sequence]):
                 self._active.remove(seq)
                 # The slot keeps its KV cells: the next request that starts with the same tokens (a shared
                 # system prompt, the earlier turns of a chat) skips evaluating them again.
-                self._cached[seq.seq_id] = [*seq.prompt, *seq.generated][: seq.n_past]
+                self._cached[seq.seq_id] = self._cells(seq)
                 heapq.heappush(self._free_ids, seq.seq_id)
+
+    @staticmethod
+    def _cells(seq: Sequence) -> list[int]:
+        """The tokens whose KV cells `seq`'s slot holds: its prompt and output up to `n_past` (the token sampled
+        last is not decoded yet)."""
+        return [*seq.prompt, *seq.generated][: seq.n_past]
 
     def _stopped(self) -> None:
         self._active.clear()
@@ -183,7 +181,7 @@ class Batcher(WorkerBatcher[Sequence]):
             src = seq.seq_id
             L.llama_memory_seq_cp(self._memory, src, dst, -1, -1)
             self._cached.pop(dst, None)
-            self._cached[src] = [*seq.prompt, *seq.generated][: seq.n_past]
+            self._cached[src] = self._cells(seq)
             self._free_ids.remove(dst)
             self._free_ids.append(src)
             if self.draft is not None:
@@ -200,7 +198,7 @@ class Batcher(WorkerBatcher[Sequence]):
             cached = self._cached.get(seq_id)
             if not cached:
                 continue
-            common = _common_prefix(cached, prompt, limit=len(prompt) - 1)
+            common = common_prefix(cached, prompt, limit=len(prompt) - 1)
             if common > best:
                 best_id, best = seq_id, common
         self._free_ids.remove(best_id)

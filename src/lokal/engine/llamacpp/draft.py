@@ -21,6 +21,7 @@ from pathlib import Path
 import llama_cpp as L
 import numpy as np
 
+from lokal.engine.batching import common_prefix
 from lokal.engine.llamacpp import runtime
 from lokal.errors import EngineError
 
@@ -147,11 +148,7 @@ class DraftModel:
     def _keep(self, seq_id: int, tokens: list[int]) -> int:
         """Remove the cells of `seq_id` past its longest prefix in common with `tokens` (always re-evaluating the
         last token, whose logits give the first draft); where the kept cells end."""
-        cached = self._cached.pop(seq_id, [])
-        common = 0
-        limit = min(len(cached), len(tokens) - 1)
-        while common < limit and cached[common] == tokens[common]:
-            common += 1
+        common = common_prefix(self._cached.pop(seq_id, []), tokens, limit=len(tokens) - 1)
         if not L.llama_memory_seq_rm(self._memory, seq_id, common, -1):
             L.llama_memory_seq_rm(self._memory, seq_id, -1, -1)
             common = 0
